@@ -1,0 +1,6 @@
+"""Shared test setup: quiet TensorFlow logs before it is imported."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")

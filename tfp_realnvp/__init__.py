@@ -1,0 +1,17 @@
+"""tfp_realnvp: Real NVP normalizing flows as TensorFlow Probability bijectors and Keras 3 layers.
+
+`forward` maps latent to data and `inverse` data to latent, as everywhere in TFP.
+"""
+
+from tfp_realnvp import _backend
+
+_backend.ensure_tensorflow_backend()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from tfp_realnvp import bijectors
+from tfp_realnvp import networks
+from tfp_realnvp.flows import RealNVP
+
+__version__ = "0.1.0"
+
+__all__ = ["RealNVP", "bijectors", "networks", "__version__"]

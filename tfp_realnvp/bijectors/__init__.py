@@ -1,0 +1,23 @@
+"""Real NVP bijectors: `tfp.bijectors.Bijector` subclasses on images `[..., H, W, C]`.
+
+Every bijector follows TensorFlow Probability's direction: `forward` maps latent to data
+(sampling), `inverse` maps data to latent (density evaluation).
+"""
+
+from tfp_realnvp.bijectors.coupling import AffineCoupling
+from tfp_realnvp.bijectors.factor_out import FactorOut
+from tfp_realnvp.bijectors.masks import ChannelMask
+from tfp_realnvp.bijectors.masks import CheckerboardMask
+from tfp_realnvp.bijectors.multiscale import multiscale_real_nvp
+from tfp_realnvp.bijectors.multiscale import scale_shapes
+from tfp_realnvp.bijectors.squeeze import Squeeze
+
+__all__ = [
+    "AffineCoupling",
+    "ChannelMask",
+    "CheckerboardMask",
+    "FactorOut",
+    "Squeeze",
+    "multiscale_real_nvp",
+    "scale_shapes",
+]

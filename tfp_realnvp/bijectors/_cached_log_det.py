@@ -1,0 +1,46 @@
+"""Base class for bijectors that compute their log-determinant along with the transform."""
+
+from tensorflow_probability.python.bijectors import bijector as bijector_lib
+from tensorflow_probability.python.internal import cache_util
+
+__all__ = ["CachedLogDetBijector"]
+
+
+class CachedLogDetBijector(bijector_lib.Bijector):
+  """A bijector whose `forward`/`inverse` also return the log-determinant, kept in the cache.
+
+  Subclasses implement `_augmented_forward(z)` and `_augmented_inverse(x)`, each returning the
+  result and a dict `{"fldj": ..., "ildj": ...}` of the per-example (unreduced over extra event
+  dims) log-determinants. A `log_prob` then runs the transform once instead of twice: TFP's
+  cache stores the dict on the edge between the input and the output tensors.
+  """
+
+  _cache = cache_util.BijectorCacheWithGreedyAttrs(
+      forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+  @classmethod
+  def _parameter_properties(cls, dtype):
+    return dict()
+
+  def _forward(self, z, **kwargs):
+    return self._augmented_forward(z, **kwargs)[0]
+
+  def _inverse(self, x, **kwargs):
+    return self._augmented_inverse(x, **kwargs)[0]
+
+  def _forward_log_det_jacobian(self, z, **kwargs):
+    cached = self._cache.forward_attributes(z, **kwargs)
+    if "fldj" not in cached:
+      cached.update(self._augmented_forward(z, **kwargs)[1])
+    return cached["fldj"]
+
+  def _inverse_log_det_jacobian(self, x, **kwargs):
+    cached = self._cache.inverse_attributes(x, **kwargs)
+    if "ildj" not in cached:
+      cached.update(self._augmented_inverse(x, **kwargs)[1])
+    return cached["ildj"]
+
+
+def log_dets(ildj):
+  """The attribute dict for an inverse log-determinant `ildj`."""
+  return {"ildj": ildj, "fldj": -ildj}

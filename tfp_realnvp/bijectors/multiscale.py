@@ -1,0 +1,109 @@
+"""The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
+
+from tensorflow_probability.python.bijectors import chain as chain_lib
+from tensorflow_probability.python.bijectors import invert as invert_lib
+
+from tfp_realnvp.bijectors import coupling as coupling_lib
+from tfp_realnvp.bijectors import factor_out as factor_out_lib
+from tfp_realnvp.bijectors import masks as masks_lib
+from tfp_realnvp.bijectors import squeeze as squeeze_lib
+
+__all__ = ["multiscale_real_nvp", "scale_shapes"]
+
+CHECKERBOARD_COUPLINGS = 3
+CHANNEL_COUPLINGS = 3
+FINAL_CHECKERBOARD_COUPLINGS = 4
+
+
+def scale_shapes(event_shape, num_scales):
+  """Returns the event shape `(H, W, C)` that enters each scale.
+
+  Raises:
+    ValueError: `num_scales < 1`, or a scale other than the last would squeeze an odd height
+      or width (the message names the size and the largest number of scales that fits).
+  """
+  event_shape = tuple(int(d) for d in event_shape)
+  if len(event_shape) != 3 or min(event_shape) < 1:
+    raise ValueError(
+        f"event_shape must be (height, width, channels) of positive sizes, got {event_shape}.")
+  if int(num_scales) != num_scales or num_scales < 1:
+    raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}.")
+  shapes = [event_shape]
+  for index in range(num_scales - 1):
+    height, width, channels = shapes[-1]
+    if height % 2 or width % 2:
+      raise ValueError(
+          f"event_shape {event_shape} supports at most {index + 1} scale(s): every scale but "
+          f"the last squeezes 2x2 blocks, and scale {index + 1} has height {height} and "
+          f"width {width}; both must be even.")
+    shapes.append((height // 2, width // 2, 2 * channels))
+  return shapes
+
+
+def multiscale_real_nvp(event_shape,
+                        num_scales,
+                        make_conditioner,
+                        additive=False,
+                        validate_args=False,
+                        name="real_nvp"):
+  """Builds the multi-scale Real NVP bijector of Dinh et al. (2017, Sec. 3.6).
+
+  In the data -> latent direction (`inverse`), every scale but the last applies 3 checkerboard
+  couplings (alternating parity), a squeeze `[h, w, c] -> [h/2, w/2, 4c]`, 3 channel couplings
+  (alternating parity), then factors out the first `2c` channels and hands the other `2c` to
+  the next scale; the last scale applies 4 checkerboard couplings. Each scale finally undoes its
+  squeeze, so the whole flow maps `[H, W, C]` to `[H, W, C]` and its base distribution is
+  `tfd.Sample(tfd.Normal(0., 1.), [H, W, C])`.
+
+  Latent layout: squeezing the latent `z` once gives `[H/2, W/2, 4C]`; its first `2C` channels
+  are the units factored out by the first scale, its last `2C` channels are the latent of the
+  remaining scales, laid out the same way recursively. With one scale there is no squeeze: the
+  flow is 4 checkerboard couplings.
+
+  Args:
+    event_shape: `(H, W, C)` of the data.
+    num_scales: number of scales (>= 1).
+    make_conditioner: callable `(input_shape, output_channels, name)` returning the
+      conditioner of one coupling; `input_shape` is `(h, w, c_in)` without batch dimension.
+    additive: build additive (NICE) couplings instead of affine ones.
+    validate_args: passed to every bijector.
+    name: prefix of the bijectors' names.
+
+  Returns:
+    A `tfb.Chain` whose `forward` maps latent to data.
+  """
+  shapes = scale_shapes(event_shape, num_scales)
+
+  def couplings(kind, count, shape, prefix):
+    steps = []
+    for index in range(count):
+      parity = index % 2
+      input_shape, output_channels = masks_lib.get_mask(kind, parity).conditioner_shape(shape)
+      step_name = f"{prefix}_{kind}_{index}"
+      steps.append(coupling_lib.AffineCoupling(
+          make_conditioner(input_shape, output_channels, step_name),
+          mask=kind, parity=parity, additive=additive, event_shape=shape,
+          validate_args=validate_args, name=step_name))
+    return steps
+
+  def scale(index):
+    shape = shapes[index]
+    prefix = f"{name}_scale{index}"
+    if index == num_scales - 1:
+      return chain_lib.Chain(
+          couplings("checkerboard", FINAL_CHECKERBOARD_COUPLINGS, shape, prefix),
+          validate_args=validate_args, name=prefix)
+    height, width, channels = shape
+    squeezed = (height // 2, width // 2, 4 * channels)
+    squeeze = squeeze_lib.Squeeze(shape, validate_args=validate_args, name=f"{prefix}_squeeze")
+    # Chain lists the steps in the order `inverse` (data -> latent) applies them.
+    steps = (
+        couplings("checkerboard", CHECKERBOARD_COUPLINGS, shape, prefix)
+        + [invert_lib.Invert(squeeze, validate_args=validate_args)]
+        + couplings("channel", CHANNEL_COUPLINGS, squeezed, prefix)
+        + [factor_out_lib.FactorOut(scale(index + 1), validate_args=validate_args,
+                                    name=f"{prefix}_factor_out"),
+           squeeze])
+    return chain_lib.Chain(steps, validate_args=validate_args, name=prefix)
+
+  return scale(0)

@@ -1,0 +1,73 @@
+"""A 2-D convolution with weight normalisation, as a Keras 3 layer."""
+
+import keras
+from keras import ops
+
+__all__ = ["WeightNormConv2D"]
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class WeightNormConv2D(keras.layers.Layer):
+  """Convolution whose kernel is `w = g * v / ||v||` (Salimans and Kingma, 2016).
+
+  Each output filter `v[..., k]` is normalised over its spatial and input axes and multiplied
+  by a learned scale `g[k]`; the layer adds a bias and uses `"same"` padding, stride 1,
+  channels last. The scales `g` are the weights the Real NVP paper regularises with L2
+  (`weight_scales` lists them).
+
+  Args:
+    filters: number of output channels.
+    kernel_size: odd spatial size of the (square) kernel.
+    scale_initializer: initialiser of `g`; `"zeros"` makes the layer output its bias (zero),
+      which starts a coupling as the identity.
+    kernel_initializer: initialiser of the direction `v`.
+    epsilon: added to `||v||^2` before the square root.
+    **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+  References:
+    Tim Salimans and Diederik P. Kingma. Weight Normalization: A Simple Reparameterization to
+    Accelerate Training of Deep Neural Networks. NeurIPS 2016. https://arxiv.org/abs/1602.07868
+  """
+
+  def __init__(self, filters, kernel_size=3, scale_initializer="ones",
+               kernel_initializer="he_normal", epsilon=1e-12, **kwargs):
+    super().__init__(**kwargs)
+    if kernel_size % 2 != 1:
+      raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
+    self.filters = int(filters)
+    self.kernel_size = int(kernel_size)
+    self.scale_initializer = keras.initializers.get(scale_initializer)
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.epsilon = float(epsilon)
+
+  def build(self, input_shape):
+    in_channels = input_shape[-1]
+    self.kernel = self.add_weight(
+        name="kernel", shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
+        initializer=self.kernel_initializer)
+    self.scale = self.add_weight(
+        name="scale", shape=(self.filters,), initializer=self.scale_initializer)
+    self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+  @property
+  def weight_scales(self):
+    """The weight-norm scales `g`, the variables an L2 penalty applies to."""
+    return [self.scale]
+
+  def call(self, inputs):
+    squared_norm = ops.sum(ops.square(self.kernel), axis=(0, 1, 2))
+    kernel = self.kernel * (self.scale * ops.rsqrt(squared_norm + self.epsilon))
+    return ops.conv(inputs, kernel, strides=1, padding="same") + self.bias
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.filters,)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        filters=self.filters,
+        kernel_size=self.kernel_size,
+        scale_initializer=keras.initializers.serialize(self.scale_initializer),
+        kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        epsilon=self.epsilon)
+    return config
