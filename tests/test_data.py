@@ -1,0 +1,360 @@
+"""Tests of the image pipelines of `tfp_realnvp.data` (no network, no download)."""
+
+import pathlib
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfp_realnvp import data
+
+MNIST_NPZ = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
+
+
+def _collect(ds):
+  """All batches of a finite dataset, concatenated: images, and labels if present."""
+  images, labels = [], []
+  for element in ds:
+    if isinstance(element, tuple):
+      images.append(element[0].numpy())
+      labels.append(element[1].numpy())
+    else:
+      images.append(element.numpy())
+  return np.concatenate(images), (np.concatenate(labels) if labels else None)
+
+
+def _pixels(source, split="train", **kwargs):
+  """The exact integer pixels of a source, in file order (no shuffling, no noise)."""
+  images, _ = _collect(data.load_images(source, split, batch_size=512, shuffle=False,
+                                        dequantize=False, **kwargs))
+  return np.round(images * 256).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------
+# dequantize
+
+
+def test_dequantize_stays_in_the_bin_of_each_pixel():
+  pixels = np.tile(np.arange(256, dtype=np.uint8), 400)
+  x = data.dequantize(pixels, seed=3).numpy()
+  assert x.dtype == np.float32
+  assert np.all(x >= 0.0) and np.all(x < 1.0)
+  np.testing.assert_array_equal(np.floor(x * 256).astype(np.int64), pixels)
+  # The noise covers the bin: its mean is about 1/2.
+  assert abs(np.mean(x * 256 - pixels) - 0.5) < 0.02
+
+
+def test_dequantize_seed_is_stateless_and_no_seed_is_random():
+  pixels = tf.constant(np.arange(64, dtype=np.int32).reshape(8, 8))
+  np.testing.assert_array_equal(data.dequantize(pixels, seed=7), data.dequantize(pixels, seed=7))
+  np.testing.assert_array_equal(data.dequantize(pixels, seed=[7, 0]),
+                                data.dequantize(pixels, seed=7))
+  assert not np.array_equal(data.dequantize(pixels, seed=7), data.dequantize(pixels, seed=8))
+  assert not np.array_equal(data.dequantize(pixels), data.dequantize(pixels))
+
+
+def test_dequantize_rejects_float_pixels():
+  with pytest.raises(TypeError, match="integer pixels"):
+    data.dequantize(np.zeros([2, 2], np.float32))
+
+
+# ------------------------------------------------------------------------------------------------
+# The embedded default: scikit-learn digits.
+
+
+def test_digits_batches_shape_dtype_range():
+  ds = data.load_images("digits", batch_size=32, seed=0)
+  assert ds.element_spec.shape.as_list() == [None, 8, 8, 1]
+  assert ds.element_spec.dtype == tf.float32
+  images = next(iter(ds)).numpy()
+  assert images.shape == (32, 8, 8, 1)
+  assert images.min() >= 0.0 and images.max() < 1.0
+  assert data.image_shape("digits") == (8, 8, 1)
+
+
+def test_digits_split_sizes_by_counting():
+  train, _ = _collect(data.load_images("digits", "train", batch_size=100, seed=0))
+  test, _ = _collect(data.load_images("digits", "test", batch_size=100, seed=0))
+  assert len(train) == 1500 and len(test) == 297
+  assert data.num_examples("digits", "train") == 1500
+  assert data.num_examples("digits", "test") == 297
+  with pytest.raises(ValueError, match="'train'.*'test'"):
+    data.load_images("digits", "validation")
+
+
+def test_digits_pixels_and_labels():
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+  digits = datasets.load_digits()
+  ds = data.load_images("digits", "test", batch_size=64, shuffle=False, with_labels=True,
+                        dequantize=False)
+  assert ds.element_spec[1].dtype == tf.int32
+  images, labels = _collect(ds)
+  k = np.round(images * 256).astype(np.int64)
+  assert k.min() == 0 and k.max() == 255
+  # Every test image is a digit of scikit-learn, with its label, pixels round(v * 255 / 16).
+  expected = np.round(digits.images * 255 / 16).astype(np.int64)
+  flat = {tuple(image.ravel()): label for image, label in zip(expected, digits.target)}
+  for image, label in zip(k, labels):
+    assert flat[tuple(image.ravel())] == label
+  # The two splits together hold every digit.
+  train_labels = _collect(data.load_images("digits", batch_size=500, with_labels=True))[1]
+  np.testing.assert_array_equal(np.bincount(np.concatenate([train_labels, labels])),
+                                np.bincount(digits.target))
+
+
+def test_digits_noise_within_one_bin_of_the_pixels():
+  k = _pixels("digits")
+  x, _ = _collect(data.load_images("digits", batch_size=256, shuffle=False, seed=5))
+  np.testing.assert_array_equal(np.floor(x * 256).astype(np.int64), k)
+  assert not np.array_equal(x * 256, k)  # There is noise.
+
+
+def test_digits_seed_is_reproducible():
+  def first_batches(seed):
+    ds = data.load_images("digits", batch_size=50, seed=seed, with_labels=True)
+    return [(x.numpy(), y.numpy()) for (x, y), _ in zip(ds, range(3))]
+
+  a, b, c = first_batches(11), first_batches(11), first_batches(12)
+  for (xa, ya), (xb, yb) in zip(a, b):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+  assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_second_pass_reshuffles_and_redraws_noise():
+  ds = data.load_images("digits", batch_size=1500, shuffle=False, seed=1)
+  first, second = next(iter(ds)).numpy(), next(iter(ds)).numpy()
+  np.testing.assert_array_equal(np.floor(first * 256), np.floor(second * 256))
+  assert not np.array_equal(first, second)
+  shuffled = data.load_images("digits", batch_size=1500, seed=1, dequantize=False)
+  assert not np.array_equal(next(iter(shuffled)).numpy(), next(iter(shuffled)).numpy())
+
+
+def test_repeat_and_drop_remainder():
+  ds = data.load_images("digits", "test", batch_size=100, drop_remainder=True, repeat=True)
+  assert ds.element_spec.shape.as_list() == [100, 8, 8, 1]
+  assert ds.cardinality().numpy() == tf.data.INFINITE_CARDINALITY
+  assert sum(1 for _ in zip(ds, range(7))) == 7  # More batches than one pass (2) holds.
+  finite = data.load_images("digits", "test", batch_size=100, drop_remainder=True)
+  assert sum(1 for _ in finite) == 2
+
+
+def test_dequantize_false_returns_k_over_256():
+  x, _ = _collect(data.load_images("digits", batch_size=512, shuffle=False, dequantize=False))
+  np.testing.assert_array_equal(x * 256, np.round(x * 256))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=0), "batch_size"),
+    (dict(shuffle_buffer=0), "shuffle_buffer"),
+])
+def test_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    data.load_images("digits", **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# .npz files
+
+
+def _random_uint8(shape, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def test_npz_train_test_with_labels(tmp_path):
+  path = tmp_path / "small.npz"
+  x_train, x_test = _random_uint8((10, 6, 4)), _random_uint8((3, 6, 4), seed=1)
+  np.savez(path, x_train=x_train, y_train=np.arange(10), x_test=x_test,
+           y_test=np.array([7, 8, 9], np.uint8))
+  assert data.image_shape(path) == (6, 4, 1)
+  assert data.num_examples(path, "test") == 3
+  ds = data.load_images(str(path), "test", batch_size=2, shuffle=False, with_labels=True,
+                        dequantize=False)
+  assert ds.element_spec[0].shape.as_list() == [None, 6, 4, 1]
+  images, labels = _collect(ds)
+  np.testing.assert_array_equal(np.round(images * 256).astype(np.uint8), x_test[..., None])
+  np.testing.assert_array_equal(labels, [7, 8, 9])
+  assert labels.dtype == np.int32
+  x, _ = _collect(data.load_images(path, batch_size=4, shuffle=False, seed=0))
+  np.testing.assert_array_equal(np.floor(x * 256), x_train[..., None])
+
+
+def test_npz_single_array_without_labels(tmp_path):
+  path = tmp_path / "images.npz"
+  images = _random_uint8((5, 4, 4, 3))
+  np.savez_compressed(path, images=images)
+  np.testing.assert_array_equal(_pixels(path), images)
+  assert data.image_shape(path) == (4, 4, 3)
+  with pytest.raises(ValueError, match="single image array 'images'.*no split 'test'"):
+    data.load_images(path, "test")
+  with pytest.raises(ValueError, match="no label array 'labels'"):
+    data.load_images(path, with_labels=True)
+  np.savez(tmp_path / "xy.npz", x=images, y=np.arange(5))
+  _, labels = _collect(data.load_images(tmp_path / "xy.npz", shuffle=False, with_labels=True))
+  np.testing.assert_array_equal(labels, np.arange(5))
+
+
+def test_npz_integer_dtype_in_range_is_accepted(tmp_path):
+  path = tmp_path / "int.npz"
+  images = _random_uint8((4, 2, 2)).astype(np.int64)
+  np.savez(path, x=images)
+  np.testing.assert_array_equal(_pixels(path)[..., 0], images)
+
+
+@pytest.mark.parametrize("arrays, error, message", [
+    (dict(x_train=np.zeros((2, 4, 4), np.float32)), ValueError, "uint8.*float32"),
+    (dict(x=np.full((2, 4, 4), 300, np.int32)), ValueError, r"0\.\.255.*0\.\.300"),
+    (dict(pictures=np.zeros((2, 4, 4), np.uint8)), ValueError, "'pictures'.*x_train"),
+    (dict(x=np.zeros((2, 4), np.uint8)), ValueError, r"\(N, H, W\)"),
+    (dict(x_train=np.zeros((2, 4, 4), np.uint8)), ValueError, "no split 'test'"),
+    (dict(x=np.zeros((2, 4, 4), np.uint8), y=np.zeros(3, np.int64)), ValueError, r"\(2,\)"),
+])
+def test_npz_bad_files_give_clear_errors(tmp_path, arrays, error, message):
+  path = tmp_path / "bad.npz"
+  np.savez(path, **arrays)
+  split = "test" if message == "no split 'test'" else "train"
+  with pytest.raises(error, match=message):
+    data.load_images(path, split, with_labels="y" in arrays)
+
+
+def test_missing_or_unsupported_files(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    data.load_images(str(tmp_path / "absent.npz"))
+  (tmp_path / "notes.txt").write_text("hello")
+  with pytest.raises(ValueError, match="unsupported file type '.txt'"):
+    data.load_images(tmp_path / "notes.txt")
+
+
+# ------------------------------------------------------------------------------------------------
+# Folders of image files
+
+
+def _save(path, array):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(array).save(path)
+
+
+def test_folder_with_class_subfolders(tmp_path):
+  rgb = {name: _random_uint8((5, 7, 3), seed=i) for i, name in enumerate(["a", "b", "c"])}
+  _save(tmp_path / "zebra" / "1.png", rgb["a"])
+  _save(tmp_path / "ant" / "2.png", rgb["b"])
+  _save(tmp_path / "ant" / "1.bmp", rgb["c"])
+  (tmp_path / "bee").mkdir()  # A folder without images is not a class.
+  _save(tmp_path / ".hidden" / "x.png", rgb["c"])  # Hidden folders are ignored.
+  assert data.image_shape(tmp_path) == (5, 7, 3)
+  assert data.num_examples(tmp_path, "train") == 3
+  ds = data.load_images(tmp_path, batch_size=2, shuffle=False, with_labels=True,
+                        dequantize=False)
+  assert ds.element_spec[0].shape.as_list() == [None, 5, 7, 3]
+  images, labels = _collect(ds)
+  # Sorted classes ant -> 0, zebra -> 1; sorted files inside each.
+  np.testing.assert_array_equal(labels, [0, 0, 1])
+  np.testing.assert_array_equal(np.round(images * 256).astype(np.uint8),
+                                np.stack([rgb["c"], rgb["b"], rgb["a"]]))
+  x, _ = _collect(data.load_images(tmp_path, batch_size=3, seed=0))
+  assert x.shape == (3, 5, 7, 3) and x.min() >= 0 and x.max() < 1
+
+
+def test_folder_of_grayscale_images_and_split_folders(tmp_path):
+  gray = [_random_uint8((6, 6), seed=i) for i in range(3)]
+  _save(tmp_path / "train" / "a.png", gray[0])
+  _save(tmp_path / "train" / "b.png", gray[1])
+  _save(tmp_path / "test" / "c.png", gray[2])
+  np.testing.assert_array_equal(_pixels(tmp_path, "train")[..., 0], np.stack(gray[:2]))
+  np.testing.assert_array_equal(_pixels(tmp_path, "test")[..., 0], gray[2][None])
+  assert data.image_shape(tmp_path) == (6, 6, 1)
+  with pytest.raises(ValueError, match="with_labels=True needs every image inside a class"):
+    data.load_images(tmp_path, with_labels=True)
+  with pytest.raises(ValueError, match="no folder 'validation'"):
+    data.load_images(tmp_path, "validation")
+
+
+def test_folder_size_mismatch_names_the_file(tmp_path):
+  _save(tmp_path / "a.png", _random_uint8((8, 8)))
+  _save(tmp_path / "b.png", _random_uint8((8, 8)))
+  _save(tmp_path / "c.png", _random_uint8((8, 9)))
+  _save(tmp_path / "d.png", _random_uint8((9, 9)))
+  with pytest.raises(ValueError, match=r"c\.png.*\(8, 9, 1\) differs from \(8, 8, 1\)"):
+    data.load_images(tmp_path)
+
+
+def test_empty_folder(tmp_path):
+  with pytest.raises(ValueError, match="no image files"):
+    data.load_images(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# TensorFlow Datasets (mocked: never downloads)
+
+
+@pytest.fixture(scope="module")
+def tfds():
+  return pytest.importorskip("tensorflow_datasets")
+
+
+# `mock_data` fakes the examples and makes `download_and_prepare` a no-op, but the mocked data
+# dir is empty, so the data set reads as "not prepared": `download=True` lets the pipeline go on.
+@pytest.mark.parametrize("name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_tfds_mocked_with_labels(tfds, name, shape):
+  with tfds.testing.mock_data(num_examples=6):
+    ds = data.load_images(name, batch_size=4, with_labels=True, download=True, seed=0)
+    batches = list(ds)
+  assert [int(x.shape[0]) for x, _ in batches] == [4, 2]
+  images, labels = batches[0]
+  assert images.shape[1:] == shape and images.dtype == tf.float32
+  assert labels.dtype == tf.int32
+  assert np.all(images.numpy() >= 0) and np.all(images.numpy() < 1)
+  assert data.image_shape(name) == shape
+
+
+def test_tfds_celeb_a_is_cropped_and_resized_to_64(tfds):
+  with tfds.testing.mock_data(num_examples=3):
+    ds = data.load_images("celeb_a", batch_size=3, download=True, shuffle=False)
+    images = next(iter(ds)).numpy()
+  assert images.shape == (3, 64, 64, 3)
+  assert images.min() >= 0 and images.max() < 1
+  assert data.image_shape("celeb_a") == (64, 64, 3)
+  with pytest.raises(ValueError, match="no class labels"):
+    data.load_images("celeb_a", with_labels=True)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "downsampled_imagenet/32x32"])
+def test_tfds_not_prepared_fails_fast_with_instructions(tmp_path, name):
+  start = time.monotonic()
+  with pytest.raises(FileNotFoundError) as info:
+    data.load_images(name, data_dir=tmp_path, download=False)
+  assert time.monotonic() - start < 20
+  message = str(info.value)
+  assert "download_and_prepare" in message and "download=True" in message
+  assert f"tfds.builder({name!r}, data_dir={str(tmp_path)!r})" in message
+  with pytest.raises(FileNotFoundError, match="download_and_prepare"):
+    data.num_examples(name, "train", data_dir=tmp_path)
+  assert not any(tmp_path.iterdir())  # Nothing was written.
+
+
+def test_unknown_source_lists_the_accepted_ones():
+  with pytest.raises(ValueError, match="Unknown image source 'svhn'") as info:
+    data.load_images("svhn")
+  for accepted in ("'digits'", ".npz", "folder", "'mnist'", "'celeb_a'",
+                   "'downsampled_imagenet/64x64'"):
+    assert accepted in str(info.value)
+  with pytest.raises(TypeError, match="source must be a string or a path"):
+    data.load_images(42)
+
+
+# ------------------------------------------------------------------------------------------------
+# The project's copy of MNIST (optional)
+
+
+@pytest.mark.skipif(not MNIST_NPZ.exists(), reason=f"{MNIST_NPZ} is absent (project data only)")
+def test_project_mnist_npz():
+  assert data.image_shape(MNIST_NPZ) == (28, 28, 1)
+  assert data.num_examples(MNIST_NPZ, "test") == 10000
+  ds = data.load_images(MNIST_NPZ, batch_size=5, shuffle=False, with_labels=True)
+  images, labels = next(iter(ds))
+  assert images.shape == (5, 28, 28, 1)
+  assert images.numpy().min() >= 0 and images.numpy().max() < 1
+  np.testing.assert_array_equal(labels.numpy(), [5, 0, 4, 1, 9])
