@@ -20,11 +20,21 @@ from helpers import assert_close_relative, autodiff_log_abs_det, fresh, randomiz
 from helpers import resnet_conditioner
 
 
+def normal(shape, seed=0, dtype=np.float64):
+  return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+
+
+def uniform(shape, seed=0, dtype=np.float64):
+  return tf.constant(np.random.default_rng(seed).uniform(0.01, 0.99, shape).astype(dtype))
+
+
 @dataclasses.dataclass
 class Case:
   name: str
   build: Callable  # (dtype, validate_args) -> bijector
   event_shape: tuple  # shape of the events `forward` takes (the latent side)
+  sample_data: Callable = normal  # (shape, seed) -> valid input of `inverse`
+  image_event: bool = True  # False for elementwise bijectors, which accept any rank
 
   def __repr__(self):
     return self.name
@@ -58,12 +68,29 @@ def factor_out_case(event_shape):
   return Case(f"factor-out-{'x'.join(map(str, event_shape))}", build, event_shape)
 
 
-def real_nvp_case(event_shape, num_scales):
+def batch_norm_case(event_shape):
+  def build(dtype="float64", validate_args=False):
+    statistics = rb.BatchNormStatistics(dtype=dtype)
+    statistics.build((None,) + event_shape)
+    return rb.BatchNorm(randomize(statistics, seed=3), validate_args=validate_args)
+  return Case(f"batch-norm-{'x'.join(map(str, event_shape))}", build, event_shape)
+
+
+def logit_case(event_shape):
+  def build(dtype="float64", validate_args=False):
+    del dtype
+    return rb.Logit(alpha=0.05, validate_args=validate_args)
+  return Case(f"logit-{'x'.join(map(str, event_shape))}", build, event_shape,
+              sample_data=uniform, image_event=False)
+
+
+def real_nvp_case(event_shape, num_scales, batch_norm=False):
   def build(dtype="float64", validate_args=False):
     flow = tfp_realnvp.RealNVP(event_shape, num_scales=num_scales, num_filters=4, num_blocks=1,
-                               validate_args=validate_args, dtype=dtype)
+                               batch_norm=batch_norm, validate_args=validate_args, dtype=dtype)
     return randomize(flow, seed=num_scales).bijector
-  return Case(f"realnvp-{'x'.join(map(str, event_shape))}-{num_scales}scales", build,
+  suffix = "-batchnorm" if batch_norm else ""
+  return Case(f"realnvp-{'x'.join(map(str, event_shape))}-{num_scales}scales{suffix}", build,
               event_shape)
 
 
@@ -76,20 +103,19 @@ CASES = [
     coupling_case("channel", 1, (4, 4, 4), additive=True),
     squeeze_case((4, 6, 2)),
     factor_out_case((4, 4, 4)),
+    batch_norm_case((4, 4, 3)),
+    logit_case((4, 4, 2)),
     real_nvp_case((8, 8, 1), 2),
     real_nvp_case((8, 8, 1), 3),
     real_nvp_case((16, 16, 3), 2),
     real_nvp_case((16, 16, 3), 3),
+    real_nvp_case((8, 8, 2), 2, batch_norm=True),
 ]
 
 
 @pytest.fixture(params=CASES, ids=repr)
 def case(request):
   return request.param
-
-
-def normal(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
 
 
 def test_log_det_matches_autodiff_jacobian(case):
@@ -111,7 +137,7 @@ def test_round_trips_without_cache(case):
   z = normal((3,) + case.event_shape, seed=2)
   x = bijector.forward(fresh(z))
   np.testing.assert_allclose(bijector.inverse(fresh(x)).numpy(), z.numpy(), rtol=0, atol=1e-10)
-  data = normal(x.shape, seed=3)
+  data = case.sample_data(x.shape, seed=3)
   latent = bijector.inverse(fresh(data))
   np.testing.assert_allclose(bijector.forward(fresh(latent)).numpy(), data.numpy(), rtol=0,
                              atol=1e-10)
@@ -168,8 +194,9 @@ def test_float32_follows_input_dtype(case):
 
 def test_rejects_wrong_rank_and_dtype(case):
   bijector = case.build()
-  with pytest.raises(ValueError, match="rank"):
-    bijector.forward(tf.zeros(case.event_shape[1:], tf.float64))
+  if case.image_event:
+    with pytest.raises(ValueError, match="rank"):
+      bijector.forward(tf.zeros(case.event_shape[1:], tf.float64))
   with pytest.raises(TypeError, match="floating-point"):
     bijector.forward(tf.zeros((2,) + case.event_shape, tf.int32))
   with pytest.raises(TypeError, match="floating-point"):
@@ -183,7 +210,8 @@ def test_validate_args_rejects_non_finite_values(case):
   z[1, 0, 0, 0] = np.nan
   with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
     bijector.forward(tf.constant(z))
-  x = bijector.forward(normal((2,) + case.event_shape, seed=8)).numpy()
+  x = case.sample_data((2,) + tuple(bijector.forward_event_shape(case.event_shape)),
+                       seed=8).numpy()
   x[0, -1, -1, -1] = np.inf
   with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
     bijector.inverse_log_det_jacobian(tf.constant(x), event_ndims=3)

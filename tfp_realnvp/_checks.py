@@ -38,6 +38,11 @@ def check_image_event(x, owner, event_shape=None, validate_args=False):
     raise ValueError(
         f"{owner}: expected events of shape {tuple(event_shape)} [height, width, channels], "
         f"got a tensor of shape {x.shape}.")
+  return check_finite(x, owner, validate_args)
+
+
+def check_finite(x, owner, validate_args):
+  """Returns `x`, checked at run time to hold no NaN or Inf when `validate_args` is set."""
   if validate_args:
     x = tf.debugging.check_numerics(x, f"{owner}: input contains NaN or Inf values")
   return x

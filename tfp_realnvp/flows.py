@@ -2,6 +2,7 @@
 
 import keras
 
+from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.networks import resnet
 
@@ -26,8 +27,11 @@ class RealNVP(keras.layers.Layer):
   log_p = dist.log_prob(x)
   ```
 
-  A new flow is exactly the identity (every network's last layer starts at zero). Calling the
-  layer maps data to the latent space (`flow(x) == flow.bijector.inverse(x)`).
+  A new flow without batch normalisation is exactly the identity (every network's last layer
+  starts at zero). With `batch_norm=True`, a `BatchNorm` bijector follows every coupling (in
+  the data -> latent direction), as in the paper; its moving averages are Keras non-trainable
+  variables of this layer. Calling the layer maps data to the latent space
+  (`flow(x) == flow.bijector.inverse(x)`).
 
   Float64: build the layer with `dtype="float64"` (or after
   `keras.config.set_floatx("float64")`); masks and constants follow the input's dtype.
@@ -39,21 +43,26 @@ class RealNVP(keras.layers.Layer):
     num_filters: width of the coupling networks (64 in the paper's CIFAR-10 model).
     num_blocks: residual blocks per coupling network (8 in the paper's CIFAR-10 model).
     additive: use additive (NICE) couplings instead of affine ones.
+    batch_norm: follow every coupling with a `BatchNorm` bijector.
+    batch_norm_momentum: momentum of its moving averages.
     validate_args: check bijector inputs at run time (finite values).
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
   """
 
   def __init__(self, event_shape, num_scales=2, num_filters=64, num_blocks=4, additive=False,
-               validate_args=False, **kwargs):
+               batch_norm=False, batch_norm_momentum=0.99, validate_args=False, **kwargs):
     super().__init__(**kwargs)
     self.event_shape = tuple(int(d) for d in event_shape)
     self.num_scales = int(num_scales)
     self.num_filters = int(num_filters)
     self.num_blocks = int(num_blocks)
     self.additive = bool(additive)
+    self.batch_norm = bool(batch_norm)
+    self.batch_norm_momentum = float(batch_norm_momentum)
     self.validate_args = bool(validate_args)
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
     self.conditioners = []
+    self.batch_norms = []
 
     def make_conditioner(input_shape, output_channels, name):
       network = resnet.CouplingResNet(
@@ -63,8 +72,17 @@ class RealNVP(keras.layers.Layer):
       self.conditioners.append(network)
       return network
 
+    def make_batch_norm(shape, name):
+      # Statistics stay in the variable dtype (float32 under mixed precision).
+      statistics = batch_norm_lib.BatchNormStatistics(
+          momentum=self.batch_norm_momentum, dtype=self.dtype_policy.variable_dtype, name=name)
+      statistics.build((None,) + tuple(shape))
+      self.batch_norms.append(statistics)
+      return batch_norm_lib.BatchNorm(statistics, validate_args=self.validate_args, name=name)
+
     bijector = multiscale.multiscale_real_nvp(
-        self.event_shape, self.num_scales, make_conditioner, additive=self.additive,
+        self.event_shape, self.num_scales, make_conditioner,
+        make_batch_norm=make_batch_norm if self.batch_norm else None, additive=self.additive,
         validate_args=self.validate_args, name=self.name)
     # The bijector is a tf.Module that only refers to the layers above; keep it out of
     # Keras's and tf.train's object tracking so that saving sees each variable once.
@@ -91,5 +109,7 @@ class RealNVP(keras.layers.Layer):
     config = super().get_config()
     config.update(event_shape=list(self.event_shape), num_scales=self.num_scales,
                   num_filters=self.num_filters, num_blocks=self.num_blocks,
-                  additive=self.additive, validate_args=self.validate_args)
+                  additive=self.additive, batch_norm=self.batch_norm,
+                  batch_norm_momentum=self.batch_norm_momentum,
+                  validate_args=self.validate_args)
     return config

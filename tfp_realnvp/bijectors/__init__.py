@@ -4,8 +4,11 @@ Every bijector follows TensorFlow Probability's direction: `forward` maps latent
 (sampling), `inverse` maps data to latent (density evaluation).
 """
 
+from tfp_realnvp.bijectors.batch_norm import BatchNorm
+from tfp_realnvp.bijectors.batch_norm import BatchNormStatistics
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
+from tfp_realnvp.bijectors.logit import Logit
 from tfp_realnvp.bijectors.masks import ChannelMask
 from tfp_realnvp.bijectors.masks import CheckerboardMask
 from tfp_realnvp.bijectors.multiscale import multiscale_real_nvp
@@ -14,9 +17,12 @@ from tfp_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
     "AffineCoupling",
+    "BatchNorm",
+    "BatchNormStatistics",
     "ChannelMask",
     "CheckerboardMask",
     "FactorOut",
+    "Logit",
     "Squeeze",
     "multiscale_real_nvp",
     "scale_shapes",

@@ -43,6 +43,7 @@ def scale_shapes(event_shape, num_scales):
 def multiscale_real_nvp(event_shape,
                         num_scales,
                         make_conditioner,
+                        make_batch_norm=None,
                         additive=False,
                         validate_args=False,
                         name="real_nvp"):
@@ -65,6 +66,8 @@ def multiscale_real_nvp(event_shape,
     num_scales: number of scales (>= 1).
     make_conditioner: callable `(input_shape, output_channels, name)` returning the
       conditioner of one coupling; `input_shape` is `(h, w, c_in)` without batch dimension.
+    make_batch_norm: optional callable `(event_shape, name)` returning a bijector (e.g. a
+      `BatchNorm`) applied to the output of every coupling in the data -> latent direction.
     additive: build additive (NICE) couplings instead of affine ones.
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
@@ -84,6 +87,8 @@ def multiscale_real_nvp(event_shape,
           make_conditioner(input_shape, output_channels, step_name),
           mask=kind, parity=parity, additive=additive, event_shape=shape,
           validate_args=validate_args, name=step_name))
+      if make_batch_norm is not None:
+        steps.append(make_batch_norm(shape, f"{step_name}_batch_norm"))
     return steps
 
   def scale(index):

@@ -8,6 +8,12 @@ from tfp_realnvp.networks import weight_norm
 __all__ = ["CouplingResNet", "ResidualBlock"]
 
 
+def _batch_normalization(dtype, name):
+  # Synchronised across replicas, so a global batch gives the same statistics (and so the same
+  # loss and gradients) on one device and under a tf.distribute strategy.
+  return keras.layers.BatchNormalization(synchronized=True, dtype=dtype, name=name)
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class ResidualBlock(keras.layers.Layer):
   """`h + conv(relu(bn(conv(relu(bn(h))))))` with weight-normalised 3x3 convolutions.
@@ -20,10 +26,10 @@ class ResidualBlock(keras.layers.Layer):
   def __init__(self, filters, **kwargs):
     super().__init__(**kwargs)
     self.filters = int(filters)
-    self.norm_in = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="norm_in")
+    self.norm_in = _batch_normalization(self.dtype_policy, "norm_in")
     self.conv_in = weight_norm.WeightNormConv2D(self.filters, dtype=self.dtype_policy,
                                                 name="conv_in")
-    self.norm_out = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="norm_out")
+    self.norm_out = _batch_normalization(self.dtype_policy, "norm_out")
     self.conv_out = weight_norm.WeightNormConv2D(self.filters, dtype=self.dtype_policy,
                                                  name="conv_out")
 
@@ -58,7 +64,8 @@ class CouplingResNet(keras.layers.Layer):
   The last convolution starts with zero weight-norm scales and zero bias, so a new network
   outputs `shift = log_scale = 0` and every coupling starts as the identity. Batch
   normalisation follows Keras's training flag: batch statistics inside `fit`, moving averages
-  in `evaluate`, `predict` and direct calls. One network outputs both shift and log-scale.
+  in `evaluate`, `predict` and direct calls; under a `tf.distribute` strategy the batch
+  statistics are those of the global batch. One network outputs both shift and log-scale.
 
   Args:
     output_channels: channels of the shift and of the log-scale.
@@ -79,11 +86,11 @@ class CouplingResNet(keras.layers.Layer):
     self.num_filters = int(num_filters)
     self.num_blocks = int(num_blocks)
     policy = self.dtype_policy
-    self.input_norm = keras.layers.BatchNormalization(dtype=policy, name="input_norm")
+    self.input_norm = _batch_normalization(policy, "input_norm")
     self.stem = weight_norm.WeightNormConv2D(self.num_filters, dtype=policy, name="stem")
     self.blocks = [ResidualBlock(self.num_filters, dtype=policy, name=f"block_{i}")
                    for i in range(self.num_blocks)]
-    self.output_norm = keras.layers.BatchNormalization(dtype=policy, name="output_norm")
+    self.output_norm = _batch_normalization(policy, "output_norm")
     self.head = weight_norm.WeightNormConv2D(
         2 * self.output_channels, scale_initializer="zeros", dtype=policy, name="head")
 

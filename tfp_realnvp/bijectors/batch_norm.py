@@ -1,0 +1,141 @@
+"""Batch normalisation as a bijector, with its statistics in a Keras 3 layer."""
+
+import keras
+from keras import ops
+import tensorflow as tf
+
+from tfp_realnvp import _checks
+from tfp_realnvp.bijectors import _cached_log_det
+
+__all__ = ["BatchNorm", "BatchNormStatistics"]
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class BatchNormStatistics(keras.layers.Layer):
+  """Keras 3 state of a `BatchNorm` bijector: moving averages and a learned affine map.
+
+  Calling the layer on images `[N, H, W, C]` returns the per-channel `(mean, variance)` to
+  normalise with. It follows Keras's training flag without being told: inside `fit`
+  (`training=True`) it returns the batch statistics (over batch and spatial axes, synchronised
+  across replicas under a `tf.distribute` strategy) and updates the moving averages; in
+  `evaluate`, `predict`, sampling and direct calls it returns the moving averages.
+  `moving_mean` and `moving_variance` are non-trainable Keras variables, so they are saved,
+  restored and checkpointed with the model; `log_scale` and `shift` are trainable.
+
+  Args:
+    momentum: moving-average momentum.
+    epsilon: added to the variance.
+    **kwargs: `keras.layers.Layer` arguments.
+  """
+
+  def __init__(self, momentum=0.99, epsilon=1e-4, **kwargs):
+    super().__init__(**kwargs)
+    self.momentum = float(momentum)
+    self.epsilon = float(epsilon)
+
+  def build(self, input_shape):
+    channels = (input_shape[-1],)
+    self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros",
+                                       trainable=False)
+    self.moving_variance = self.add_weight(name="moving_variance", shape=channels,
+                                           initializer="ones", trainable=False)
+    self.log_scale = self.add_weight(name="log_scale", shape=channels, initializer="zeros")
+    self.shift = self.add_weight(name="shift", shape=channels, initializer="zeros")
+
+  def call(self, inputs, training=False):
+    if not training:
+      return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
+    mean, variance = ops.moments(inputs, axes=[0, 1, 2], synchronized=True)
+    for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+      moving.assign(self.momentum * moving + (1.0 - self.momentum) * ops.stop_gradient(value))
+    return mean, variance
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[-1],), (input_shape[-1],)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, epsilon=self.epsilon)
+    return config
+
+
+class BatchNorm(_cached_log_det.CachedLogDetBijector):
+  """Batch normalisation bijector of Real NVP on images `[..., H, W, C]`.
+
+  With per-channel statistics `(m, v)`, learned log-scale `g` and shift `b` (from the Keras
+  layer `statistics`), and `e` = `statistics.epsilon`:
+
+  ```none
+  inverse:  z = (x - m) / sqrt(v + e) * exp(g) + b
+  forward:  x = (z - b) * exp(-g) * sqrt(v + e) + m
+  inverse_log_det_jacobian(x) = H * W * sum_c (g_c - 0.5 * log(v_c + e))
+  forward_log_det_jacobian(z) = -inverse_log_det_jacobian
+  ```
+
+  Direction follows TFP: `inverse` is the data -> latent direction that training uses.
+  During training (Keras's training flag, set by `fit`) `inverse` normalises with the batch
+  statistics of its input and updates the moving averages, as in the paper; otherwise both
+  directions use the moving averages, so the bijector is a fixed invertible map for
+  evaluation and sampling. `forward` always uses the moving averages.
+
+  #### Example
+
+  ```python
+  stats = tfp_realnvp.bijectors.BatchNormStatistics()   # owned by your Keras model
+  stats.build((None, 8, 8, 4))
+  bn = tfp_realnvp.bijectors.BatchNorm(stats)
+  ```
+
+  #### References
+
+  [1] Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
+      In International Conference on Learning Representations, 2017, Sec. 3.7.
+      https://arxiv.org/abs/1605.08803
+  [2] Sergey Ioffe and Christian Szegedy. Batch Normalization. ICML 2015.
+  """
+
+  def __init__(self, statistics, validate_args=False, name="batch_norm"):
+    """Builds the bijector.
+
+    Args:
+      statistics: a built `BatchNormStatistics` layer holding the variables; the Keras model
+        that trains the flow must own (track) it.
+      validate_args: if `True`, inputs are checked at run time to be finite.
+      name: name of the bijector.
+    """
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      if not isinstance(statistics, BatchNormStatistics):
+        raise TypeError(
+            f"statistics must be a BatchNormStatistics layer, got {type(statistics).__name__}.")
+      self._statistics = statistics
+      super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
+                       validate_args=validate_args, parameters=parameters, name=name)
+
+  @property
+  def statistics(self):
+    return self._statistics
+
+  def _variables(self, dtype):
+    layer = self._statistics
+    return [tf.cast(v, dtype) for v in (layer.log_scale, layer.shift)]
+
+  def _log_det(self, x, log_scale, variance):
+    per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._statistics.epsilon))
+    height, width = x.shape[-3], x.shape[-2]
+    return tf.fill(tf.shape(x)[:-_checks.EVENT_NDIMS], per_pixel * (height * width))
+
+  def _augmented_inverse(self, x):
+    x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
+    mean, variance = [tf.cast(s, x.dtype) for s in self._statistics(_checks.flatten_batch(x)[0])]
+    log_scale, shift = self._variables(x.dtype)
+    z = (x - mean) * (tf.math.rsqrt(variance + self._statistics.epsilon) * tf.exp(log_scale))
+    return z + shift, _cached_log_det.log_dets(self._log_det(x, log_scale, variance))
+
+  def _augmented_forward(self, z):
+    z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
+    layer = self._statistics
+    mean, variance = [tf.cast(s, z.dtype) for s in (layer.moving_mean, layer.moving_variance)]
+    log_scale, shift = self._variables(z.dtype)
+    x = (z - shift) * (tf.exp(-log_scale) * tf.sqrt(variance + layer.epsilon)) + mean
+    return x, _cached_log_det.log_dets(self._log_det(z, log_scale, variance))
