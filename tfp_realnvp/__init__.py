@@ -9,9 +9,11 @@ _backend.ensure_tensorflow_backend()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfp_realnvp import bijectors
+from tfp_realnvp import data
 from tfp_realnvp import networks
 from tfp_realnvp.flows import RealNVP
+from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["RealNVP", "bijectors", "networks", "__version__"]
+__all__ = ["FlowModel", "RealNVP", "bijectors", "data", "networks", "__version__"]

@@ -1,0 +1,158 @@
+"""Tests of `FlowModel`: training with Keras 3, metrics, batch norm, saving, sampling."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_realnvp
+from tfp_realnvp import data
+
+from helpers import randomize
+
+
+def digits(split="train", batch_size=100, seed=0):
+  return data.load_images("digits", split=split, batch_size=batch_size, seed=seed,
+                          shuffle=split == "train")
+
+
+def small_model(batch_norm=False, l2=5e-5, seed=0):
+  keras.utils.set_random_seed(seed)
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=16, num_blocks=1,
+                             batch_norm=batch_norm)
+  return tfp_realnvp.FlowModel(flow, l2=l2)
+
+
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """A small flow trained on the embedded digits, shared by the tests below."""
+  keras.utils.set_random_seed(1)
+  model = small_model(batch_norm=True)
+  moving_before = [v.numpy().copy() for v in model.flow.batch_norms[0].variables
+                   if "moving" in v.path]
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  history = model.fit(digits(batch_size=64), epochs=EPOCHS, validation_data=digits("test"),
+                      verbose=0)
+  return model, history, moving_before
+
+
+def test_fit_reports_real_loss_and_bits_per_dim(trained):
+  model, history, _ = trained
+  for key in ("loss", "bits_per_dim", "val_loss", "val_bits_per_dim"):
+    assert key in history.history and len(history.history[key]) == EPOCHS
+  losses = history.history["loss"]
+  assert all(np.isfinite(losses)) and min(np.abs(losses)) > 1.0, losses
+  # The reported loss is the NLL in nats per example (+ the small L2 term), consistent with
+  # the reported bits/dim: bpd = (NLL + D ln 256) / (D ln 2).
+  d = 64
+  for loss, bpd in zip(losses, history.history["bits_per_dim"]):
+    assert abs((loss + d * math.log(256)) / (d * math.log(2)) - bpd) < 0.02
+  assert losses[-1] < losses[0] - 20, "training must lower the NLL"
+
+
+def test_trained_model_reaches_a_bits_per_dim_target(trained):
+  # A uniform density over the pixel bins is 8 bits/dim and the new model is above it; 8 short
+  # epochs (192 steps) of a tiny flow on the 8x8 digits must get clearly below it.
+  model, history, _ = trained
+  result = model.evaluate(digits("test"), return_dict=True, verbose=0)
+  assert result["bits_per_dim"] < 7.2, result
+  # Each pass over the test set draws new dequantization noise: close, not identical.
+  assert abs(result["bits_per_dim"] - history.history["val_bits_per_dim"][-1]) < 0.02
+
+
+def test_evaluate_loss_is_the_mean_negative_log_likelihood(trained):
+  model, _, _ = trained
+  test = digits("test", batch_size=297, seed=3)
+  x = next(iter(test))
+  result = model.evaluate(x, batch_size=297, return_dict=True, verbose=0)
+  nll = -np.mean(model.log_prob(x).numpy())
+  penalty = float(model.regularization_penalty())
+  assert penalty > 0
+  assert abs(result["loss"] - (nll + penalty)) < 1e-3 * abs(nll)
+  bpd = np.mean(model.bits_per_dim(x).numpy())
+  assert abs(result["bits_per_dim"] - bpd) < 1e-4
+  np.testing.assert_allclose(model.predict(x, batch_size=297, verbose=0),
+                             model.log_prob(x).numpy(), rtol=1e-5)
+
+
+def test_batch_norm_follows_the_keras_training_flag(trained):
+  model, _, moving_before = trained
+  statistics = model.flow.batch_norms[0]
+  moving = [v for v in statistics.variables if "moving" in v.path]
+  after_fit = [v.numpy().copy() for v in moving]
+  assert any(np.max(np.abs(a - b)) > 1e-3 for a, b in zip(after_fit, moving_before)), \
+      "fit must update the moving averages"
+  model.evaluate(digits("test"), verbose=0)
+  model.predict(digits("test"), verbose=0)
+  model.sample(8, seed=1)
+  model.log_prob(next(iter(digits("test"))))
+  for v, before in zip(moving, after_fit):
+    np.testing.assert_array_equal(v.numpy(), before)
+  assert all(not v.trainable for v in moving)
+  assert {v.path for v in moving} <= {v.path for v in model.non_trainable_variables}
+
+
+def test_sample_returns_images_in_the_unit_interval(trained):
+  model, _, _ = trained
+  images = model.sample(16, seed=4).numpy()
+  assert images.shape == (16, 8, 8, 1)
+  assert images.min() >= 0.0 and images.max() < 1.0
+  np.testing.assert_array_equal(model.sample(4, seed=4).numpy(), model.sample(4, seed=4).numpy())
+  cold = model.sample(3, temperature=0.0, seed=5).numpy()
+  np.testing.assert_allclose(cold[0], cold[1], atol=1e-6)  # temperature 0: the mode's image
+
+
+def test_keras_file_round_trip(trained, tmp_path):
+  model, _, _ = trained
+  path = tmp_path / "flow.keras"
+  model.save(path)
+  restored = keras.models.load_model(path)  # safe mode
+  assert isinstance(restored, tfp_realnvp.FlowModel)
+  x = next(iter(digits("test", seed=9)))
+  np.testing.assert_allclose(restored.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
+  for a, b in zip(restored.non_trainable_variables, model.non_trainable_variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_l2_penalty_is_on_by_default_and_can_be_turned_off():
+  with_l2, without = small_model(seed=2), small_model(l2=0.0, seed=2)
+  randomize(with_l2.flow, seed=5)
+  randomize(without.flow, seed=5)
+  x = next(iter(digits(seed=1)))
+  log_prob = with_l2.log_prob(x)
+  scales = with_l2.flow.weight_scales
+  assert len(scales) == 10 * 4  # 4 weight-normalised convolutions per coupling network
+  expected = 5e-5 * sum(float(tf.reduce_sum(g ** 2)) for g in scales)
+  assert abs(float(with_l2.regularization_penalty()) - expected) < 1e-6 * expected
+  loss = float(with_l2.compute_loss(y_pred=log_prob))
+  assert abs(loss - (-float(tf.reduce_mean(log_prob)) + expected)) < 1e-4
+  np.testing.assert_allclose(without.log_prob(x).numpy(), log_prob.numpy(), rtol=1e-6)
+  assert float(without.compute_loss(y_pred=log_prob)) == pytest.approx(
+      -float(tf.reduce_mean(log_prob)), rel=1e-6)
+
+
+def test_new_model_density_is_the_logit_of_a_gaussian():
+  model = small_model()
+  x = next(iter(digits(seed=2)))
+  logit = tfp_realnvp.bijectors.Logit(0.05)
+  base = model.distribution.distribution
+  expected = base.log_prob(logit.inverse(x)) + logit.inverse_log_det_jacobian(x, event_ndims=3)
+  np.testing.assert_allclose(model.log_prob(x).numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_bad_arguments_are_named():
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1)
+  with pytest.raises(ValueError, match="preprocessing"):
+    tfp_realnvp.FlowModel(flow, preprocessing="tanh")
+  with pytest.raises(TypeError, match="bijector"):
+    tfp_realnvp.FlowModel(keras.layers.Dense(3))
+  model = tfp_realnvp.FlowModel(flow, validate_args=True)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="pixels must lie in"):
+    model.log_prob(tf.fill([2, 8, 8, 1], 3.0))
+  with pytest.raises(TypeError, match="floating-point"):
+    model.log_prob(tf.zeros([2, 8, 8, 1], tf.uint8))
