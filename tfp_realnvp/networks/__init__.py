@@ -1,7 +1,8 @@
 """Keras 3 networks used as conditioners of the flows."""
 
+from tfp_realnvp.networks.made import MADE
 from tfp_realnvp.networks.resnet import CouplingResNet
 from tfp_realnvp.networks.resnet import ResidualBlock
 from tfp_realnvp.networks.weight_norm import WeightNormConv2D
 
-__all__ = ["CouplingResNet", "ResidualBlock", "WeightNormConv2D"]
+__all__ = ["MADE", "CouplingResNet", "ResidualBlock", "WeightNormConv2D"]
