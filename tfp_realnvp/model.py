@@ -28,6 +28,13 @@ def _scale_loss_for_distribution(loss):
   return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
 
 
+def _in_multi_worker_mode(strategy):
+  """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return False
+  return strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class FlowModel(keras.Model):
   """A Keras 3 model that owns a flow and its base distribution and trains it by likelihood.
@@ -171,7 +178,12 @@ class FlowModel(keras.Model):
   def compute_metrics(self, x, y, y_pred, sample_weight=None):
     del x, y, sample_weight
     self.bits_per_dim_tracker.update_state(self.bits_from_log_prob(y_pred))
-    return self.get_metrics_result()
+    results = self.get_metrics_result()
+    if _in_multi_worker_mode(self.distribute_strategy):
+      # Keras 3 reduces every log across workers along axis 0, which fails on scalars under
+      # MultiWorkerMirroredStrategy ("Invalid reduction dimension 0"); give them that axis.
+      results = {name: ops.reshape(value, [1]) for name, value in results.items()}
+    return results
 
   def get_config(self):
     config = super().get_config()

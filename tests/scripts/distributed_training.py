@@ -1,0 +1,79 @@
+"""Trains a small flow under a tf.distribute strategy; run as a subprocess by the tests.
+
+Usage:
+  python distributed_training.py mirrored OUT.json
+      configures 2 logical CPU devices, trains one SGD step of the same model and global batch
+      on one device and under MirroredStrategy, and writes both losses and gradients.
+  python distributed_training.py multiworker OUT.npz
+      one worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG set by the caller):
+      trains a few steps of `fit` and writes the final weights.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
+
+MODE, OUT = sys.argv[1], sys.argv[2]
+if MODE == "mirrored":
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import tfp_realnvp  # pylint: disable=wrong-import-position
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import randomize  # pylint: disable=wrong-import-position
+
+LEARNING_RATE = 0.1
+IMAGES = np.random.default_rng(0).uniform(0.0, 1.0, (64, 8, 8, 1)).astype(np.float32)
+
+
+def build(strategy):
+  with strategy.scope():
+    keras.utils.set_random_seed(0)
+    flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
+                               batch_norm=True)
+    randomize(flow, seed=1)
+    model = tfp_realnvp.FlowModel(flow)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+  return model
+
+
+def one_step(model):
+  """Loss reported by `fit` and the gradient recovered from the SGD update."""
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  history = model.fit(IMAGES, batch_size=64, epochs=1, shuffle=False, verbose=0)
+  gradients = [(b - v.numpy()) / LEARNING_RATE for b, v in zip(before, model.trainable_variables)]
+  return history.history["loss"][0], gradients
+
+
+if MODE == "mirrored":
+  single_loss, single_grads = one_step(build(tf.distribute.get_strategy()))
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  mirrored_loss, mirrored_grads = one_step(build(strategy))
+  norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in single_grads))
+  errors = [float(np.linalg.norm(a - b)) for a, b in zip(mirrored_grads, single_grads)]
+  with open(OUT, "w") as f:
+    json.dump({"replicas": strategy.num_replicas_in_sync, "single_loss": single_loss,
+               "mirrored_loss": mirrored_loss, "gradient_norm": float(norm),
+               "gradient_errors": errors,
+               "gradient_norms": [float(np.linalg.norm(g)) for g in single_grads]}, f)
+elif MODE == "multiworker":
+  strategy = tf.distribute.MultiWorkerMirroredStrategy()
+  model = build(strategy)
+  # Each worker reads the whole (small) data set; the global batch is the workers' batches.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  dataset = tf.data.Dataset.from_tensor_slices(IMAGES).batch(16).with_options(options)
+  history = model.fit(dataset, epochs=2, verbose=0)
+  np.savez(OUT, losses=np.array(history.history["loss"]),
+           **{f"w{i}": v.numpy() for i, v in enumerate(model.variables)})
+else:
+  raise SystemExit(f"unknown mode {MODE!r}")
