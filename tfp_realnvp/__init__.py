@@ -11,9 +11,10 @@ _backend.ensure_tensorflow_backend()
 from tfp_realnvp import bijectors
 from tfp_realnvp import data
 from tfp_realnvp import networks
+from tfp_realnvp.export import export_saved_model
 from tfp_realnvp.flows import RealNVP
 from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowModel", "RealNVP", "bijectors", "data", "networks", "__version__"]
+__all__ = ["FlowModel", "RealNVP", "export_saved_model", "bijectors", "data", "networks", "__version__"]

@@ -1,0 +1,94 @@
+"""SavedModel export of a trained `FlowModel`, served without this package or TFP."""
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+__all__ = ["export_saved_model", "SIGNATURES"]
+
+SIGNATURES = ("log_prob", "bits_per_dim", "sample", "forward", "inverse")
+
+
+class _FlowServing(tf.Module):
+  """The traced functions of a flow model, one per serving signature."""
+
+  def __init__(self, model):
+    super().__init__(name="flow_serving")
+    self.model = model
+    data = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="x")
+    latent = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="z")
+    bijector = model.distribution.bijector
+
+    self.log_prob = tf.function(lambda x: {"log_prob": model.log_prob(x)}, input_signature=[data])
+    self.bits_per_dim = tf.function(lambda x: {"bits_per_dim": model.bits_per_dim(x)},
+                                    input_signature=[data])
+    self.forward = tf.function(lambda z: {"x": bijector.forward(z)}, input_signature=[latent])
+    self.inverse = tf.function(lambda x: {"z": bijector.inverse(x)}, input_signature=[data])
+
+    def sample(count, seed, temperature):
+      seed = tf.stack([tf.zeros([], tf.int32), tf.cast(seed, tf.int32)])
+      return {"images": model.sample(count, temperature=temperature, seed=seed)}
+
+    self.sample = tf.function(sample, input_signature=[
+        tf.TensorSpec([], tf.int32, name="count"),
+        tf.TensorSpec([], tf.int32, name="seed"),
+        tf.TensorSpec([], model.compute_dtype, name="temperature")])
+
+
+def export_saved_model(model, path, overwrite=False):
+  """Writes `model` as a TensorFlow SavedModel that needs neither TFP nor this package.
+
+  Signatures (each returns a dict of tensors):
+
+  * `log_prob(x)` -> `log_prob` per example (also `serving_default`);
+  * `bits_per_dim(x)` -> `bits_per_dim` per example;
+  * `sample(count, seed, temperature)` -> `images`: the same images as
+    `model.sample(count, temperature=temperature, seed=seed)` for an int seed;
+  * `forward(z)` -> `x` (latent to data) and `inverse(x)` -> `z` (data to latent), through the
+    whole chain including the preprocessing.
+
+  `x` and `z` have shape `[batch] + event_shape`. The export is atomic: the SavedModel is
+  written to a temporary folder beside `path` and renamed into place only once complete, so a
+  failed export leaves nothing behind and never a half-written `path`.
+
+  ```python
+  tfp_realnvp.export_saved_model(model, "exported/flow")
+  served = tf.saved_model.load("exported/flow")         # in any TensorFlow process
+  served.signatures["log_prob"](x=images)["log_prob"]
+  ```
+
+  Args:
+    model: a `tfp_realnvp.FlowModel`.
+    path: the SavedModel folder to create.
+    overwrite: replace an existing `path`; otherwise an existing `path` is an error.
+
+  Returns:
+    The `pathlib.Path` of the SavedModel.
+
+  Raises:
+    FileExistsError: `path` exists and `overwrite` is false.
+  """
+  path = pathlib.Path(path)
+  if path.exists() and not overwrite:
+    raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  serving = _FlowServing(model)
+  signatures = {name: getattr(serving, name) for name in SIGNATURES}
+  signatures["serving_default"] = serving.log_prob
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+  try:
+    tf.saved_model.save(serving, str(staging), signatures=signatures)
+    if path.exists():
+      retired = staging.with_name(staging.name + ".old")
+      os.replace(path, retired)
+      os.replace(staging, path)
+      shutil.rmtree(retired)
+    else:
+      os.replace(staging, path)
+  finally:
+    if staging.exists():
+      shutil.rmtree(staging)
+  return path
