@@ -156,3 +156,16 @@ def test_bad_arguments_are_named():
     model.log_prob(tf.fill([2, 8, 8, 1], 3.0))
   with pytest.raises(TypeError, match="floating-point"):
     model.log_prob(tf.zeros([2, 8, 8, 1], tf.uint8))
+
+
+def test_jit_compile_passes_through_compile():
+  x = next(iter(digits(batch_size=64, seed=4))).numpy()
+  losses = {}
+  for jit in (False, True):
+    keras.utils.set_random_seed(0)
+    flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=8, num_blocks=1)
+    model = tfp_realnvp.FlowModel(flow)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
+    assert model.jit_compile is jit
+    losses[jit] = model.fit(x, batch_size=32, epochs=1, shuffle=False, verbose=0).history["loss"]
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
