@@ -1,0 +1,313 @@
+"""End-to-end tests of the `tfp-realnvp` command line, run as `python -m tfp_realnvp`.
+
+Every command runs in a subprocess on the embedded 8x8 digits with a tiny flow (the
+`--num-scales 1 --num-filters 4 --num-blocks 1` overrides), so that importing TensorFlow and
+tracing the flow dominate. The commands that only read the trained model run two at a time.
+Errors found before any TensorFlow work, and the presets and plotting helpers, are checked
+in-process (`cli.main` is what the console script runs).
+"""
+
+import concurrent.futures
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfp_realnvp import cli
+from tfp_realnvp import plotting
+from tfp_realnvp import presets
+
+TINY = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1"]
+TIMEOUT = 240  # Seconds for one command; a hang fails the test instead of the whole run.
+
+
+def _run(args, cwd, timeout=TIMEOUT):
+  """Runs `python -m tfp_realnvp ARGS` to completion; returns the CompletedProcess."""
+  return subprocess.run([sys.executable, "-m", "tfp_realnvp", *map(str, args)], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _describe(result):
+  return (f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\n"
+          f"stderr:\n{result.stderr[-3000:]}")
+
+
+def _png(path):
+  """`(size, mode, pixels)` of a PNG, fully decoded."""
+  with Image.open(path) as picture:
+    picture.load()
+    assert picture.format == "PNG"
+    return picture.size, picture.mode, np.asarray(picture)
+
+
+def _assert_one_line_error(result, expected_code=1, contains=None):
+  assert result.returncode == expected_code, _describe(result)
+  assert "Traceback" not in result.stderr, _describe(result)
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  # TensorFlow's own start-up logs may precede it; the command's error is one line, the last.
+  errors = [line for line in lines if line.startswith("tfp-realnvp") and "error:" in line]
+  assert len(errors) == 1 and lines[-1] == errors[0], _describe(result)
+  if contains is not None:
+    assert contains in errors[0], _describe(result)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A finished tiny training run: `(output_dir, CompletedProcess)`."""
+  root = tmp_path_factory.mktemp("cli")
+  output = root / "run"
+  result = _run(["train", "--epochs", "2", "--steps-per-epoch", "3", "--sample-count", "9",
+                 "--output-dir", output, *TINY], cwd=root)
+  assert result.returncode == 0, _describe(result)
+  return output, result
+
+
+@pytest.fixture(scope="module")
+def commands(trained, tmp_path_factory):
+  """Runs the commands that read the trained model, two at a time; name -> CompletedProcess."""
+  output, _ = trained
+  root = tmp_path_factory.mktemp("commands")
+  model = output / "model.keras"
+  mismatched = root / "images28.npz"
+  rng = np.random.default_rng(0)
+  np.savez(mismatched, x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+           x_test=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8))
+  todo = {
+      "evaluate": ["evaluate", model, "--data", "digits"],
+      "sample": ["sample", model, "--count", "6", "--temperature", "0.7", "--seed", "1",
+                 "--output", root / "sample.png"],
+      "interpolate": ["interpolate", model, "--data", "digits", "--steps", "4",
+                      "--output", root / "interpolation.png"],
+      "unknown_data": ["evaluate", model, "--data", "no_such_data_set"],
+      "shape_mismatch": ["evaluate", model, "--data", mismatched],
+  }
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    futures = {name: pool.submit(_run, args, root) for name, args in todo.items()}
+    results = {name: future.result() for name, future in futures.items()}
+  results["root"] = root
+  return results
+
+
+def test_train_writes_metrics_samples_plot_and_model(trained):
+  output, result = trained
+  metrics = json.loads((output / "metrics.json").read_text())
+  assert metrics["status"] == "finished"
+  assert [record["epoch"] for record in metrics["history"]] == [1, 2]
+  for record in metrics["history"]:
+    assert math.isfinite(record["bits_per_dim"]) and math.isfinite(record["val_bits_per_dim"])
+  assert math.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] > 0
+  assert metrics["test_examples"] == 297
+  assert metrics["config"]["flow"] == {"num_scales": 1, "num_filters": 4, "num_blocks": 1,
+                                       "batch_norm": True}
+  assert f"Test bits/dim: {metrics['test_bits_per_dim']:.4f}" in result.stdout
+  assert str(output / "samples") in result.stdout
+  assert not (output / "backup").exists()  # Deleted once the run is finished.
+  assert any((output / "logs").rglob("events.out.tfevents.*"))  # TensorBoard logs.
+
+  expected = plotting.grid_size(9, (8, 8))
+  assert expected == (3 * 64 + 2 * plotting.PADDING,) * 2  # 8x8 digits shown 8x enlarged.
+  for epoch in (1, 2):
+    size, mode, _ = _png(output / "samples" / f"epoch_{epoch:03d}.png")
+    assert (size, mode) == (expected, "L")
+  size, _, _ = _png(output / "bits_per_dim.png")
+  assert size[0] > 100 and size[1] > 100
+
+
+def test_saved_model_loads(trained):
+  import keras  # pylint: disable=g-import-not-at-top
+  import tfp_realnvp  # pylint: disable=g-import-not-at-top
+
+  output, _ = trained
+  model = keras.models.load_model(output / "model.keras", compile=False)
+  assert isinstance(model, tfp_realnvp.FlowModel)
+  assert model.event_shape == (8, 8, 1)
+  assert model.flow.num_filters == 4 and model.flow.num_scales == 1
+
+
+def test_help_lists_the_commands(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--help"])
+  assert exit_info.value.code == 0
+  text = capsys.readouterr().out
+  for name in ("train", "evaluate", "sample", "interpolate"):
+    assert name in text
+  assert "export" not in text
+
+
+def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
+  output, _ = trained
+  result = commands["evaluate"]
+  assert result.returncode == 0, _describe(result)
+  metrics = json.loads((output / "metrics.json").read_text())
+  reported = float(result.stdout.split("test bits/dim:")[1].split()[0])
+  # Same test split, same fixed dequantization noise, same model.
+  assert reported == pytest.approx(metrics["test_bits_per_dim"], abs=2e-4)
+
+
+def test_sample_writes_a_grid(commands):
+  result = commands["sample"]
+  assert result.returncode == 0, _describe(result)
+  size, mode, _ = _png(commands["root"] / "sample.png")
+  assert (size, mode) == (plotting.grid_size(6, (8, 8)), "L")
+  assert size == (3 * 64 + 2 * plotting.PADDING, 2 * 64 + plotting.PADDING)
+
+
+def test_interpolate_corners_are_the_test_images(commands):
+  from tfp_realnvp import data  # pylint: disable=g-import-not-at-top
+
+  result = commands["interpolate"]
+  assert result.returncode == 0, _describe(result)
+  size, _, pixels = _png(commands["root"] / "interpolation.png")
+  assert size == plotting.grid_size(16, (8, 8), ncols=4)
+  images = next(iter(data.load_images("digits", "test", batch_size=4, shuffle=False,
+                                      dequantize=False))).numpy()
+  levels = np.round(images[..., 0] * 256).astype(int)
+  step = 64 + plotting.PADDING  # One enlarged tile and its gap.
+  corners = {0: (0, 0), 1: (0, 3), 2: (3, 0), 3: (3, 3)}  # z1, z2 top; z3, z4 bottom.
+  for index, (row, col) in corners.items():
+    tile = pixels[row * step:row * step + 64:8, col * step:col * step + 64:8].astype(int)
+    # data -> latent -> data: the same 8-bit levels, up to float32 rounding at a bin edge.
+    assert np.max(np.abs(tile - levels[index])) <= 1, index
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("unknown_data", "Unknown image source 'no_such_data_set'"),
+    ("shape_mismatch", "shape mismatch"),
+])
+def test_errors_are_one_line(commands, name, fragment):
+  _assert_one_line_error(commands[name], expected_code=1, contains=fragment)
+
+
+@pytest.mark.parametrize("name, code, fragment", [
+    ("missing_model", 1, "no such model file"),
+    ("not_a_model", 1, "expected a .keras model file"),
+    ("incompatible_preset", 1, "cannot be used for images of shape (8, 8, 1)"),
+    ("bad_count", 2, "argument --count: expected an integer >= 1"),
+    ("unknown_preset", 2, "argument --preset: invalid choice"),
+])
+def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, fragment):
+  """The same `main` as the console script, in-process (no TensorFlow start-up to wait for)."""
+  output, _ = trained
+  monkeypatch.chdir(tmp_path)
+  argv = {
+      "missing_model": ["evaluate", "missing.keras"],
+      "not_a_model": ["sample", output / "metrics.json"],
+      "incompatible_preset": ["train", "--preset", "imagenet64"],
+      "bad_count": ["sample", output / "model.keras", "--count", "0"],
+      "unknown_preset": ["train", "--preset", "no_such_preset"],
+  }[name]
+  try:
+    returned = cli.main([str(arg) for arg in argv])
+  except SystemExit as exit_:  # argparse's own errors.
+    returned = exit_.code
+  stderr = capsys.readouterr().err
+  assert returned == code, stderr
+  lines = stderr.strip().splitlines()
+  assert lines[-1].startswith("tfp-realnvp") and "error:" in lines[-1], stderr
+  assert fragment in lines[-1], stderr
+  assert not list(tmp_path.iterdir())  # Nothing written (no runs/ folder for a failed train).
+
+
+def test_killed_training_resumes_without_losing_epochs(tmp_path):
+  """SIGKILL during epoch 2 of 3; the same command then finishes epochs 2 and 3 only."""
+  output = tmp_path / "run"
+  metrics_path = output / "metrics.json"
+  backup_metadata = output / "backup" / "training_metadata.json"
+  args = ["train", "--epochs", "3", "--steps-per-epoch", "60", "--sample-count", "4",
+          "--output-dir", output, *TINY]
+  log = (tmp_path / "first.log").open("w")
+  process = subprocess.Popen([sys.executable, "-m", "tfp_realnvp", *map(str, args)],
+                             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + TIMEOUT
+    finished_before_kill = None
+    while time.monotonic() < deadline and process.poll() is None:
+      try:
+        metrics = json.loads(metrics_path.read_text())
+        backed_up = json.loads(backup_metadata.read_text())["epoch"]
+      except (OSError, ValueError, KeyError):
+        metrics, backed_up = None, 0
+      if metrics and backed_up >= 1 and len(metrics["history"]) >= 1:
+        finished_before_kill = metrics
+        break
+      time.sleep(0.1)
+    assert process.poll() is None, "the first run ended before it could be killed: " + (
+        (tmp_path / "first.log").read_text()[-3000:])
+    assert finished_before_kill is not None, "no epoch finished within the timeout"
+    time.sleep(0.3)  # Into epoch 2.
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+    log.close()
+
+  at_kill = json.loads(metrics_path.read_text())
+  assert at_kill["status"] == "running", "the run finished before the kill"
+  # The epochs that were finished and backed up when the process died.
+  backed_up = json.loads(backup_metadata.read_text())["epoch"]
+  kept = [record for record in at_kill["history"] if record["epoch"] <= backed_up]
+  assert 1 <= len(kept) < 3
+
+  result = _run(args, cwd=tmp_path)
+  assert result.returncode == 0, _describe(result)
+  assert "Resuming" in result.stdout, _describe(result)
+  final = json.loads(metrics_path.read_text())
+  assert final["status"] == "finished" and final["attempt"] == 2
+  assert [record["epoch"] for record in final["history"]] == [1, 2, 3]
+  # The epochs finished before the kill are kept as they were, not trained again ...
+  assert final["history"][:len(kept)] == kept
+  assert all(record["attempt"] == 1 for record in kept)
+  # ... and the second attempt ran only the others.
+  assert all(record["attempt"] == 2 for record in final["history"][len(kept):])
+  assert math.isfinite(final["test_bits_per_dim"])
+  for epoch in (1, 2, 3):
+    assert (output / "samples" / f"epoch_{epoch:03d}.png").exists()
+  assert (output / "model.keras").exists() and not (output / "backup").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# In-process checks of the presets and plotting helpers.
+
+
+def test_preset_for_shape_and_unknown_sizes():
+  assert presets.preset_for_shape((8, 8, 1)) == "digits"
+  assert presets.preset_for_shape((28, 28, 1)) == "mnist"
+  assert presets.preset_for_shape((32, 32, 3)) == "cifar10"
+  assert presets.preset_for_shape((64, 64, 3)) == "imagenet64"
+  assert presets.default_preset("celeb_a", (64, 64, 3)) == "celeba"
+  assert presets.default_preset("downsampled_imagenet/32x32", (32, 32, 3)) == "imagenet32"
+  with pytest.raises(ValueError, match="No default preset for images of size 30x30.*'digits'"):
+    presets.preset_for_shape((30, 30, 1))
+  with pytest.raises(ValueError, match="Unknown preset 'big'; the presets are 'digits'"):
+    presets.get_preset("big")
+  for preset in presets.PRESETS.values():
+    assert preset.batch_size == 64 and preset.learning_rate == 1e-3
+    assert preset.supports(preset.image_size + (3,))
+
+
+def test_build_flow_checks_the_shape():
+  flow = presets.build_flow("digits", (8, 8, 1), num_filters=4, num_blocks=1)
+  assert (flow.num_scales, flow.num_filters, flow.num_blocks, flow.batch_norm) == (2, 4, 1, True)
+  with pytest.raises(ValueError, match="'imagenet64' with num_scales=5 cannot be used.*'digits'"):
+    presets.build_flow("imagenet64", (8, 8, 1))
+
+
+def test_image_grid_rgb_and_errors(tmp_path):
+  images = np.random.default_rng(0).uniform(size=(5, 32, 32, 3))
+  path = plotting.save_image_grid(images, tmp_path / "sub" / "rgb.png", ncols=5)
+  size, mode, pixels = _png(path)
+  assert (size, mode) == ((5 * 64 + 4 * plotting.PADDING, 64), "RGB")
+  # Nearest-neighbour enlargement by 2 of the exact 8-bit levels.
+  np.testing.assert_array_equal(pixels[:64:2, :64:2], np.floor(images[0] * 256).astype(np.uint8))
+  with pytest.raises(ValueError, match="got shape"):
+    plotting.save_image_grid(np.zeros((2, 8, 8, 2)), tmp_path / "bad.png")
+  with pytest.raises(ValueError, match="no 'bits_per_dim'"):
+    plotting.save_bits_per_dim_plot({"loss": [1.0]}, tmp_path / "bad_plot.png")

@@ -1,0 +1,165 @@
+"""Pictures of a flow's training: image grids (Pillow) and bits/dim curves (matplotlib, Agg).
+
+Both functions write files and need no display: the grid is drawn with Pillow, the curves with
+matplotlib's Agg canvas directly (no `pyplot`, so the global matplotlib backend of the calling
+process is left alone).
+"""
+
+import math
+import os
+import pathlib
+
+import numpy as np
+
+__all__ = ["grid_size", "save_bits_per_dim_plot", "save_image_grid"]
+
+# Tiles smaller than this many pixels (in their smaller dimension) are enlarged by an integer
+# nearest-neighbour factor: an 8x8 digit becomes a 64x64 tile.
+MIN_TILE_SIZE = 64
+# Pixels between tiles, and their gray level.
+PADDING = 2
+_PADDING_LEVEL = 128
+
+
+def _upscale_factor(height, width, scale):
+  if scale is None:
+    return max(1, MIN_TILE_SIZE // min(height, width))
+  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+    raise ValueError(f"scale must be a positive int or None, got {scale!r}.")
+  return int(scale)
+
+
+def grid_size(num_images, image_shape, ncols=None, scale=None):
+  """`(width, height)` in pixels of the PNG that `save_image_grid` writes.
+
+  Args:
+    num_images: number of images in the grid.
+    image_shape: `(H, W)` or `(H, W, C)` of one image.
+    ncols: as for `save_image_grid`.
+    scale: as for `save_image_grid`.
+  """
+  height, width = int(image_shape[0]), int(image_shape[1])
+  ncols = _num_columns(num_images, ncols)
+  nrows = math.ceil(num_images / ncols)
+  factor = _upscale_factor(height, width, scale)
+  return (ncols * width * factor + (ncols - 1) * PADDING,
+          nrows * height * factor + (nrows - 1) * PADDING)
+
+
+def _num_columns(num_images, ncols):
+  if ncols is None:
+    return max(1, math.ceil(math.sqrt(num_images)))
+  if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
+    raise ValueError(f"ncols must be a positive int or None, got {ncols!r}.")
+  return int(min(ncols, num_images))
+
+
+def _to_pixels(images):
+  """`[N, H, W, C]` uint8 pixels (`C` in 1, 3) from float images in `[0, 1)`."""
+  images = np.asarray(images, dtype=np.float64)
+  if images.ndim == 3:
+    images = images[..., np.newaxis]
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(
+        f"images must have shape [N, H, W], [N, H, W, 1] (grayscale) or [N, H, W, 3] (RGB), "
+        f"got shape {images.shape}.")
+  if images.shape[0] == 0:
+    raise ValueError("images is empty: there is nothing to draw.")
+  # k / 256 <= x < (k + 1) / 256 -> k, the inverse of the 8-bit quantisation; NaN -> black.
+  images = np.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
+  return np.clip(np.floor(images * 256.0), 0, 255).astype(np.uint8)
+
+
+def save_image_grid(images, path, ncols=None, scale=None):
+  """Saves images as one PNG grid.
+
+  Values are read as in the rest of the package: a float `x` in `[0, 1)` is the 8-bit level
+  `floor(256 x)` (values outside are clipped, NaN is drawn black). Grayscale images
+  (`[N, H, W]` or `[N, H, W, 1]`) give a grayscale PNG, `[N, H, W, 3]` an RGB one. Tiles are
+  separated by `PADDING` gray pixels, and small images are enlarged by an integer
+  nearest-neighbour factor (8x8 digits become 64x64 tiles) so that they are visible. The
+  size of the PNG is `grid_size(N, (H, W), ncols, scale)`.
+
+  Args:
+    images: array or tensor of images with values in `[0, 1)`.
+    path: output file (`.png`); missing parent folders are created.
+    ncols: number of columns; defaults to `ceil(sqrt(N))`. Rows follow.
+    scale: integer enlargement factor; `None` picks one so that tiles are at least
+      `MIN_TILE_SIZE` pixels (1 for images that are already that large).
+
+  Returns:
+    The path written, as a `pathlib.Path`.
+
+  Raises:
+    ValueError: for images of another shape or number of channels, or a bad `ncols`/`scale`.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  pixels = _to_pixels(images)
+  num_images, height, width, channels = pixels.shape
+  ncols = _num_columns(num_images, ncols)
+  factor = _upscale_factor(height, width, scale)
+  if factor > 1:
+    pixels = pixels.repeat(factor, axis=1).repeat(factor, axis=2)
+  tile_height, tile_width = height * factor, width * factor
+  grid_width, grid_height = grid_size(num_images, (height, width), ncols, factor)
+  canvas = np.full((grid_height, grid_width, channels), _PADDING_LEVEL, np.uint8)
+  for index in range(num_images):
+    row, col = divmod(index, ncols)
+    top, left = row * (tile_height + PADDING), col * (tile_width + PADDING)
+    canvas[top:top + tile_height, left:left + tile_width] = pixels[index]
+  mode = "L" if channels == 1 else "RGB"
+  picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas, mode=mode)
+  path = pathlib.Path(os.fspath(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  picture.save(path, format="PNG")
+  return path
+
+
+def save_bits_per_dim_plot(history_dict, path, title=None):
+  """Plots training and validation bits/dim per epoch into a PNG.
+
+  Args:
+    history_dict: a Keras `History.history`-style dict of per-epoch lists; the curves drawn are
+      `"bits_per_dim"` (training) and `"val_bits_per_dim"` (validation), whichever are present.
+      An optional `"epoch"` list gives the epoch numbers (default `1..N`).
+    path: output file (`.png`); missing parent folders are created.
+    title: optional title of the plot.
+
+  Returns:
+    The path written, as a `pathlib.Path`.
+
+  Raises:
+    ValueError: if the dict has neither curve, or a curve's length differs from the epochs'.
+  """
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  from matplotlib import figure  # pylint: disable=g-import-not-at-top
+
+  curves = [(key, label) for key, label in
+            (("bits_per_dim", "training"), ("val_bits_per_dim", "validation"))
+            if history_dict.get(key)]
+  if not curves:
+    raise ValueError(f"history_dict has no 'bits_per_dim' or 'val_bits_per_dim' values to plot "
+                     f"(keys: {sorted(history_dict)}).")
+  length = len(history_dict[curves[0][0]])
+  epochs = list(history_dict.get("epoch") or range(1, length + 1))
+  fig = figure.Figure(figsize=(6, 4), dpi=100)
+  backend_agg.FigureCanvasAgg(fig)
+  axes = fig.add_subplot(1, 1, 1)
+  for key, label in curves:
+    values = [float("nan") if v is None else float(v) for v in history_dict[key]]
+    if len(values) != len(epochs):
+      raise ValueError(f"history_dict[{key!r}] has {len(values)} values for {len(epochs)} "
+                       "epochs.")
+    axes.plot(epochs, values, marker="o", markersize=3, label=label)
+  axes.set_xlabel("epoch")
+  axes.set_ylabel("bits/dim")
+  if title:
+    axes.set_title(title)
+  axes.grid(True, alpha=0.3)
+  axes.legend()
+  fig.tight_layout()
+  path = pathlib.Path(os.fspath(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, format="png")
+  return path
