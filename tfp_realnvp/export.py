@@ -13,29 +13,41 @@ SIGNATURES = ("log_prob", "bits_per_dim", "sample", "forward", "inverse")
 
 
 class _FlowServing(tf.Module):
-  """The traced functions of a flow model, one per serving signature."""
+  """The traced functions of a flow model, one per serving signature.
+
+  Each function takes `*condition`: nothing for an unconditional model, one `condition` input
+  `[batch] + condition_spec.shape` for a conditional one.
+  """
 
   def __init__(self, model):
     super().__init__(name="flow_serving")
     self.model = model
     data = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="x")
     latent = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="z")
+    spec = model.condition_spec
+    condition = [] if spec is None else [
+        tf.TensorSpec([None] + spec.shape.as_list(), spec.dtype, name="condition")]
     bijector = model.distribution.bijector
 
-    self.log_prob = tf.function(lambda x: {"log_prob": model.log_prob(x)}, input_signature=[data])
-    self.bits_per_dim = tf.function(lambda x: {"bits_per_dim": model.bits_per_dim(x)},
-                                    input_signature=[data])
-    self.forward = tf.function(lambda z: {"x": bijector.forward(z)}, input_signature=[latent])
-    self.inverse = tf.function(lambda x: {"z": bijector.inverse(x)}, input_signature=[data])
+    self.log_prob = tf.function(lambda x, *c: {"log_prob": model.log_prob(x, *c)},
+                                input_signature=[data] + condition)
+    self.bits_per_dim = tf.function(lambda x, *c: {"bits_per_dim": model.bits_per_dim(x, *c)},
+                                    input_signature=[data] + condition)
+    self.forward = tf.function(
+        lambda z, *c: {"x": bijector.forward(z, **model.bijector_kwargs(*c))},
+        input_signature=[latent] + condition)
+    self.inverse = tf.function(
+        lambda x, *c: {"z": bijector.inverse(x, **model.bijector_kwargs(*c))},
+        input_signature=[data] + condition)
 
-    def sample(count, seed, temperature):
+    def sample(count, seed, temperature, *c):
       seed = tf.stack([tf.zeros([], tf.int32), tf.cast(seed, tf.int32)])
-      return {"images": model.sample(count, temperature=temperature, seed=seed)}
+      return {"images": model.sample(count, *c, temperature=temperature, seed=seed)}
 
     self.sample = tf.function(sample, input_signature=[
         tf.TensorSpec([], tf.int32, name="count"),
         tf.TensorSpec([], tf.int32, name="seed"),
-        tf.TensorSpec([], model.compute_dtype, name="temperature")])
+        tf.TensorSpec([], model.compute_dtype, name="temperature")] + condition)
 
 
 def export_saved_model(model, path, overwrite=False):
@@ -50,14 +62,21 @@ def export_saved_model(model, path, overwrite=False):
   * `forward(z)` -> `x` (latent to data) and `inverse(x)` -> `z` (data to latent), through the
     whole chain including the preprocessing.
 
-  `x` and `z` have shape `[batch] + event_shape`. The export is atomic: the SavedModel is
-  written to a temporary folder beside `path` and renamed into place only once complete, so a
-  failed export leaves nothing behind and never a half-written `path`.
+  `x` and `z` have shape `[batch] + event_shape`. For a conditional model every signature takes
+  one more input, `condition`, of shape `[batch] + model.condition_spec.shape` (int32 class
+  labels `[batch]`, or float vectors `[batch, K]`): one condition per example, or for `sample`
+  one per image or a single one (`[1]` labels, `[1, K]` vectors) for all of them. The
+  unconditional signatures are unchanged.
+
+  The export is atomic: the SavedModel is written to a temporary folder beside `path` and
+  renamed into place only once complete, so a failed export leaves nothing behind and never a
+  half-written `path`.
 
   ```python
   tfp_realnvp.export_saved_model(model, "exported/flow")
   served = tf.saved_model.load("exported/flow")         # in any TensorFlow process
   served.signatures["log_prob"](x=images)["log_prob"]
+  served.signatures["log_prob"](x=images, condition=labels)["log_prob"]  # conditional model
   ```
 
   Args:

@@ -1,6 +1,10 @@
 """`RealNVP`: the multi-scale Real NVP flow as a Keras 3 layer that owns its networks."""
 
+import numbers
+
 import keras
+import numpy as np
+import tensorflow as tf
 
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
@@ -36,6 +40,32 @@ class RealNVP(keras.layers.Layer):
   Float64: build the layer with `dtype="float64"` (or after
   `keras.config.set_floatx("float64")`); masks and constants follow the input's dtype.
 
+  Conditional flows model a density `p(x | c)`: with `conditional_size=K` the condition is a
+  float vector `c` `[..., K]`; with `num_classes=K` it is an integer class label `y` `[...]`,
+  one-hot encoded here into `c = one_hot(y, K)`. Every coupling network then computes its
+  shift and log-scale from the conditioning units and `c` (see
+  `tfp_realnvp.networks.CouplingResNet`), so for each condition the flow is a different
+  bijection with the same exact log-determinant formula:
+
+  ```none
+  z = f(x; c),   log p(x | c) = log N(z; 0, I) + log |det df(x; c) / dx|
+  ```
+
+  The bijector takes the vector `c` by TFP's keyword convention, once for the whole flow
+  (`tfp_realnvp.bijectors.conditional.ConditionalChain` hands it to every coupling);
+  `bijector_kwargs(condition)` encodes a raw condition (labels or vectors) into those keyword
+  arguments, which is what `tfp_realnvp.FlowModel` uses. Labels are encoded by this layer
+  rather than by the networks so that the bijector has one convention, float vectors, for
+  every kind of condition:
+
+  ```python
+  flow = tfp_realnvp.RealNVP(event_shape=(8, 8, 1), num_scales=2, num_classes=10)
+  dist = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0., 1.), [8, 8, 1]), flow.bijector)
+  kwargs = flow.bijector_kwargs(labels)            # {"conditional_input": one_hot(labels)}
+  log_p = dist.log_prob(x, bijector_kwargs=kwargs)  # log p(x | label)
+  x3 = dist.sample(16, bijector_kwargs=flow.bijector_kwargs(3))  # 16 images of class 3
+  ```
+
   Args:
     event_shape: `(H, W, C)` of the data.
     num_scales: number of scales; every scale but the last squeezes, so `H` and `W` must be
@@ -44,13 +74,24 @@ class RealNVP(keras.layers.Layer):
     num_blocks: residual blocks per coupling network (8 in the paper's CIFAR-10 model).
     additive: use additive (NICE) couplings instead of affine ones.
     batch_norm: follow every coupling with a `BatchNorm` bijector.
-    batch_norm_momentum: momentum of its moving averages.
-    validate_args: check bijector inputs at run time (finite values).
+    batch_norm_momentum: momentum of the moving averages of every batch normalisation, those
+      of the `BatchNorm` bijectors and those inside the coupling networks.
+    validate_args: check bijector inputs at run time (finite values, class labels in range).
+    conditional_size: size `K` of condition vectors, for a flow conditioned on `[..., K]`
+      float vectors; `None` for none.
+    num_classes: number `K` of classes, for a flow conditioned on integer class labels in
+      `0..K-1` (one-hot encoded, so `conditional_size` is `K` too: leave it `None` or equal).
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+  Call arguments:
+    inputs: data `[..., H, W, C]`.
+    conditional_input: the condition of a conditional flow (labels or vectors, see
+      `bijector_kwargs`).
   """
 
   def __init__(self, event_shape, num_scales=2, num_filters=64, num_blocks=4, additive=False,
-               batch_norm=False, batch_norm_momentum=0.99, validate_args=False, **kwargs):
+               batch_norm=False, batch_norm_momentum=0.9, validate_args=False,
+               conditional_size=None, num_classes=None, **kwargs):
     super().__init__(**kwargs)
     self.event_shape = tuple(int(d) for d in event_shape)
     self.num_scales = int(num_scales)
@@ -60,6 +101,17 @@ class RealNVP(keras.layers.Layer):
     self.batch_norm = bool(batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.validate_args = bool(validate_args)
+    for arg, value in (("conditional_size", conditional_size), ("num_classes", num_classes)):
+      if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                or value < 1):
+        raise ValueError(f"{arg} must be None or a positive integer, got {value!r}.")
+    if num_classes is not None and conditional_size not in (None, num_classes):
+      raise ValueError(
+          f"num_classes={num_classes} conditions on one-hot class labels of size {num_classes}; "
+          f"conditional_size must then be None or {num_classes}, got {conditional_size}.")
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.conditional_size = (self.num_classes if conditional_size is None
+                             else int(conditional_size))
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
     self.conditioners = []
     self.batch_norms = []
@@ -67,7 +119,8 @@ class RealNVP(keras.layers.Layer):
     def make_conditioner(input_shape, output_channels, name):
       network = resnet.CouplingResNet(
           output_channels, num_filters=self.num_filters, num_blocks=self.num_blocks,
-          dtype=self.dtype_policy, name=name)
+          conditional_size=self.conditional_size,
+          batch_norm_momentum=self.batch_norm_momentum, dtype=self.dtype_policy, name=name)
       network.build((None,) + tuple(input_shape))
       self.conditioners.append(network)
       return network
@@ -99,8 +152,92 @@ class RealNVP(keras.layers.Layer):
     """The weight-norm scales of every coupling network (the paper's L2 targets)."""
     return [v for network in self.conditioners for v in network.weight_scales]
 
-  def call(self, inputs):
-    return self._bijector.inverse(inputs)
+  @property
+  def condition_spec(self):
+    """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow.
+
+    An int32 label `[]` with `num_classes`, else a float vector `[conditional_size]`.
+    """
+    if self.num_classes is not None:
+      return tf.TensorSpec([], tf.int32, name="condition")
+    if self.conditional_size is not None:
+      return tf.TensorSpec([self.conditional_size], self.dtype_policy.variable_dtype,
+                           name="condition")
+    return None
+
+  def bijector_kwargs(self, condition=None):
+    """The keyword arguments of `.bijector` for a condition: `{"conditional_input": c}` or `{}`.
+
+    Use them as `bijector.forward(z, **kwargs)` or
+    `dist.log_prob(x, bijector_kwargs=kwargs)`.
+
+    Args:
+      condition: `None` for an unconditional flow. Otherwise integer class labels `[...]` in
+        `0..num_classes-1` (one-hot encoded here) or, with `conditional_size=K`, float vectors
+        `[..., K]` (cast to the flow's dtype). Their batch dimensions broadcast against those of
+        the data: one condition per example, or a single one for all.
+
+    Returns:
+      A dict, empty for an unconditional flow.
+
+    Raises:
+      ValueError: a condition for an unconditional flow or none for a conditional one, labels
+        that are not integers or (when known statically) out of range, vectors of another
+        size.
+    """
+    if self.conditional_size is None:
+      if condition is not None:
+        raise ValueError(
+            f"RealNVP {self.name!r} is unconditional but got a condition; build it with "
+            f"num_classes=K (class labels) or conditional_size=K (vectors) to condition it.")
+      return {}
+    if condition is None:
+      raise ValueError(
+          f"RealNVP {self.name!r} is conditional and needs a condition: "
+          f"{self._condition_description()}. With a FlowModel: model.log_prob(x, condition), "
+          f"model.sample(n, condition=...), and fit on (x, condition) pairs.")
+    return {"conditional_input": self._condition_vectors(condition)}
+
+  def _condition_description(self):
+    if self.num_classes is not None:
+      return f"integer class labels in 0..{self.num_classes - 1} (num_classes={self.num_classes})"
+    return (f"float vectors [..., {self.conditional_size}] "
+            f"(conditional_size={self.conditional_size})")
+
+  def _condition_vectors(self, condition):
+    """The float vectors `[..., K]` of a condition: one-hot labels, or the vectors cast."""
+    condition = tf.convert_to_tensor(condition)
+    dtype = self.dtype_policy.variable_dtype
+    if self.num_classes is None:
+      rank = condition.shape.rank
+      if not condition.dtype.is_floating or rank == 0 or (
+          rank is not None and condition.shape[-1] not in (None, self.conditional_size)):
+        raise ValueError(
+            f"RealNVP {self.name!r} takes {self._condition_description()}, got a condition of "
+            f"dtype {condition.dtype.name} and shape {condition.shape}. For class labels, build "
+            f"the flow with num_classes instead.")
+      return tf.cast(condition, dtype)
+    if not condition.dtype.is_integer:
+      raise ValueError(
+          f"RealNVP {self.name!r} takes {self._condition_description()}, got a condition of "
+          f"dtype {condition.dtype.name} and shape {condition.shape}. For vectors, build the "
+          f"flow with conditional_size instead.")
+    labels = tf.get_static_value(condition)
+    if labels is not None and (np.any(labels < 0) or np.any(labels >= self.num_classes)):
+      raise ValueError(
+          f"RealNVP {self.name!r}: class labels must lie in 0..{self.num_classes - 1}, got "
+          f"values from {np.min(labels)} to {np.max(labels)}.")
+    if self.validate_args:
+      message = f"RealNVP {self.name!r}: class labels must lie in 0..{self.num_classes - 1}"
+      with tf.control_dependencies([
+          tf.debugging.assert_non_negative(condition, message=message),
+          tf.debugging.assert_less(condition, tf.cast(self.num_classes, condition.dtype),
+                                   message=message)]):
+        condition = tf.identity(condition)
+    return tf.one_hot(condition, self.num_classes, dtype=dtype)
+
+  def call(self, inputs, conditional_input=None):
+    return self._bijector.inverse(inputs, **self.bijector_kwargs(conditional_input))
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -111,5 +248,6 @@ class RealNVP(keras.layers.Layer):
                   num_filters=self.num_filters, num_blocks=self.num_blocks,
                   additive=self.additive, batch_norm=self.batch_norm,
                   batch_norm_momentum=self.batch_norm_momentum,
-                  validate_args=self.validate_args)
+                  validate_args=self.validate_args, conditional_size=self.conditional_size,
+                  num_classes=self.num_classes)
     return config

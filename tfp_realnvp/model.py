@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
 
-tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = ["FlowModel"]
@@ -42,10 +42,12 @@ class FlowModel(keras.Model):
   `flow` is a `tfp_realnvp.RealNVP` layer, or any Keras 3 layer that exposes `.bijector`
   (`forward`: latent -> data) and owns the bijector's variables. The model's distribution is
   `tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0, 1), event_shape), bijector)` where, by
-  default, `bijector = tfb.Chain([Logit(alpha), flow.bijector])`: the model takes dequantized
-  images with values in `[0, 1)` (see `tfp_realnvp.data`), its `log_prob(x)` is the density of
-  `x` on `[0, 1)^D`, and `sample` returns images in `[0, 1)`. With `preprocessing=None` the
-  flow models the data directly (vectors, already-preprocessed tensors).
+  default, `bijector = Chain([Logit(alpha), flow.bijector])` (a
+  `tfp_realnvp.bijectors.conditional.ConditionalChain`, so that a condition reaches the flow
+  and never the logit): the model takes dequantized images with values in `[0, 1)` (see
+  `tfp_realnvp.data`), its `log_prob(x)` is the density of `x` on `[0, 1)^D`, and `sample`
+  returns images in `[0, 1)`. With `preprocessing=None` the flow models the data directly
+  (vectors, already-preprocessed tensors).
 
   Training: `model.compile(optimizer=keras.optimizers.Adam(1e-3))` then `model.fit(dataset)`
   minimises the negative log-likelihood in nats per example plus the paper's L2 penalty
@@ -58,6 +60,33 @@ class FlowModel(keras.Model):
   Bits per dimension: for 8-bit images dequantized to `[0, 1)`,
   `bits_per_dim = (NLL_x + D ln 256) / (D ln 2)`, the figure the literature reports for the
   discrete data (`num_levels=256`). With `preprocessing=None` it is `NLL / (D ln 2)`.
+
+  Conditional models: when the flow is conditional (a `RealNVP` built with `num_classes` or
+  `conditional_size`), the model is the conditional density `p(x | c)` and every entry point
+  takes the condition `c` (class labels or vectors, see `RealNVP.bijector_kwargs`):
+  `log_prob(x, condition)`, `bits_per_dim(x, condition)`, `sample(n, condition=...)` (one
+  condition for all `n` samples or one per sample), and `fit`, `evaluate` and `predict` take
+  `(x, condition)` pairs (dataset elements, or numpy arrays as `fit(x, condition)`), optionally
+  with sample weights as a third item. The condition reaches every coupling through TFP's
+  keyword convention: `distribution.log_prob(x, bijector_kwargs=model.bijector_kwargs(c))`.
+  A conditional model used without a condition, or an unconditional one given a condition,
+  raises a `ValueError`.
+
+  ```python
+  flow = tfp_realnvp.RealNVP((28, 28, 1), num_scales=2, num_classes=10)
+  model = tfp_realnvp.FlowModel(flow)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.fit(tfp_realnvp.data.load_images("mnist", with_labels=True), epochs=10)
+  sevens = model.sample(16, condition=7)
+  log_p = model.log_prob(images, labels)  # log p(x | label), per example
+  ```
+
+  Keras reads a pair `(x, c)` as inputs and targets and calls a model on the inputs alone, so
+  the model's `train_step`, `test_step` and `predict_step` repack each batch as inputs
+  `(x, c)` without targets and hand it to Keras's own steps, which keep the loss tracking, the
+  per-replica loss scaling and the metrics. A flow other than `RealNVP` is conditional when it
+  exposes `condition_spec` (the `tf.TensorSpec` of one condition, not `None`) and
+  `bijector_kwargs(condition)`.
 
   Args:
     flow: Keras 3 layer exposing `.bijector`.
@@ -95,8 +124,9 @@ class FlowModel(keras.Model):
 
     bijector = flow.bijector
     if preprocessing == "logit":
-      bijector = tfb.Chain([logit_lib.Logit(self.alpha, validate_args=self.validate_args),
-                            bijector])
+      # A chain that hands a condition to the flow, never to the logit.
+      bijector = conditional_lib.ConditionalChain(
+          [logit_lib.Logit(self.alpha, validate_args=self.validate_args), bijector])
     base = tfd.Sample(tfd.Normal(tf.zeros([], self.compute_dtype), 1.0), list(self.event_shape))
     # A TFP object that only refers to the flow's layers: keep it out of Keras's tracking.
     object.__setattr__(self, "_distribution", tfd.TransformedDistribution(base, bijector))
@@ -111,9 +141,29 @@ class FlowModel(keras.Model):
   def num_dims(self):
     return math.prod(self.event_shape)
 
-  def log_prob(self, x):
-    """Log-density of `x` per example (nats)."""
-    return self._distribution.log_prob(x)
+  @property
+  def condition_spec(self):
+    """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional model."""
+    return getattr(self.flow, "condition_spec", None)
+
+  def bijector_kwargs(self, condition=None):
+    """The keyword arguments of `distribution.bijector` for `condition` (`{}` if `None`).
+
+    Raises:
+      ValueError: a condition for an unconditional model, none for a conditional one, or a
+        condition the flow rejects.
+    """
+    if self.condition_spec is not None:
+      return self.flow.bijector_kwargs(condition)
+    if condition is not None:
+      raise ValueError(
+          f"FlowModel {self.name!r} is unconditional (its flow {self.flow.name!r} takes no "
+          f"condition) but got a condition.")
+    return {}
+
+  def log_prob(self, x, condition=None):
+    """Log-density of `x` per example (nats), given `condition` for a conditional model."""
+    return self._distribution.log_prob(x, bijector_kwargs=self.bijector_kwargs(condition))
 
   def bits_from_log_prob(self, log_prob):
     """Converts per-example log-densities to bits per dimension."""
@@ -122,11 +172,11 @@ class FlowModel(keras.Model):
       bits = bits + math.log2(self.num_levels)
     return bits
 
-  def bits_per_dim(self, x):
-    """Bits per dimension of each example of `x`."""
-    return self.bits_from_log_prob(self.log_prob(x))
+  def bits_per_dim(self, x, condition=None):
+    """Bits per dimension of each example of `x`, given `condition` for a conditional model."""
+    return self.bits_from_log_prob(self.log_prob(x, condition))
 
-  def sample(self, n, temperature=1.0, seed=None):
+  def sample(self, n, condition=None, temperature=1.0, seed=None):
     """Draws `n` samples; `temperature` scales the base distribution's standard deviation.
 
     With the logit preprocessing the samples are clipped to `[0, 1)`: the inverse logit maps
@@ -134,14 +184,17 @@ class FlowModel(keras.Model):
 
     Args:
       n: number of samples.
+      condition: for a conditional model, one condition for all samples (a class label, or a
+        vector `[K]`) or one per sample (`[n]` labels, `[n, K]` vectors); else `None`.
       temperature: scale of the base distribution's standard deviation.
       seed: `None`, an int (the same int gives the same samples), or a stateless seed
         `[2]` int tensor.
     """
+    kwargs = self.bijector_kwargs(condition)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
     z = self._distribution.distribution.sample(n, seed=seed)
-    x = self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype))
+    x = self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs)
     if self.preprocessing == "logit":
       x = tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
     return x
@@ -158,9 +211,33 @@ class FlowModel(keras.Model):
         self.optimizer.build(self.trainable_variables)
     return super().make_train_function(force=force)
 
+  def _pack_condition(self, data):
+    """Repacks a conditional model's batch `(x, c[, sample_weight])` as inputs `(x, c)`."""
+    if self.condition_spec is None:
+      return data
+    x, condition, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if condition is None:  # Already inputs `((x, c),)`, or `x` alone, which `call` rejects.
+      return data
+    return ((x, condition),) if sample_weight is None else ((x, condition), None, sample_weight)
+
+  def train_step(self, data):
+    return super().train_step(self._pack_condition(data))
+
+  def test_step(self, data):
+    return super().test_step(self._pack_condition(data))
+
+  def predict_step(self, data):
+    return super().predict_step(self._pack_condition(data))
+
   def call(self, inputs, training=None):
     del training  # Nested layers read it from Keras's call context.
-    return self.log_prob(inputs)
+    if self.condition_spec is None:
+      return self.log_prob(inputs)
+    if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+      raise ValueError(
+          f"FlowModel {self.name!r} is conditional: call it on a pair (x, condition), and give "
+          f"fit, evaluate and predict (x, condition) pairs; got {type(inputs).__name__}.")
+    return self.log_prob(*inputs)
 
   def regularization_penalty(self):
     """`l2 * sum(g ** 2)` over the flow's weight-norm scales."""

@@ -6,6 +6,7 @@ Every bijector follows TensorFlow Probability's direction: `forward` maps latent
 
 from tfp_realnvp.bijectors.batch_norm import BatchNorm
 from tfp_realnvp.bijectors.batch_norm import BatchNormStatistics
+from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
 from tfp_realnvp.bijectors.logit import Logit
@@ -20,6 +21,7 @@ __all__ = [
     "BatchNorm",
     "BatchNormStatistics",
     "ChannelMask",
+    "ConditionalChain",
     "CheckerboardMask",
     "FactorOut",
     "Logit",

@@ -23,12 +23,13 @@ class BatchNormStatistics(keras.layers.Layer):
   restored and checkpointed with the model; `log_scale` and `shift` are trainable.
 
   Args:
-    momentum: moving-average momentum.
+    momentum: moving-average momentum (0.9: the flow's statistics drift quickly in training,
+      and slower averages lag behind them; see `tfp_realnvp.networks.resnet`).
     epsilon: added to the variance.
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, momentum=0.99, epsilon=1e-4, **kwargs):
+  def __init__(self, momentum=0.9, epsilon=1e-4, **kwargs):
     super().__init__(**kwargs)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)

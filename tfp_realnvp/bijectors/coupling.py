@@ -47,10 +47,19 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
   outputs are cast to the input's dtype, so a network computing in bfloat16 still gives
   float32 (or float64) log-determinants.
 
+  Conditional couplings: every method takes an optional keyword argument `conditional_input`
+  (TFP's convention: `coupling.forward(z, conditional_input=c)`,
+  `dist.log_prob(x, bijector_kwargs={"conditional_input": c})`), a condition `c` of shape
+  `[..., K]` whose batch dimensions broadcast to those of the images (one condition per
+  example, or a single `[K]` for all). The coupling broadcasts it to the images' batch shape,
+  flattens it like them to `[N, K]` and calls `conditioner(h, conditional_input=c)`, so `s` and
+  `t` become functions of `(b * x, c)`; without it the conditioner is called as
+  `conditioner(h)`. Both log-determinants stay the sums of `s` above, for a fixed `c`.
+
   `forward`/`inverse` also cache their log-determinants, so `TransformedDistribution.log_prob`
-  runs the conditioner once per coupling. The cache is keyed by tensor identity: when the
-  conditioner's weights change between two eager calls on the same tensor object, pass a new
-  tensor (e.g. `tf.identity(x)`).
+  runs the conditioner once per coupling. The cache is keyed by tensor identity (of the input
+  and of `conditional_input`): when the conditioner's weights change between two eager calls on
+  the same tensor object, pass a new tensor (e.g. `tf.identity(x)`).
 
   #### Example
 
@@ -66,6 +75,15 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
   x = dist.sample(16)          # forward: latent -> data
   log_p = dist.log_prob(x)     # inverse and its log-determinant
+
+  def conditional_conditioner(h, conditional_input):  # c [N, K] with K = 4 here
+    c = conditional_input[:, None, None, :]
+    return 0.1 * h + c[..., :2], 0.05 * keras.ops.tanh(h + c[..., 2:])
+
+  coupling = rb.AffineCoupling(conditional_conditioner, mask="channel", parity=0)
+  dist = tfp.distributions.TransformedDistribution(
+      tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
+  log_p = dist.log_prob(x, bijector_kwargs={"conditional_input": c})  # c [16, 4] or [4]
   ```
 
   #### References
@@ -76,6 +94,8 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
   [2] Laurent Dinh, David Krueger and Yoshua Bengio. NICE: Non-linear Independent Components
       Estimation. ICLR workshop, 2015. https://arxiv.org/abs/1410.8516
   """
+
+  takes_conditional_input = True  # See `tfp_realnvp.bijectors.ConditionalChain`.
 
   def __init__(self,
                conditioner,
@@ -89,7 +109,8 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
 
     Args:
       conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to
-        `(shift, log_scale)`; see the class docstring for the shapes of each mask.
+        `(shift, log_scale)`; see the class docstring for the shapes of each mask. For a
+        conditional coupling it also takes a keyword argument `conditional_input` `[N, K]`.
       mask: `"checkerboard"` (spatial) or `"channel"`.
       parity: 0 or 1, which half of the units is transformed.
       additive: if `True`, a volume-preserving NICE coupling (log-scale 0).
@@ -139,10 +160,32 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
     """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
     return self._mask.conditioner_shape(tuple(event_shape))
 
-  def _shift_and_log_scale(self, x):
+  def _conditioner_kwargs(self, conditional_input, batch_shape):
+    """`{}`, or the condition broadcast to `batch_shape` and flattened to `[N, K]` like `x`."""
+    if conditional_input is None:
+      return {}
+    condition = tf.convert_to_tensor(conditional_input)
+    shape = condition.shape
+    if shape.rank is None or shape.rank < 1 or shape[-1] is None:
+      raise ValueError(
+          f"{self.name}: conditional_input must have shape [..., K] with a known size K, got "
+          f"shape {shape}.")
+    size = shape[-1]
+    if isinstance(batch_shape, list):
+      if not _broadcasts_to(shape[:-1], batch_shape):
+        raise ValueError(
+            f"{self.name}: conditional_input of shape {shape} does not match the batch shape "
+            f"{batch_shape} of the images; give one condition [..., {size}] per example, or "
+            f"a single [{size}] for all.")
+      target = batch_shape + [size]
+    else:
+      target = tf.concat([batch_shape, [size]], axis=0)
+    return {"conditional_input": tf.reshape(tf.broadcast_to(condition, target), [-1, size])}
+
+  def _shift_and_log_scale(self, x, conditioner_kwargs):
     """Runs the conditioner on images `x` `[N, H, W, C]`; returns masked `(shift, log_scale)`."""
     conditioning, transformed = self._mask.split(x)
-    out = self._conditioner(conditioning)
+    out = self._conditioner(conditioning, **conditioner_kwargs)
     if self._additive:
       shift, log_scale = (out[0] if isinstance(out, (tuple, list)) else out), None
     elif isinstance(out, (tuple, list)) and len(out) == 2:
@@ -167,23 +210,32 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
     return tf.reduce_sum(log_scale, axis=[1, 2, 3])
 
-  def _augmented_inverse(self, x):
+  def _augmented_inverse(self, x, conditional_input=None):
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     x4, batch_shape = _checks.flatten_batch(x)
-    transformed, shift, log_scale = self._shift_and_log_scale(x4)
+    transformed, shift, log_scale = self._shift_and_log_scale(
+        x4, self._conditioner_kwargs(conditional_input, batch_shape))
     if log_scale is not None:
       transformed = transformed * tf.exp(log_scale)
     z = self._mask.merge(x4, transformed + shift)
     ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, x4), batch_shape)
     return _checks.unflatten_batch(z, batch_shape), _cached_log_det.log_dets(ildj)
 
-  def _augmented_forward(self, z):
+  def _augmented_forward(self, z, conditional_input=None):
     z = _checks.check_image_event(z, self.name, self._event_shape, self.validate_args)
     z4, batch_shape = _checks.flatten_batch(z)
-    transformed, shift, log_scale = self._shift_and_log_scale(z4)
+    transformed, shift, log_scale = self._shift_and_log_scale(
+        z4, self._conditioner_kwargs(conditional_input, batch_shape))
     transformed = transformed - shift
     if log_scale is not None:
       transformed = transformed * tf.exp(-log_scale)
     x = self._mask.merge(z4, transformed)
     ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, z4), batch_shape)
     return _checks.unflatten_batch(x, batch_shape), _cached_log_det.log_dets(ildj)
+
+
+def _broadcasts_to(shape, target):
+  """Whether the static `shape` (known rank) broadcasts to the list `target`."""
+  sizes = shape.as_list()
+  return len(sizes) <= len(target) and all(
+      size is None or size in (1, goal) for size, goal in zip(reversed(sizes), reversed(target)))

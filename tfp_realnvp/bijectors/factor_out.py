@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _checks
 from tfp_realnvp.bijectors import _cached_log_det
+from tfp_realnvp.bijectors import conditional
 
 __all__ = ["FactorOut"]
 
@@ -29,6 +30,11 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
   ```
 
   As everywhere in this package, `forward` maps latent to data and `inverse` data to latent.
+
+  Keyword arguments (e.g. `conditional_input=c` of a conditional flow) go to `bijector`
+  unchanged; the factored-out half does not depend on them. The step takes a condition
+  (`takes_conditional_input`, see `tfp_realnvp.bijectors.conditional.ConditionalChain`) when
+  `bijector` does.
 
   #### Example
 
@@ -66,6 +72,10 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
   def bijector(self):
     return self._bijector
 
+  @property
+  def takes_conditional_input(self):
+    return conditional.takes_conditional_input(self._bijector)
+
   def _split(self, x):
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     channels = x.shape[-1]
@@ -73,14 +83,16 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
       raise ValueError(f"{self.name}: factoring out needs at least 2 channels, got {channels}.")
     return x[..., :channels // 2], x[..., channels // 2:]
 
-  def _augmented_forward(self, z):
+  def _augmented_forward(self, z, **kwargs):
     factored, kept = self._split(z)
-    x = tf.concat([factored, self._bijector.forward(kept)], axis=-1)
-    fldj = self._bijector.forward_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS)
+    x = tf.concat([factored, self._bijector.forward(kept, **kwargs)], axis=-1)
+    fldj = self._bijector.forward_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS,
+                                                   **kwargs)
     return x, _cached_log_det.log_dets(-fldj)
 
-  def _augmented_inverse(self, x):
+  def _augmented_inverse(self, x, **kwargs):
     factored, kept = self._split(x)
-    z = tf.concat([factored, self._bijector.inverse(kept)], axis=-1)
-    ildj = self._bijector.inverse_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS)
+    z = tf.concat([factored, self._bijector.inverse(kept, **kwargs)], axis=-1)
+    ildj = self._bijector.inverse_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS,
+                                                   **kwargs)
     return z, _cached_log_det.log_dets(ildj)

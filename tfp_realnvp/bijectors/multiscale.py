@@ -1,8 +1,8 @@
 """The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
 
-from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
+from tfp_realnvp.bijectors import conditional
 from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import factor_out as factor_out_lib
 from tfp_realnvp.bijectors import masks as masks_lib
@@ -61,11 +61,21 @@ def multiscale_real_nvp(event_shape,
   remaining scales, laid out the same way recursively. With one scale there is no squeeze: the
   flow is 4 checkerboard couplings.
 
+  Conditional flows: with conditioners that take a condition (e.g. `CouplingResNet` with
+  `conditional_size=K`), pass it once as a keyword argument,
+  `flow.forward(z, conditional_input=c)` or
+  `dist.log_prob(x, bijector_kwargs={"conditional_input": c})` with `c` `[..., K]`: the
+  scales are `tfp_realnvp.bijectors.conditional.ConditionalChain`s, so `c` reaches every
+  coupling (through the factor-out steps) while the squeezes and batch norms never see it.
+  Every coupling then computes `s, t = f(b * x, c)`.
+
   Args:
     event_shape: `(H, W, C)` of the data.
     num_scales: number of scales (>= 1).
     make_conditioner: callable `(input_shape, output_channels, name)` returning the
       conditioner of one coupling; `input_shape` is `(h, w, c_in)` without batch dimension.
+      A conditioner of a conditional flow takes a keyword argument `conditional_input` `[N, K]`
+      (see `AffineCoupling`).
     make_batch_norm: optional callable `(event_shape, name)` returning a bijector (e.g. a
       `BatchNorm`) applied to the output of every coupling in the data -> latent direction.
     additive: build additive (NICE) couplings instead of affine ones.
@@ -73,7 +83,7 @@ def multiscale_real_nvp(event_shape,
     name: prefix of the bijectors' names.
 
   Returns:
-    A `tfb.Chain` whose `forward` maps latent to data.
+    A `ConditionalChain` (a `tfb.Chain`) whose `forward` maps latent to data.
   """
   shapes = scale_shapes(event_shape, num_scales)
 
@@ -95,7 +105,7 @@ def multiscale_real_nvp(event_shape,
     shape = shapes[index]
     prefix = f"{name}_scale{index}"
     if index == num_scales - 1:
-      return chain_lib.Chain(
+      return conditional.ConditionalChain(
           couplings("checkerboard", FINAL_CHECKERBOARD_COUPLINGS, shape, prefix),
           validate_args=validate_args, name=prefix)
     height, width, channels = shape
@@ -109,6 +119,6 @@ def multiscale_real_nvp(event_shape,
         + [factor_out_lib.FactorOut(scale(index + 1), validate_args=validate_args,
                                     name=f"{prefix}_factor_out"),
            squeeze])
-    return chain_lib.Chain(steps, validate_args=validate_args, name=prefix)
+    return conditional.ConditionalChain(steps, validate_args=validate_args, name=prefix)
 
   return scale(0)

@@ -1,0 +1,63 @@
+"""A chain that hands one conditional input to every bijector of a flow that takes it."""
+
+from tensorflow_probability.python.bijectors import chain as chain_lib
+
+__all__ = ["ConditionalChain", "takes_conditional_input"]
+
+
+def takes_conditional_input(bijector):
+  """Whether `bijector` takes the `conditional_input` keyword argument of this package.
+
+  A bijector declares it with an attribute `takes_conditional_input` that is true
+  (`AffineCoupling`, `ConditionalChain`, and a `FactorOut` whose inner bijector takes it).
+  """
+  return bool(getattr(bijector, "takes_conditional_input", False))
+
+
+class ConditionalChain(chain_lib._Chain):  # pylint: disable=protected-access
+  """`tfb.Chain` that passes its keyword arguments to every bijector that takes a condition.
+
+  TFP's convention for conditional bijectors is a keyword argument, e.g.
+  `bijector.forward(z, conditional_input=c)` or
+  `dist.log_prob(x, bijector_kwargs={"conditional_input": c})`. `tfb.Chain` routes keyword
+  arguments by bijector *name* (`chain.forward(z, coupling_3={"conditional_input": c})`), which
+  would make a user name and address each of the ~20 couplings of a multi-scale flow. This
+  chain takes the keyword arguments once and hands all of them to each of its bijectors for
+  which `takes_conditional_input(bijector)` is true (couplings, nested conditional chains,
+  factor-out steps); the others (squeeze, batch norm, logit, any TFP bijector) are called
+  without them:
+
+  ```none
+  forward(z, **kwargs)  = b_1(b_2(... b_n(z, **kwargs_n) ...), **kwargs_1)
+  kwargs_i = kwargs if takes_conditional_input(b_i) else {}
+  ```
+
+  and likewise for `inverse` and both log-determinants. Without keyword arguments it is
+  exactly `tfb.Chain`. As everywhere in TFP, `forward` applies the list from its end, so the
+  list reads in the order `inverse` (data -> latent) applies it, and TFP's bijector cache keys
+  every result by its input and its keyword arguments, so a condition changes the cache entry.
+
+  #### Example
+
+  ```python
+  flow = ConditionalChain([coupling_1, batch_norm, coupling_0])  # couplings on a condition
+  x = flow.forward(z, conditional_input=c)  # c [..., K] reaches coupling_0 and coupling_1
+  ```
+  """
+
+  takes_conditional_input = True
+
+  def _walk_forward(self, step_fn, x, **kwargs):
+    for bijector in reversed(self._bijectors):
+      x = step_fn(bijector, x, **_routed(bijector, kwargs))
+    return x
+
+  def _walk_inverse(self, step_fn, y, **kwargs):
+    for bijector in self._bijectors:
+      y = step_fn(bijector, y, **_routed(bijector, kwargs))
+    return y
+
+
+def _routed(bijector, kwargs):
+  """The keyword arguments of a chain that `bijector` receives: all of them, or none."""
+  return kwargs if takes_conditional_input(bijector) else {}
