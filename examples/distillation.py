@@ -52,7 +52,7 @@ IMAGE_SHAPE = (8, 8, 1)
 EVENT_SIZE = 64
 
 
-class AutoregressiveFlow(keras.layers.Layer):
+class AutoregressiveFlow(tfp_realnvp.FlowLayer):
   """A stack of MAFs (or, with `inverse_autoregressive=True`, IAFs) over 64-vectors.
 
   `bijector` maps base vectors `[64]` to `[8, 8, 1]` images in logit space;
@@ -62,8 +62,7 @@ class AutoregressiveFlow(keras.layers.Layer):
 
   def __init__(self, num_layers=2, hidden_units=(256, 256), inverse_autoregressive=False,
                **kwargs):
-    super().__init__(**kwargs)
-    self.event_shape = (EVENT_SIZE,)
+    super().__init__(event_shape=(EVENT_SIZE,), **kwargs)
     self.mades = []
     steps = []
     for i in range(num_layers):
@@ -78,13 +77,8 @@ class AutoregressiveFlow(keras.layers.Layer):
     bijector = tfb.Chain([
         tfb.Reshape(event_shape_out=list(IMAGE_SHAPE), event_shape_in=[EVENT_SIZE]),
         vector_bijector])
-    object.__setattr__(self, "_vector_bijector", vector_bijector)  # TFP objects: untracked.
-    object.__setattr__(self, "_bijector", bijector)
-    self.built = True
-
-  @property
-  def bijector(self):
-    return self._bijector
+    object.__setattr__(self, "_vector_bijector", vector_bijector)  # TFP object: untracked.
+    self._set_bijector(bijector)
 
   @property
   def vector_bijector(self):

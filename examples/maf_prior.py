@@ -57,7 +57,7 @@ EVENT_SIZE = 784
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
 
 
-class RealNVPWithMAFPrior(keras.layers.Layer):
+class RealNVPWithMAFPrior(tfp_realnvp.FlowLayer):
   """A multi-scale Real NVP on `[28, 28, 1]` images whose latent is modelled by a MAF.
 
   `bijector` (TFP's direction, latent -> data) maps base vectors `[784]` to images
@@ -68,8 +68,7 @@ class RealNVPWithMAFPrior(keras.layers.Layer):
 
   def __init__(self, num_scales=2, num_filters=32, num_blocks=2, made_hidden_units=(512,),
                **kwargs):
-    super().__init__(**kwargs)
-    self.event_shape = (EVENT_SIZE,)
+    super().__init__(event_shape=(EVENT_SIZE,), **kwargs)
     self.realnvp = tfp_realnvp.RealNVP(IMAGE_SHAPE, num_scales=num_scales,
                                        num_filters=num_filters, num_blocks=num_blocks,
                                        name="realnvp")
@@ -81,17 +80,7 @@ class RealNVPWithMAFPrior(keras.layers.Layer):
         self.realnvp.bijector,
         tfb.Reshape(event_shape_out=list(IMAGE_SHAPE), event_shape_in=[EVENT_SIZE]),
         maf])
-    object.__setattr__(self, "_bijector", bijector)  # Not a Keras-tracked object.
-    self.built = True
-
-  @property
-  def bijector(self):
-    return self._bijector
-
-  @property
-  def weight_scales(self):
-    """The Real NVP's weight-norm scales, for `FlowModel`'s L2 penalty."""
-    return self.realnvp.weight_scales
+    self._set_bijector(bijector)
 
   def call(self, x):
     return self._bijector.inverse(x)

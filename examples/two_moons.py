@@ -83,7 +83,7 @@ class DenseConditioner(keras.layers.Layer):
     return ops.reshape(shift, (-1, 1, 1, 1)), ops.reshape(log_scale, (-1, 1, 1, 1))
 
 
-class TwoDimensionalFlow(keras.layers.Layer):
+class TwoDimensionalFlow(tfp_realnvp.FlowLayer):
   """A stack of channel couplings on 2-D points, owning every conditioner.
 
   `bijector` maps latent points `[..., 2]` to data points `[..., 2]` (TFP's direction):
@@ -91,8 +91,7 @@ class TwoDimensionalFlow(keras.layers.Layer):
   """
 
   def __init__(self, num_couplings=8, hidden_units=(64, 64), **kwargs):
-    super().__init__(**kwargs)
-    self.event_shape = (2,)
+    super().__init__(event_shape=(2,), **kwargs)
     self.conditioners = []
     couplings = []
     for i in range(num_couplings):
@@ -107,13 +106,7 @@ class TwoDimensionalFlow(keras.layers.Layer):
         [tfb.Reshape(event_shape_out=[2], event_shape_in=[1, 1, 2])]
         + couplings[::-1]
         + [tfb.Reshape(event_shape_out=[1, 1, 2], event_shape_in=[2])])
-    # A TFP object that only refers to the layers above: keep it out of Keras's tracking.
-    object.__setattr__(self, "_bijector", bijector)
-    self.built = True
-
-  @property
-  def bijector(self):
-    return self._bijector
+    self._set_bijector(bijector)
 
   def call(self, x):
     return self._bijector.inverse(x)

@@ -12,9 +12,10 @@ from tfp_realnvp import bijectors
 from tfp_realnvp import data
 from tfp_realnvp import networks
 from tfp_realnvp.export import export_saved_model
+from tfp_realnvp.flows import FlowLayer
 from tfp_realnvp.flows import RealNVP
 from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowModel", "RealNVP", "export_saved_model", "bijectors", "data", "networks", "__version__"]
+__all__ = ["FlowLayer", "FlowModel", "RealNVP", "export_saved_model", "bijectors", "data", "networks", "__version__"]

@@ -1,4 +1,4 @@
-"""`RealNVP`: the multi-scale Real NVP flow as a Keras 3 layer that owns its networks."""
+"""Keras 3 layers that own a flow's networks: the `FlowLayer` base and `RealNVP`."""
 
 import numbers
 
@@ -9,12 +9,58 @@ import tensorflow as tf
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.networks import resnet
+from tfp_realnvp.networks import weight_norm
 
-__all__ = ["RealNVP"]
+__all__ = ["FlowLayer", "RealNVP"]
+
+
+class FlowLayer(keras.layers.Layer):
+  """Base class of the Keras 3 layers that own the networks of a TFP bijector.
+
+  Keras 3 does not look inside TFP objects, so a flow that Keras trains, saves and exports is a
+  layer that owns every network its bijector uses. A subclass creates (and builds) those
+  networks in `__init__`, so that their variables exist before an optimizer is built, then
+  hands the bijector to `_set_bijector`. `tfp_realnvp.FlowModel` trains any such layer, and
+  applies its L2 penalty to every `WeightNormConv2D` inside it.
+
+  ```python
+  class TwoCouplings(tfp_realnvp.FlowLayer):
+    def __init__(self, **kwargs):
+      super().__init__(event_shape=(8, 8, 1), **kwargs)
+      self.networks = [make_network(parity) for parity in (0, 1)]   # built Keras layers
+      self._set_bijector(tfb.Chain([
+          tfp_realnvp.bijectors.AffineCoupling(net, parity=parity)
+          for parity, net in enumerate(self.networks)]))
+  ```
+
+  Args:
+    event_shape: shape of one example of the base distribution (the latent).
+    **kwargs: `keras.layers.Layer` arguments.
+  """
+
+  def __init__(self, event_shape, **kwargs):
+    super().__init__(**kwargs)
+    self.event_shape = tuple(int(d) for d in event_shape)
+
+  def _set_bijector(self, bijector):
+    # The bijector is a tf.Module that only refers to this layer's networks; keep it out of
+    # Keras's and tf.train's object tracking so that saving sees each variable once.
+    object.__setattr__(self, "_bijector", bijector)
+    self.built = True
+
+  @property
+  def bijector(self):
+    """The flow's bijector (`forward`: latent -> data, `inverse`: data -> latent)."""
+    return self._bijector
+
+  @property
+  def weight_scales(self):
+    """The weight-norm scales of every network of the flow (the paper's L2 targets)."""
+    return weight_norm.weight_scales(self)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class RealNVP(keras.layers.Layer):
+class RealNVP(FlowLayer):
   """Multi-scale Real NVP for images of a given shape, with Keras 3 conditioners.
 
   The layer builds every coupling network (`tfp_realnvp.networks.CouplingResNet`) when it is
@@ -92,8 +138,7 @@ class RealNVP(keras.layers.Layer):
   def __init__(self, event_shape, num_scales=2, num_filters=64, num_blocks=4, additive=False,
                batch_norm=False, batch_norm_momentum=0.9, validate_args=False,
                conditional_size=None, num_classes=None, **kwargs):
-    super().__init__(**kwargs)
-    self.event_shape = tuple(int(d) for d in event_shape)
+    super().__init__(event_shape, **kwargs)
     self.num_scales = int(num_scales)
     self.num_filters = int(num_filters)
     self.num_blocks = int(num_blocks)
@@ -137,20 +182,7 @@ class RealNVP(keras.layers.Layer):
         self.event_shape, self.num_scales, make_conditioner,
         make_batch_norm=make_batch_norm if self.batch_norm else None, additive=self.additive,
         validate_args=self.validate_args, name=self.name)
-    # The bijector is a tf.Module that only refers to the layers above; keep it out of
-    # Keras's and tf.train's object tracking so that saving sees each variable once.
-    object.__setattr__(self, "_bijector", bijector)
-    self.built = True
-
-  @property
-  def bijector(self):
-    """The multi-scale bijector (`forward`: latent -> data, `inverse`: data -> latent)."""
-    return self._bijector
-
-  @property
-  def weight_scales(self):
-    """The weight-norm scales of every coupling network (the paper's L2 targets)."""
-    return [v for network in self.conditioners for v in network.weight_scales]
+    self._set_bijector(bijector)
 
   @property
   def condition_spec(self):

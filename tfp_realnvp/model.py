@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
+from tfp_realnvp.networks import weight_norm
 
 tfd = tfp.distributions
 
@@ -240,8 +241,8 @@ class FlowModel(keras.Model):
     return self.log_prob(*inputs)
 
   def regularization_penalty(self):
-    """`l2 * sum(g ** 2)` over the flow's weight-norm scales."""
-    scales = getattr(self.flow, "weight_scales", [])
+    """`l2 * sum(g ** 2)` over the weight-norm scales of every network inside the flow."""
+    scales = weight_norm.weight_scales(self.flow)
     if not self.l2 or not scales:
       return tf.zeros([], self.compute_dtype)
     return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(g)) for g in scales]))

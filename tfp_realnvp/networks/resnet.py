@@ -151,8 +151,7 @@ class CouplingResNet(keras.layers.Layer):
   @property
   def weight_scales(self):
     """The weight-norm scales of every convolution."""
-    return [v for layer in self._flatten_layers() if isinstance(layer, weight_norm.WeightNormConv2D)
-            for v in layer.weight_scales]
+    return weight_norm.weight_scales(self)
 
   def call(self, inputs, conditional_input=None):
     h = self.stem(self.input_norm(inputs))

@@ -3,7 +3,13 @@
 import keras
 from keras import ops
 
-__all__ = ["WeightNormConv2D"]
+__all__ = ["WeightNormConv2D", "weight_scales"]
+
+
+def weight_scales(layer):
+  """The weight-norm scales `g` of every `WeightNormConv2D` inside `layer` (and itself)."""
+  return [g for sublayer in layer._flatten_layers()  # pylint: disable=protected-access
+          if isinstance(sublayer, WeightNormConv2D) for g in sublayer.weight_scales]
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
