@@ -84,6 +84,7 @@ def commands(trained, tmp_path_factory):
                  "--output", root / "sample.png"],
       "interpolate": ["interpolate", model, "--data", "digits", "--steps", "4",
                       "--output", root / "interpolation.png"],
+      "export": ["export", model, root / "saved_model"],
       "unknown_data": ["evaluate", model, "--data", "no_such_data_set"],
       "shape_mismatch": ["evaluate", model, "--data", mismatched],
   }
@@ -135,9 +136,8 @@ def test_help_lists_the_commands(capsys):
     cli.main(["--help"])
   assert exit_info.value.code == 0
   text = capsys.readouterr().out
-  for name in ("train", "evaluate", "sample", "interpolate"):
+  for name in ("train", "evaluate", "sample", "interpolate", "export"):
     assert name in text
-  assert "export" not in text
 
 
 def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
@@ -148,6 +148,22 @@ def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
   reported = float(result.stdout.split("test bits/dim:")[1].split()[0])
   # Same test split, same fixed dequantization noise, same model.
   assert reported == pytest.approx(metrics["test_bits_per_dim"], abs=2e-4)
+
+
+def test_export_writes_a_saved_model(commands):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  result = commands["export"]
+  assert result.returncode == 0, _describe(result)
+  served = tf.saved_model.load(str(commands["root"] / "saved_model"))
+  assert {"log_prob", "bits_per_dim", "sample", "forward", "inverse",
+          "serving_default"} <= set(served.signatures)
+  images = served.signatures["sample"](count=tf.constant(2), seed=tf.constant(0),
+                                       temperature=tf.constant(1.0))["images"]
+  log_prob = served.signatures["log_prob"](x=images)["log_prob"].numpy()
+  assert log_prob.shape == (2,) and np.all(np.isfinite(log_prob))
+  again = _run(["export", commands["root"] / "saved_model"], commands["root"])
+  assert again.returncode == 2  # OUTPUT missing: an argparse error, not a traceback.
 
 
 def test_sample_writes_a_grid(commands):

@@ -41,6 +41,7 @@ def _free_ports(count):
       s.close()
 
 
+@pytest.mark.slow  # Two TensorFlow worker processes: about 80 s on 2 cores.
 def test_multi_worker_mirrored_strategy_trains_identical_weights(tmp_path):
   ports = _free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}

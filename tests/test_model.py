@@ -158,6 +158,7 @@ def test_bad_arguments_are_named():
     model.log_prob(tf.zeros([2, 8, 8, 1], tf.uint8))
 
 
+@pytest.mark.slow  # XLA compilation of a training step: about 50 s on 2 cores.
 def test_jit_compile_passes_through_compile():
   x = next(iter(digits(batch_size=64, seed=4))).numpy()
   losses = {}

@@ -11,6 +11,7 @@ tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--se
 tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
 tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
                         [--output interpolation.png]
+tfp-realnvp export MODEL OUTPUT [--overwrite]
 ```
 
 `train` with no arguments trains the `"digits"` preset on the embedded 8x8 scikit-learn
@@ -209,6 +210,16 @@ def build_parser():
   interpolate.add_argument("--output", default="interpolation.png",
                            help="PNG file (default: interpolation.png)")
   interpolate.set_defaults(run=_interpolate)
+
+  export = commands.add_parser(
+      "export", help="export a saved model as a TensorFlow SavedModel",
+      description="Write a SavedModel with the signatures log_prob (serving_default), "
+                  "bits_per_dim, sample(count, seed, temperature), forward and inverse; it is "
+                  "served by TensorFlow alone (no TFP, no tfp_realnvp).")
+  export.add_argument("model", metavar="MODEL", help="a .keras file written by train")
+  export.add_argument("output", metavar="OUTPUT", help="SavedModel folder to write")
+  export.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+  export.set_defaults(run=_export)
   return parser
 
 
@@ -492,7 +503,7 @@ def _describe(flow_kwargs):
 
 
 # ------------------------------------------------------------------------------------------------
-# evaluate, sample, interpolate
+# evaluate, sample, interpolate, export
 
 
 def _evaluate(args):
@@ -557,6 +568,17 @@ def _interpolate(args):
   path = plotting.save_image_grid(grid.numpy(), args.output, ncols=steps)
   print(f"Wrote the {steps}x{steps} interpolation grid between test images "
         f"{' '.join(str(i) for i in args.indices)} of {args.data!r} to {path}")
+  return 0
+
+
+def _export(args):
+  """`tfp-realnvp export`."""
+  from tfp_realnvp import export as export_lib  # pylint: disable=g-import-not-at-top
+
+  path = export_lib.export_saved_model(_load_flow_model(args.model), args.output,
+                                       overwrite=args.overwrite)
+  print(f"Wrote the SavedModel {path} (signatures: "
+        f"{', '.join(export_lib.SIGNATURES)}, serving_default = log_prob)")
   return 0
 
 
