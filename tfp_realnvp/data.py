@@ -324,7 +324,8 @@ def _not_prepared_message(name, builder, data_dir):
       "Prepare it once, on a machine with network access, with\n"
       f"  python -c \"import tensorflow_datasets as tfds; tfds.builder({name!r}{data_dir_arg})"
       ".download_and_prepare()\"\n"
-      "(then copy the data_dir here if needed), or pass download=True to load_images.")
+      "(then copy the data_dir here if needed), or pass download=True to load_images "
+      "(--download on the tfp-realnvp command line).")
 
 
 def _tfds_builder(name, data_dir, download):
