@@ -148,3 +148,25 @@ def test_distillation(tmp_path):
   assert metrics["student_sample_seconds"] < metrics["teacher_sample_seconds"]
   for name in ("teacher_samples.png", "student_samples.png"):
     assert_png(tmp_path / name)
+
+
+def test_export_and_serve(tmp_path):
+  out = run_example("export_and_serve", tmp_path)
+  served = json.loads((tmp_path / "served.json").read_text())
+  assert not served["imports_tfp"]
+  assert served["max_log_prob_difference"] <= 1e-3
+  assert served["sample_shape"] == [4, 8, 8, 1]
+  assert math.isfinite(number_after("test bits/dim of the trained model:", out))
+  assert (tmp_path / "saved_model" / "saved_model.pb").exists()
+
+
+def test_distributed_training(tmp_path):
+  out = run_example("distributed_training", tmp_path)
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["replicas"] == 2 and "per replica 32" in out
+  history = metrics["history"]
+  assert len(history["bits_per_dim"]) == 2
+  assert all(math.isfinite(v) for v in history["bits_per_dim"] + history["val_bits_per_dim"])
+  # The reported loss is per example for the global batch, not summed over the replicas.
+  for loss, bpd in zip(history["loss"], history["bits_per_dim"]):
+    assert abs((loss + 64 * math.log(256)) / (64 * math.log(2)) - bpd) < 0.05
