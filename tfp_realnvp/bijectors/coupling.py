@@ -210,29 +210,31 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
     return tf.reduce_sum(log_scale, axis=[1, 2, 3])
 
-  def _augmented_inverse(self, x, conditional_input=None):
+  def _coupling_parameters(self, x, conditional_input):
+    """Checks images `x`, flattens their batch; returns them with the coupling's parameters."""
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     x4, batch_shape = _checks.flatten_batch(x)
     transformed, shift, log_scale = self._shift_and_log_scale(
         x4, self._conditioner_kwargs(conditional_input, batch_shape))
+    ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, x4), batch_shape)
+    return x4, batch_shape, transformed, shift, log_scale, _cached_log_det.log_dets(ildj)
+
+  def _augmented_inverse(self, x, conditional_input=None):
+    x4, batch_shape, transformed, shift, log_scale, log_dets = self._coupling_parameters(
+        x, conditional_input)
     if log_scale is not None:
       transformed = transformed * tf.exp(log_scale)
     z = self._mask.merge(x4, transformed + shift)
-    ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, x4), batch_shape)
-    return _checks.unflatten_batch(z, batch_shape), _cached_log_det.log_dets(ildj)
+    return _checks.unflatten_batch(z, batch_shape), log_dets
 
   def _augmented_forward(self, z, conditional_input=None):
-    z = _checks.check_image_event(z, self.name, self._event_shape, self.validate_args)
-    z4, batch_shape = _checks.flatten_batch(z)
-    transformed, shift, log_scale = self._shift_and_log_scale(
-        z4, self._conditioner_kwargs(conditional_input, batch_shape))
+    z4, batch_shape, transformed, shift, log_scale, log_dets = self._coupling_parameters(
+        z, conditional_input)
     transformed = transformed - shift
     if log_scale is not None:
       transformed = transformed * tf.exp(-log_scale)
     x = self._mask.merge(z4, transformed)
-    ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, z4), batch_shape)
-    return _checks.unflatten_batch(x, batch_shape), _cached_log_det.log_dets(ildj)
-
+    return _checks.unflatten_batch(x, batch_shape), log_dets
 
 def _broadcasts_to(shape, target):
   """Whether the static `shape` (known rank) broadcasts to the list `target`."""
