@@ -22,7 +22,10 @@ class _FlowServing(tf.Module):
   def __init__(self, model):
     super().__init__(name="flow_serving")
     self.model = model
-    data = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="x")
+    # The data's shape is the distribution's event shape: the base's (`model.event_shape`)
+    # mapped through the bijector, which may reshape (e.g. a MAF prior on flattened latents).
+    data = tf.TensorSpec([None] + model.distribution.event_shape.as_list(), model.compute_dtype,
+                         name="x")
     latent = tf.TensorSpec([None] + list(model.event_shape), model.compute_dtype, name="z")
     spec = model.condition_spec
     condition = [] if spec is None else [
@@ -62,7 +65,8 @@ def export_saved_model(model, path, overwrite=False):
   * `forward(z)` -> `x` (latent to data) and `inverse(x)` -> `z` (data to latent), through the
     whole chain including the preprocessing.
 
-  `x` and `z` have shape `[batch] + event_shape`. For a conditional model every signature takes
+  `z` has shape `[batch] + model.event_shape` (the base's) and `x` the shape
+  `[batch] + model.distribution.event_shape` of the data. For a conditional model every signature takes
   one more input, `condition`, of shape `[batch] + model.condition_spec.shape` (int32 class
   labels `[batch]`, or float vectors `[batch, K]`): one condition per example, or for `sample`
   one per image or a single one (`[1]` labels, `[1, K]` vectors) for all of them. The
