@@ -33,9 +33,11 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
   Masks (see `tfp_realnvp.bijectors.masks`):
 
   * `"checkerboard"`: the pixels whose coordinate sum `i + j` has the coupling's `parity` are
-    transformed. The conditioner receives the whole image `[N, H, W, C]` with the transformed
-    pixels set to zero and returns parameters of shape `[N, H, W, C]` (its outputs at the
-    conditioning pixels are ignored).
+    transformed. The conditioning pixels are packed into a half-width image
+    `[N, H, ceil(W / 2), C]` (pixels `(i, 2k)` and `(i, 2k + 1)` share column `k`; an odd
+    width is padded with zeros), which the conditioner receives; it returns parameters of the
+    same shape for the transformed pixels, packed the same way. The convolutions thus run on
+    half of the pixels (as they would on `b * x` at twice the cost).
   * `"channel"`: `parity=0` transforms the first `C // 2` channels, `parity=1` the remaining
     ones. The conditioner receives the conditioning channels only and returns parameters for
     the transformed channels.
