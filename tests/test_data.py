@@ -84,6 +84,23 @@ def test_digits_split_sizes_by_counting():
     data.load_images("digits", "validation")
 
 
+def test_seeded_noise_does_not_depend_on_the_global_seed():
+  def test_images(global_seed):
+    tf.random.set_seed(global_seed)
+    return _collect(data.load_images("digits", "test", batch_size=100, seed=3,
+                                     shuffle=False))[0]
+
+  np.testing.assert_array_equal(test_images(1), test_images(2))
+
+
+def test_repeated_data_get_new_noise_at_every_pass():
+  ds = data.load_images("digits", "test", batch_size=297, seed=3, shuffle=False, repeat=True)
+  batches = iter(ds)
+  first, second = next(batches).numpy(), next(batches).numpy()  # The same 297 images.
+  np.testing.assert_array_equal(np.floor(256 * first), np.floor(256 * second))
+  assert np.abs(first - second).mean() > 0.1 / 256
+
+
 def test_digits_pixels_and_labels():
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
 
@@ -124,13 +141,16 @@ def test_digits_seed_is_reproducible():
   assert not np.array_equal(a[0][0], c[0][0])
 
 
-def test_second_pass_reshuffles_and_redraws_noise():
+def test_second_pass_reshuffles_but_an_unshuffled_seeded_pipeline_is_a_fixed_set():
   ds = data.load_images("digits", batch_size=1500, shuffle=False, seed=1)
-  first, second = next(iter(ds)).numpy(), next(iter(ds)).numpy()
+  np.testing.assert_array_equal(next(iter(ds)).numpy(), next(iter(ds)).numpy())
+  shuffled = data.load_images("digits", batch_size=1500, seed=1)
+  first, second = next(iter(shuffled)).numpy(), next(iter(shuffled)).numpy()
+  assert not np.array_equal(np.sort(first, axis=0), np.sort(second, axis=0))  # New noise too.
+  unseeded = data.load_images("digits", batch_size=1500, shuffle=False)
+  first, second = next(iter(unseeded)).numpy(), next(iter(unseeded)).numpy()
   np.testing.assert_array_equal(np.floor(first * 256), np.floor(second * 256))
   assert not np.array_equal(first, second)
-  shuffled = data.load_images("digits", batch_size=1500, seed=1, dequantize=False)
-  assert not np.array_equal(next(iter(shuffled)).numpy(), next(iter(shuffled)).numpy())
 
 
 def test_repeat_and_drop_remainder():

@@ -522,9 +522,10 @@ def load_images(source, split="train", batch_size=64, shuffle=True, with_labels=
     data_dir: TensorFlow Datasets data directory (default: TFDS's, `$TFDS_DATA_DIR` or
       `~/tensorflow_datasets`). Ignored for the other sources.
     download: allow TensorFlow Datasets to download and prepare a missing data set.
-    seed: optional int; makes shuffling and dequantization noise reproducible: two pipelines
-      built with the same seed yield the same batches. Successive iterations over one pipeline
-      still differ.
+    seed: optional int; makes shuffling and dequantization noise reproducible, whatever
+      TensorFlow's global seed: two pipelines built with the same seed yield the same batches.
+      Successive iterations over a shuffled pipeline still differ; an unshuffled one yields
+      the same images at every pass (as a fixed test set should).
     dequantize: add uniform noise (`(k + u) / 256`) if true; return `k / 256` if false.
     repeat: repeat the data indefinitely (shuffling differently at each pass).
     drop_remainder: drop the last batch if it is smaller than `batch_size`.
@@ -571,9 +572,15 @@ def load_images(source, split="train", batch_size=64, shuffle=True, with_labels=
     ds = ds.repeat()
   ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
 
-  # One stateless seed pair per batch, from a seeded random stream that differs from one pass
-  # over the data to the next but is the same for two pipelines built with the same seed.
-  noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+  # One stateless seed pair per batch. With a seed, `[seed, batch index]`: the same for two
+  # pipelines built with the same seed whatever TensorFlow's global seed (a seeded random
+  # stream would mix that in), new for every batch of a repeated dataset. Without one, fresh
+  # random pairs on every pass.
+  if seed is None:
+    noise_seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2)
+  else:
+    noise_seeds = tf.data.Dataset.counter().map(
+        lambda index: tf.stack([tf.constant(int(seed), tf.int64), index]))
   use_noise = dequantize
 
   def to_float(element, noise_seed):
