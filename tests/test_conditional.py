@@ -387,8 +387,13 @@ def test_export_takes_the_condition_and_reloads_without_this_package(trained, he
   assert result.returncode == 0, result.stderr[-3000:]
   served = json.loads(result.stdout.strip().splitlines()[-1])
   assert served["modules"] == [] and served["inputs"] == ["condition", "x"]
-  np.testing.assert_allclose(served["log_prob"], model.log_prob(x, y).numpy(), rtol=1e-5)
-  np.testing.assert_allclose(served["other"], model.log_prob(x, 1 - y).numpy(), rtol=1e-5)
+  # Relative to the sum's terms, not to the sum: a log-density near 0 is a difference of
+  # terms of tens of nats, computed in float32 by two differently optimised graphs.
+  scale = np.abs(model.log_prob(x, y).numpy()).max()
+  np.testing.assert_allclose(served["log_prob"], model.log_prob(x, y).numpy(), rtol=1e-5,
+                             atol=1e-5 * scale)
+  np.testing.assert_allclose(served["other"], model.log_prob(x, 1 - y).numpy(), rtol=1e-5,
+                             atol=1e-5 * scale)
   np.testing.assert_allclose(served["bits_per_dim"], model.bits_per_dim(x, y).numpy(),
                              rtol=1e-5)
   np.testing.assert_allclose(served["round_trip"], x, atol=1e-4)

@@ -29,6 +29,11 @@ def _scale_loss_for_distribution(loss):
   return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
 
 
+def _as_tensor(value):
+  """`value` as a tensor, or `None`: a traced function is then not retraced per label value."""
+  return None if value is None else tf.convert_to_tensor(value)
+
+
 def _in_multi_worker_mode(strategy):
   """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -162,8 +167,28 @@ class FlowModel(keras.Model):
           f"condition) but got a condition.")
     return {}
 
+  def _graph_function(self, name, python_function):
+    """`python_function` as a `tf.function` made once per model (for eager callers).
+
+    Traced once per input shape: relaxing shapes (`reduce_retracing`) would hide the size of
+    a condition's last axis, which the couplings need statically.
+    """
+    functions = self.__dict__.setdefault("_graph_functions", {})
+    if name not in functions:
+      functions[name] = tf.function(python_function)
+    return functions[name]
+
   def log_prob(self, x, condition=None):
-    """Log-density of `x` per example (nats), given `condition` for a conditional model."""
+    """Log-density of `x` per example (nats), given `condition` for a conditional model.
+
+    Called eagerly, it runs as a `tf.function` traced once per input shape (TFP's bijectors
+    op by op in eager mode are several times slower); inside a traced function it is inlined.
+    """
+    if tf.executing_eagerly():
+      return self._graph_function("log_prob", self._log_prob)(x, _as_tensor(condition))
+    return self._log_prob(x, condition)
+
+  def _log_prob(self, x, condition):
     return self._distribution.log_prob(x, bijector_kwargs=self.bijector_kwargs(condition))
 
   def bits_from_log_prob(self, log_prob):
@@ -190,10 +215,20 @@ class FlowModel(keras.Model):
       temperature: scale of the base distribution's standard deviation.
       seed: `None`, an int (the same int gives the same samples), or a stateless seed
         `[2]` int tensor.
+
+    Called eagerly, it runs as a `tf.function` traced once per `n` (and kind of condition and
+    seed); `temperature` and the seed's value do not retrace it.
     """
-    kwargs = self.bijector_kwargs(condition)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
+    temperature = tf.convert_to_tensor(temperature, dtype=self.compute_dtype)
+    if tf.executing_eagerly():
+      return self._graph_function("sample", self._sample)(
+          int(n), _as_tensor(condition), temperature, seed)
+    return self._sample(n, condition, temperature, seed)
+
+  def _sample(self, n, condition, temperature, seed):
+    kwargs = self.bijector_kwargs(condition)
     z = self._distribution.distribution.sample(n, seed=seed)
     x = self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs)
     if self.preprocessing == "logit":
