@@ -1,0 +1,303 @@
+#!/usr/bin/env python
+"""Equal-time quality benchmark for normflows: MNIST test bits/dim after a training-time budget.
+
+The normflows (PyTorch) counterpart of `mnist_quality.py`: trains the normflows model of
+`normflows_worker.py` (the same multi-scale Real NVP as `tfp_realnvp`, built from normflows'
+flows) on the 60,000 MNIST training images for a budget of *training* wall-clock minutes, and
+at each mark reports bits/dim on the full 10,000-image test set.
+
+* Training: Adam 1e-3, batch 64, shuffled epochs (the last partial batch of an epoch is
+  dropped), every batch dequantized afresh as `x = (k + u) / 256`, `u ~ U[0, 1)`; loss = mean
+  NLL (nats) + `5e-5 * sum(g**2)` over the weight-norm scales. A step whose loss is not finite
+  is counted and not applied (no optimizer step; its forward pass has already updated the
+  batch-norm moving averages, as a training-mode forward pass does); training goes on.
+  `--max-steps` stops earlier, with a last evaluation (`mark_minutes: null`).
+* Clock: the time of the training steps only (batch preparation, forward, backward, Adam),
+  from the first step on; evaluations and file writes are excluded. A mark is evaluated at the
+  first step whose training time reaches it (so late by at most one step).
+* Evaluation: the test images are dequantized ONCE with `--test-seed`, so every evaluation and
+  every run sees the same continuous images; the model is in eval mode (batch norm uses its
+  moving averages), batches of `--eval-batch-size`. Bits/dim
+  `= (NLL_x + D ln 256) / (D ln 2)`, `NLL_x` the negative log-density of the dequantized `x` in
+  `[0, 1)^D` (the logit preprocessing's log-Jacobian included).
+
+Output folder (`--output`), written as the run goes:
+
+* `run.json`: configuration, library versions, parameter count, machine; rewritten at the end
+  with a summary.
+* `results.jsonl`: one line per mark (`mark_minutes, train_minutes, steps, test_bpd,
+  train_bpd, nonfinite_steps, date_utc, loadavg_1min, eval_seconds`); `train_bpd` is the mean
+  over the last `--log-every` finite training steps.
+* `progress.jsonl`: one line per `--log-every` steps (`steps, train_minutes, train_bpd,
+  steps_per_second, loadavg`).
+
+Example (from the repository root, with the benchmark venv of
+`benchmarks/requirements-normflows.txt`):
+
+```bash
+.bench-venv/bin/python benchmarks/normflows_quality.py --minutes 30 --eval-at 10,30 \
+    --output benchmarks/runs/normflows30
+```
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+import normflows_worker as worker
+
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA = _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+
+
+def _parse_marks(text):
+  """Parses `"10,30"` into a sorted list of positive floats (minutes)."""
+  marks = sorted({float(v) for v in text.split(",") if v.strip()})
+  if not marks or marks[0] <= 0:
+    raise argparse.ArgumentTypeError(f"--eval-at needs positive minutes, got {text!r}.")
+  return marks
+
+
+def parse_args(argv=None):
+  """Parses the command line."""
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n", maxsplit=1)[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--config", choices=sorted(worker.CONFIGS), default="mnist",
+                      help="Model configuration of normflows_worker.py; the data must have its "
+                           "image shape.")
+  parser.add_argument("--num-scales", type=int, default=None, help="Overrides the config.")
+  parser.add_argument("--num-filters", type=int, default=None, help="Overrides the config.")
+  parser.add_argument("--num-blocks", type=int, default=None, help="Overrides the config.")
+  parser.add_argument("--data", default=str(DEFAULT_DATA),
+                      help=".npz with uint8 x_train and x_test, (N, H, W[, C]).")
+  parser.add_argument("--output", required=True,
+                      help="Folder for run.json, results.jsonl and progress.jsonl.")
+  parser.add_argument("--minutes", type=float, default=30.0,
+                      help="Training-time budget in minutes (evaluation excluded).")
+  parser.add_argument("--eval-at", type=_parse_marks, default=None,
+                      help="Comma-separated training minutes at which to evaluate (the budget "
+                           "is always one).")
+  parser.add_argument("--max-steps", type=int, default=0,
+                      help="Also stop after this many steps, with a final evaluation (0: no "
+                           "limit).")
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--eval-batch-size", type=int, default=500)
+  parser.add_argument("--log-every", type=int, default=100,
+                      help="Steps per progress line (and the window of train_bpd).")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="Seed of the weights, the shuffling and the training noise.")
+  parser.add_argument("--test-seed", type=int, default=1234,
+                      help="Seed of the fixed dequantization noise of the test set.")
+  args = parser.parse_args(argv)
+  if args.minutes <= 0:
+    parser.error("--minutes must be positive.")
+  marks = args.eval_at or []
+  args.eval_at = sorted({m for m in marks if m <= args.minutes} | {args.minutes})
+  config = dict(worker.CONFIGS[args.config])
+  for key in ("num_scales", "num_filters", "num_blocks"):
+    if getattr(args, key) is not None:
+      config[key] = getattr(args, key)
+  args.model_config = config
+  return args
+
+
+def load_images(path, image_shape):
+  """Loads uint8 `x_train` and `x_test` from `path` as NCHW uint8 arrays."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    sys.exit(f"error: data not found at {path}; pass --data PATH (an .npz with uint8 x_train "
+             "and x_test).")
+  with np.load(path) as data:
+    arrays = [data["x_train"], data["x_test"]]
+  h, w, c = image_shape
+  result = []
+  for x in arrays:
+    if x.ndim == 3:
+      x = x[..., None]
+    if x.dtype != np.uint8 or x.shape[1:] != (h, w, c):
+      sys.exit(f"error: expected uint8 images of shape (N, {h}, {w}, {c}) in {path}, got "
+               f"{x.dtype} {x.shape}.")
+    result.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+  return result
+
+
+def machine_info():
+  """Describes the machine: CPU count, CPU model, platform, load."""
+  model = None
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return {"nproc": os.cpu_count(), "sched_affinity": len(os.sched_getaffinity(0)),
+          "cpu_model": model, "platform": platform.platform(),
+          "python": platform.python_version(), "loadavg_at_start": list(os.getloadavg())}
+
+
+def _utc_now():
+  """The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`."""
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_json(path, obj):
+  """Writes JSON atomically (a killed run never leaves a half-written file)."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+  os.replace(tmp, path)
+
+
+def _append_jsonl(path, obj):
+  """Appends one JSON line and flushes it to disk."""
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(obj) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _mean_or_none(values):
+  """Mean of `values`, or `None` if there are none."""
+  return float(np.mean(values)) if values else None
+
+
+def evaluate_bpd(model, x_test, batch_size, num_dims):
+  """Mean test bits/dim of the fixed dequantized test set, in eval mode."""
+  model.eval()
+  total = 0.0
+  with torch.no_grad():
+    for start in range(0, len(x_test), batch_size):
+      total += -model.log_prob(x_test[start:start + batch_size], None).double().sum().item()
+  model.train()
+  return worker.bits_per_dim(total / len(x_test), num_dims)
+
+
+def main(argv=None):
+  """Runs the benchmark; returns the exit status."""
+  args = parse_args(argv)
+  config = args.model_config
+  output = pathlib.Path(args.output)
+  run_path, results_path, progress_path = (
+      output / "run.json", output / "results.jsonl", output / "progress.jsonl")
+  if results_path.exists() or progress_path.exists():
+    sys.exit(f"error: {output} already holds a run; choose another --output.")
+
+  x_train, x_test_uint8 = load_images(args.data, config["image_shape"])
+  num_dims = int(np.prod(x_train.shape[1:]))
+  test_noise = np.random.default_rng(args.test_seed).uniform(size=x_test_uint8.shape)
+  x_test = torch.from_numpy(((x_test_uint8 + test_noise) / 256.0).astype(np.float32))
+  x_train = torch.from_numpy(x_train)
+
+  torch.manual_seed(args.seed)
+  try:
+    model, _ = worker.build_model(config["image_shape"], config["num_scales"],
+                                  config["num_filters"], config["num_blocks"])
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  optimizer = torch.optim.Adam(model.parameters(), lr=worker.LEARNING_RATE)
+  train_step = worker.make_train_step(model, optimizer)
+  num_params = worker.count_params(model)
+  run = {"benchmark": "normflows_quality", "library": "normflows", "date_utc": _utc_now(),
+         "command": " ".join([sys.executable] + sys.argv),
+         "data": str(pathlib.Path(args.data).resolve()),
+         "budget_minutes": args.minutes, "eval_at_minutes": args.eval_at,
+         "config": {"name": args.config, **config, "preprocessing": "logit",
+                    "alpha": worker.LOGIT_ALPHA, "l2": worker.L2_SCALE, "optimizer": "Adam",
+                    "learning_rate": worker.LEARNING_RATE, "batch_size": args.batch_size,
+                    "eval_batch_size": args.eval_batch_size, "seed": args.seed,
+                    "test_seed": args.test_seed, "max_steps": args.max_steps},
+         "num_trainable_params": num_params, "versions": worker.versions(),
+         "torch_threads": torch.get_num_threads(), "machine": machine_info(),
+         "clock": "training steps only (batch preparation, forward, backward, Adam); "
+                  "excludes evaluation and file writes"}
+  output.mkdir(parents=True, exist_ok=True)
+  _write_json(run_path, run)
+  print(f"{num_params} trainable parameters; config {run['config']}", file=sys.stderr,
+        flush=True)
+
+  rng = np.random.default_rng(args.seed)
+  noise = torch.Generator().manual_seed(args.seed)
+  steps_per_epoch = len(x_train) // args.batch_size
+  order = rng.permutation(len(x_train))
+  train_seconds = 0.0
+  steps = nonfinite = 0
+  first_nonfinite_step = None
+  window_bpd = []  # Bits/dim of the finite steps since the last progress line.
+  recent_bpd = collections.deque(maxlen=args.log_every)  # Those of the last finite steps.
+  window_start_seconds = 0.0
+  pending = list(args.eval_at)
+
+  def evaluate(mark):
+    """Evaluates the test bits/dim and appends a line to results.jsonl."""
+    start = time.perf_counter()
+    test_bpd = evaluate_bpd(model, x_test, args.eval_batch_size, num_dims)
+    record = {"mark_minutes": mark, "train_minutes": train_seconds / 60.0, "steps": steps,
+              "test_bpd": test_bpd if math.isfinite(test_bpd) else None,
+              "train_bpd": _mean_or_none(recent_bpd),
+              "nonfinite_steps": nonfinite, "date_utc": _utc_now(),
+              "loadavg_1min": os.getloadavg()[0],
+              "eval_seconds": round(time.perf_counter() - start, 1)}
+    _append_jsonl(results_path, record)
+    print("EVAL " + json.dumps(record), file=sys.stderr, flush=True)
+
+  stopped_because = "budget reached"
+  while pending:
+    if args.max_steps and steps >= args.max_steps:
+      evaluate(None)
+      stopped_because = "max steps reached"
+      break
+    start = time.perf_counter()
+    index = steps % steps_per_epoch
+    if index == 0 and steps:
+      order = rng.permutation(len(x_train))
+    batch = torch.from_numpy(order[index * args.batch_size:(index + 1) * args.batch_size])
+    k = x_train[batch].float()
+    x = (k + torch.rand(k.shape, generator=noise)) / 256.0
+    loss, nll = train_step(x)
+    loss = loss.item()
+    train_seconds += time.perf_counter() - start
+    steps += 1
+    if math.isfinite(loss):
+      bpd = worker.bits_per_dim(nll.item(), num_dims)
+      window_bpd.append(bpd)
+      recent_bpd.append(bpd)
+    else:
+      nonfinite += 1
+      first_nonfinite_step = first_nonfinite_step or steps
+      print(f"non-finite loss {loss} at step {steps}; step skipped", file=sys.stderr, flush=True)
+    if steps % args.log_every == 0:
+      window = train_seconds - window_start_seconds
+      record = {"steps": steps, "train_minutes": train_seconds / 60.0,
+                "train_bpd": _mean_or_none(window_bpd),
+                "steps_per_second": args.log_every / window if window > 0 else None,
+                "nonfinite_steps": nonfinite, "loadavg": list(os.getloadavg())}
+      _append_jsonl(progress_path, record)
+      print(json.dumps(record), file=sys.stderr, flush=True)
+      window_bpd = []
+      window_start_seconds = train_seconds
+    while pending and train_seconds / 60.0 >= pending[0]:
+      evaluate(pending.pop(0))
+
+  run["summary"] = {"steps": steps, "train_minutes": train_seconds / 60.0,
+                    "steps_per_second": steps / train_seconds if train_seconds > 0 else None,
+                    "nonfinite_steps": nonfinite, "first_nonfinite_step": first_nonfinite_step,
+                    "stopped_because": stopped_because, "finished_utc": _utc_now(),
+                    "peak_rss_mb": worker.peak_rss_mb(), "loadavg": list(os.getloadavg())}
+  _write_json(run_path, run)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,318 @@
+#!/usr/bin/env python
+"""Speed benchmark: tfp_realnvp against normflows on the same CPU, in one interleaved run.
+
+For each configuration, the same multi-scale Real NVP (per scale: 3 checkerboard couplings,
+squeeze, 3 channel couplings, factor out half; the last scale: 4 checkerboard couplings; every
+coupling network a weight-normalised ResNet of the same width and depth) is built twice:
+
+* ours: `tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(...))`, in this process's Python, by a
+  worker process running this file with `--worker`;
+* theirs: normflows (PyTorch), by `benchmarks/normflows_worker.py` run with the Python of a
+  separate benchmark environment (`--torch-python`; see benchmarks/README.md).
+
+Both workers build their model, warm up (tracing, first allocations), then answer the same
+line-based JSON commands. The driver interleaves them: in every round each operation is timed
+on one library and then on the other (the order alternates between rounds), so that the load
+of a shared machine falls on both alike. Reported: per-call medians (and quartiles), the ratio
+ours / theirs, parameter counts, and the peak resident memory of a separate training-only
+process of each library. Operations, at batch 64:
+
+* `train_step`: log_prob of a batch, loss (NLL + the L2 penalty on the weight-norm scales),
+  gradients, Adam update (`model.train_on_batch` for ours);
+* `log_prob`: the log-density of the batch (inference mode);
+* `sample`: drawing 64 images.
+
+Example (from the repository root):
+
+```bash
+python benchmarks/speed.py --torch-python .bench-venv/bin/python --output benchmarks/runs/speed
+```
+
+Timings are never tests: the figures go to `benchmarks/RESULTS.md`.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+_HERE = pathlib.Path(__file__).resolve().parent
+_REPO_ROOT = _HERE.parent
+
+# The architecture of each configuration; normflows_worker.py builds the same from the name.
+CONFIGS = {
+    "mnist": {"event_shape": (28, 28, 1), "num_scales": 2, "num_filters": 32, "num_blocks": 2},
+    "cifar": {"event_shape": (32, 32, 3), "num_scales": 2, "num_filters": 64, "num_blocks": 2},
+}
+OPS = ("train_step", "log_prob", "sample")
+SAMPLES = 64
+
+
+def parse_args(argv=None):
+  """Parses the command line."""
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n", maxsplit=1)[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--configs", default="mnist,cifar",
+                      help=f"Comma-separated configurations among {sorted(CONFIGS)}.")
+  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
+                      help="Python of the environment where torch and normflows are installed.")
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--rounds", type=int, default=6,
+                      help="Interleaved rounds; each times every operation on both libraries.")
+  parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
+  parser.add_argument("--memory-steps", type=int, default=50,
+                      help="Training steps of the peak-memory processes.")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="Threads of both libraries' thread pools (OMP_NUM_THREADS for "
+                           "PyTorch, intra- and inter-op threads for TensorFlow); 0 keeps each "
+                           "library's default.")
+  parser.add_argument("--output", default=str(_HERE / "runs" / "speed"),
+                      help="Folder for results.json.")
+  # Worker mode (started by the driver).
+  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--config", default="mnist", help=argparse.SUPPRESS)
+  parser.add_argument("--mode", default="speed", choices=("speed", "memory"),
+                      help=argparse.SUPPRESS)
+  parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+  return parser.parse_args(argv)
+
+
+# --- Worker: our library ----------------------------------------------------------------------
+
+def _reply(message):
+  sys.stdout.write(json.dumps(message) + "\n")
+  sys.stdout.flush()
+
+
+def _peak_rss_mb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_worker(args):
+  """Builds our model for `args.config` and answers the driver's commands on stdin."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # pylint: disable=g-import-not-at-top
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  import tensorflow_probability as tfp
+  import tfp_realnvp
+  # pylint: enable=g-import-not-at-top
+
+  if args.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  config = CONFIGS[args.config]
+  keras.utils.set_random_seed(args.seed)
+  model = tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(
+      config["event_shape"], num_scales=config["num_scales"],
+      num_filters=config["num_filters"], num_blocks=config["num_blocks"]))
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  rng = np.random.default_rng(args.seed)
+  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["event_shape"]), tf.float32)
+
+  ops = {
+      "train_step": lambda: model.train_on_batch(x),
+      "log_prob": lambda: model.log_prob(x).numpy(),
+      "sample": lambda: model.sample(SAMPLES).numpy(),
+  }
+  if args.mode == "memory":
+    for _ in range(args.memory_steps):
+      ops["train_step"]()
+    _reply({"library": "tfp_realnvp", "mode": "memory", "steps": args.memory_steps,
+            "peak_rss_mb": _peak_rss_mb()})
+    return
+  for call in ops.values():
+    for _ in range(3):
+      call()
+  _reply({"ready": True, "library": "tfp_realnvp",
+          "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
+                       "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
+                       "numpy": np.__version__},
+          "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+          "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                         "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}})
+  for line in sys.stdin:
+    command = json.loads(line)
+    if command["op"] == "quit":
+      return
+    if command["op"] == "info":
+      _reply({"op": "info", "peak_rss_mb": _peak_rss_mb()})
+      continue
+    seconds = []
+    for _ in range(command["reps"]):
+      start = time.perf_counter()
+      ops[command["op"]]()
+      seconds.append(time.perf_counter() - start)
+    _reply({"op": command["op"], "seconds": seconds})
+
+
+# --- Driver -----------------------------------------------------------------------------------
+
+class Worker:
+  """A worker process speaking the line-based JSON protocol."""
+
+  def __init__(self, command, env):
+    self.command = command
+    self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    text=True, cwd=_REPO_ROOT, env=env)
+    self.info = self.receive()
+    if not self.info.get("ready"):
+      raise RuntimeError(f"worker {command} did not start: {self.info}")
+
+  def receive(self):
+    line = self.process.stdout.readline()
+    if not line:
+      raise RuntimeError(f"worker {self.command} exited with {self.process.wait()}")
+    return json.loads(line)
+
+  def ask(self, command):
+    self.process.stdin.write(json.dumps(command) + "\n")
+    self.process.stdin.flush()
+    return self.receive()
+
+  def close(self):
+    try:
+      self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+      self.process.stdin.close()
+      self.process.wait(timeout=60)
+    finally:
+      if self.process.poll() is None:
+        self.process.kill()
+
+
+def worker_commands(args, config, mode="speed"):
+  """The command lines of our worker and of the normflows worker."""
+  common = ["--config", config, "--batch-size", str(args.batch_size), "--mode", mode,
+            "--memory-steps", str(args.memory_steps)]
+  return {
+      "tfp_realnvp": [sys.executable, str(_HERE / "speed.py"), "--worker",
+                      "--threads", str(args.threads)] + common,
+      "normflows": [args.torch_python, str(_HERE / "normflows_worker.py")] + common,
+  }
+
+
+def worker_env(args):
+  """The workers' environment: quiet TensorFlow, and the thread count if one is set."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+  if args.threads:
+    env["OMP_NUM_THREADS"] = str(args.threads)
+  return env
+
+
+def summarize(seconds):
+  """Median and quartiles (milliseconds) of a list of durations."""
+  q1, median, q3 = statistics.quantiles(seconds, n=4)
+  return {"median_ms": 1e3 * median, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3, "calls": len(seconds)}
+
+
+def measure_config(args, config):
+  """Interleaved timings of both libraries on `config`; returns the config's results."""
+  commands = worker_commands(args, config)
+  workers = {}
+  try:
+    for library, command in commands.items():
+      print(f"[{config}] starting {library} ...", flush=True)
+      workers[library] = Worker(command, worker_env(args))
+    times = {library: {op: [] for op in OPS} for library in workers}
+    loads = []
+    for round_index in range(args.rounds):
+      order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
+      for op in OPS:
+        for library in order:
+          reply = workers[library].ask({"op": op, "reps": args.reps})
+          times[library][op].extend(reply["seconds"])
+      loads.append(os.getloadavg()[0])
+      print(f"[{config}] round {round_index + 1}/{args.rounds} done "
+            f"(load {loads[-1]:.1f})", flush=True)
+    speed_rss = {library: worker.ask({"op": "info"})["peak_rss_mb"]
+                 for library, worker in workers.items()}
+    infos = {library: worker.info for library, worker in workers.items()}
+  finally:
+    for worker in workers.values():
+      worker.close()
+
+  memory = {}
+  for library, command in worker_commands(args, config, mode="memory").items():
+    out = subprocess.run(command, capture_output=True, text=True, cwd=_REPO_ROOT, check=True,
+                         env=worker_env(args))
+    memory[library] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+  result = {"config": dict(CONFIGS[config], batch_size=args.batch_size, samples=SAMPLES),
+            "workers": infos, "loadavg_1min": loads, "ops": {},
+            "peak_rss_mb_training": memory, "peak_rss_mb_speed_process": speed_rss}
+  for op in OPS:
+    ours, theirs = (summarize(times[lib][op]) for lib in ("tfp_realnvp", "normflows"))
+    result["ops"][op] = {"tfp_realnvp": ours, "normflows": theirs,
+                         "ratio": ours["median_ms"] / theirs["median_ms"]}
+  return result
+
+
+def machine_info():
+  """Where the benchmark ran."""
+  cpu = ""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
+          "python": platform.python_version()}
+
+
+def print_table(results):
+  """Prints the Markdown table that RESULTS.md and the README show."""
+  print("| config | operation | tfp_realnvp (ms) | normflows (ms) | ours / theirs |")
+  print("| --- | --- | --- | --- | --- |")
+  for config, result in results.items():
+    for op, row in result["ops"].items():
+      print(f"| {config} | {op} | {row['tfp_realnvp']['median_ms']:.1f} | "
+            f"{row['normflows']['median_ms']:.1f} | {row['ratio']:.2f} |")
+    memory = result["peak_rss_mb_training"]
+    print(f"| {config} | peak RSS, training (MB) | {memory['tfp_realnvp']:.0f} | "
+          f"{memory['normflows']:.0f} | {memory['tfp_realnvp'] / memory['normflows']:.2f} |")
+
+
+def run_driver(args):
+  """Times every configuration and writes `results.json`."""
+  torch_python = pathlib.Path(args.torch_python)
+  if not torch_python.exists():
+    sys.exit(f"error: no Python at {torch_python}; create the normflows environment first "
+             "(benchmarks/README.md) or pass --torch-python.")
+  configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+  unknown = sorted(set(configs) - set(CONFIGS))
+  if unknown:
+    sys.exit(f"error: unknown configuration(s) {unknown}; choose among {sorted(CONFIGS)}.")
+  output = pathlib.Path(args.output)
+  output.mkdir(parents=True, exist_ok=True)
+  run = {"benchmark": "speed", "date_utc": datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%dT%H:%M:%SZ"), "command": " ".join([sys.executable] + sys.argv),
+         "machine": machine_info(), "rounds": args.rounds, "reps": args.reps,
+         "threads": args.threads or "library defaults", "results": {}}
+  for config in configs:
+    run["results"][config] = measure_config(args, config)
+    (output / "results.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+  print_table(run["results"])
+  print(f"results: {output / 'results.json'}")
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.worker:
+    run_worker(args)
+  else:
+    run_driver(args)
+
+
+if __name__ == "__main__":
+  main()
