@@ -175,7 +175,8 @@ class FlowModel(keras.Model):
     """
     functions = self.__dict__.setdefault("_graph_functions", {})
     if name not in functions:
-      functions[name] = tf.function(python_function)
+      # No autograph: the flow has no tensor-dependent Python control flow to convert.
+      functions[name] = tf.function(python_function, autograph=False)
     return functions[name]
 
   def log_prob(self, x, condition=None):
