@@ -31,7 +31,6 @@ Bits/dim: for dequantized 8-bit images `x = (k + u) / 256`,
 """
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -40,17 +39,11 @@ import platform
 import sys
 import time
 
+import _runlog
+
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 NUM_TEST_IMAGES = 10000
-
-
-def _parse_marks(text):
-  """Parses `"5,10,20,30"` into a sorted list of floats (minutes)."""
-  marks = sorted({float(v) for v in text.split(",") if v.strip()})
-  if not marks or marks[0] <= 0:
-    raise argparse.ArgumentTypeError(f"--eval-at needs positive minutes, got {text!r}.")
-  return marks
 
 
 def parse_args(argv=None):
@@ -64,7 +57,7 @@ def parse_args(argv=None):
                       help="Folder for run.json, results.jsonl, progress.jsonl, checkpoint.")
   parser.add_argument("--minutes", type=float, default=30.0,
                       help="Training-time budget in minutes (evaluation time excluded).")
-  parser.add_argument("--eval-at", type=_parse_marks, default=None,
+  parser.add_argument("--eval-at", type=_runlog.parse_marks, default=None,
                       help="Comma-separated training minutes at which to evaluate on the test "
                            "set (default: 5,10,20,30 below the budget, and the budget).")
   parser.add_argument("--max-steps", type=int, default=0,
@@ -113,27 +106,6 @@ def _check_data(path):
   return path
 
 
-def machine_info():
-  """Describes the machine: CPU count, CPU model, load, platform."""
-  model = None
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          model = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  return {
-      "nproc": os.cpu_count(),
-      "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "cpu_model": model,
-      "platform": platform.platform(),
-      "hostname": platform.node(),
-      "loadavg_at_start": list(os.getloadavg()),
-  }
-
-
 def library_versions():
   """Versions of Python and the libraries that matter for the numbers."""
   import keras  # pylint: disable=g-import-not-at-top
@@ -145,24 +117,6 @@ def library_versions():
   return {"python": platform.python_version(), "tensorflow": tf.__version__,
           "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
           "numpy": np.__version__, "tfp_realnvp": tfp_realnvp.__version__}
-
-
-def _utc_now():
-  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_json(path, obj):
-  """Writes JSON atomically (a killed run never leaves a half-written file)."""
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-  os.replace(tmp, path)
-
-
-def _append_jsonl(path, obj):
-  with open(path, "a", encoding="utf-8") as f:
-    f.write(json.dumps(obj) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
 
 
 def _finite_or_none(value):
@@ -199,7 +153,7 @@ def main(argv=None):
     state = json.loads(state_path.read_text(encoding="utf-8"))
     run = json.loads(run_path.read_text(encoding="utf-8"))
     model = keras.models.load_model(checkpoint_path)
-    run.setdefault("resumes", []).append({"date_utc": _utc_now(), "at_steps": state["steps"],
+    run.setdefault("resumes", []).append({"date_utc": _runlog.utc_now(), "at_steps": state["steps"],
                                           "at_train_minutes": state["train_seconds"] / 60.0,
                                           "loadavg": list(os.getloadavg())})
     run["budget_minutes"] = args.minutes
@@ -223,10 +177,10 @@ def main(argv=None):
               "test_seed": args.test_seed,
               "precise_bn_steps": args.precise_bn_steps,
               "terminate_on_nan": not args.no_terminate_on_nan}
-    run = {"benchmark": "mnist_quality", "date_utc": _utc_now(),
+    run = {"benchmark": "mnist_quality", "date_utc": _runlog.utc_now(),
            "command": " ".join([sys.executable] + sys.argv), "data": str(data_path.resolve()),
            "budget_minutes": args.minutes, "eval_at_minutes": args.eval_at, "config": config,
-           "machine": machine_info(), "versions": library_versions(),
+           "machine": _runlog.machine_info(), "versions": library_versions(),
            "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
            "clock": "training wall clock; excludes test evaluation, checkpointing and the first "
@@ -280,11 +234,11 @@ def main(argv=None):
             "nonfinite_steps": state["nonfinite_steps"],
             "first_nonfinite_step": state["first_nonfinite_step"],
             "trace_seconds": state["trace_seconds"],
-            "marks_done": state["marks_done"], "updated_utc": _utc_now(),
+            "marks_done": state["marks_done"], "updated_utc": _runlog.utc_now(),
             "loadavg": list(os.getloadavg())}
 
   run["summary"] = summary()
-  _write_json(run_path, run)
+  _runlog.write_json(run_path, run)
   print(f"{num_params} trainable parameters; config {config}", flush=True)
 
   class QualityBenchmark(keras.callbacks.Callback):
@@ -343,7 +297,7 @@ def main(argv=None):
                 "chunk_steps_per_second": steps / seconds if seconds > 0 else None,
                 "nonfinite_steps": state["nonfinite_steps"],
                 "loadavg_1min": os.getloadavg()[0]}
-      _append_jsonl(progress_path, record)
+      _runlog.append_jsonl(progress_path, record)
       print(json.dumps(record), flush=True)
       self._chunk_start_steps = state["steps"]
       self._chunk_start_seconds = state["train_seconds"]
@@ -367,7 +321,7 @@ def main(argv=None):
                 "train_bpd": _finite_or_none(logs.get("bits_per_dim", float("nan"))),
                 "train_bpd_note": "running mean of the current chunk up to this step",
                 "nonfinite_steps": state["nonfinite_steps"],
-                "eval_seconds": round(eval_seconds, 1), "date_utc": _utc_now(),
+                "eval_seconds": round(eval_seconds, 1), "date_utc": _runlog.utc_now(),
                 "loadavg_1min": os.getloadavg()[0]}
       if precise_bpd is not None:
         record["precise_bn_steps"] = args.precise_bn_steps
@@ -376,11 +330,11 @@ def main(argv=None):
         state["marks_done"].append(mark)
       start = time.perf_counter()
       self.model.save(checkpoint_path)
-      _write_json(state_path, state)
+      _runlog.write_json(state_path, state)
       record["checkpoint_seconds"] = round(time.perf_counter() - start, 1)
-      _append_jsonl(results_path, record)
+      _runlog.append_jsonl(results_path, record)
       run["summary"] = summary()
-      _write_json(run_path, run)
+      _runlog.write_json(run_path, run)
       print("EVAL " + json.dumps(record), flush=True)
 
   benchmark = QualityBenchmark()
@@ -392,12 +346,12 @@ def main(argv=None):
     model.fit(train_ds, epochs=initial_epoch + 10**7, initial_epoch=initial_epoch,
               steps_per_epoch=config["steps_per_epoch"], callbacks=callbacks, verbose=0)
   run["summary"] = summary()
-  run["finished_utc"] = _utc_now()
+  run["finished_utc"] = _runlog.utc_now()
   run["stopped_because"] = (
       "non-finite loss (TerminateOnNaN)" if state["nonfinite_steps"] and benchmark.pending
       else "budget reached" if not benchmark.pending else "max steps reached")
-  _write_json(state_path, state)
-  _write_json(run_path, run)
+  _runlog.write_json(state_path, state)
+  _runlog.write_json(run_path, run)
   print(json.dumps(run["summary"], indent=2), flush=True)
   return 0
 

@@ -42,12 +42,10 @@ Example (from the repository root, with the benchmark venv of
 
 import argparse
 import collections
-import datetime
 import json
 import math
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -55,17 +53,10 @@ import numpy as np
 import torch
 
 import normflows_worker as worker
+import _runlog
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
-
-
-def _parse_marks(text):
-  """Parses `"10,30"` into a sorted list of positive floats (minutes)."""
-  marks = sorted({float(v) for v in text.split(",") if v.strip()})
-  if not marks or marks[0] <= 0:
-    raise argparse.ArgumentTypeError(f"--eval-at needs positive minutes, got {text!r}.")
-  return marks
 
 
 def parse_args(argv=None):
@@ -85,7 +76,7 @@ def parse_args(argv=None):
                       help="Folder for run.json, results.jsonl and progress.jsonl.")
   parser.add_argument("--minutes", type=float, default=30.0,
                       help="Training-time budget in minutes (evaluation excluded).")
-  parser.add_argument("--eval-at", type=_parse_marks, default=None,
+  parser.add_argument("--eval-at", type=_runlog.parse_marks, default=None,
                       help="Comma-separated training minutes at which to evaluate (the budget "
                            "is always one).")
   parser.add_argument("--max-steps", type=int, default=0,
@@ -132,42 +123,6 @@ def load_images(path, image_shape):
   return result
 
 
-def machine_info():
-  """Describes the machine: CPU count, CPU model, platform, load."""
-  model = None
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          model = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  return {"nproc": os.cpu_count(), "sched_affinity": len(os.sched_getaffinity(0)),
-          "cpu_model": model, "platform": platform.platform(),
-          "python": platform.python_version(), "loadavg_at_start": list(os.getloadavg())}
-
-
-def _utc_now():
-  """The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`."""
-  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_json(path, obj):
-  """Writes JSON atomically (a killed run never leaves a half-written file)."""
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-  os.replace(tmp, path)
-
-
-def _append_jsonl(path, obj):
-  """Appends one JSON line and flushes it to disk."""
-  with open(path, "a", encoding="utf-8") as f:
-    f.write(json.dumps(obj) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def _mean_or_none(values):
   """Mean of `values`, or `None` if there are none."""
   return float(np.mean(values)) if values else None
@@ -209,7 +164,7 @@ def main(argv=None):
   optimizer = torch.optim.Adam(model.parameters(), lr=worker.LEARNING_RATE)
   train_step = worker.make_train_step(model, optimizer)
   num_params = worker.count_params(model)
-  run = {"benchmark": "normflows_quality", "library": "normflows", "date_utc": _utc_now(),
+  run = {"benchmark": "normflows_quality", "library": "normflows", "date_utc": _runlog.utc_now(),
          "command": " ".join([sys.executable] + sys.argv),
          "data": str(pathlib.Path(args.data).resolve()),
          "budget_minutes": args.minutes, "eval_at_minutes": args.eval_at,
@@ -219,11 +174,11 @@ def main(argv=None):
                     "eval_batch_size": args.eval_batch_size, "seed": args.seed,
                     "test_seed": args.test_seed, "max_steps": args.max_steps},
          "num_trainable_params": num_params, "versions": worker.versions(),
-         "torch_threads": torch.get_num_threads(), "machine": machine_info(),
+         "torch_threads": torch.get_num_threads(), "machine": _runlog.machine_info(),
          "clock": "training steps only (batch preparation, forward, backward, Adam); "
                   "excludes evaluation and file writes"}
   output.mkdir(parents=True, exist_ok=True)
-  _write_json(run_path, run)
+  _runlog.write_json(run_path, run)
   print(f"{num_params} trainable parameters; config {run['config']}", file=sys.stderr,
         flush=True)
 
@@ -246,10 +201,10 @@ def main(argv=None):
     record = {"mark_minutes": mark, "train_minutes": train_seconds / 60.0, "steps": steps,
               "test_bpd": test_bpd if math.isfinite(test_bpd) else None,
               "train_bpd": _mean_or_none(recent_bpd),
-              "nonfinite_steps": nonfinite, "date_utc": _utc_now(),
+              "nonfinite_steps": nonfinite, "date_utc": _runlog.utc_now(),
               "loadavg_1min": os.getloadavg()[0],
               "eval_seconds": round(time.perf_counter() - start, 1)}
-    _append_jsonl(results_path, record)
+    _runlog.append_jsonl(results_path, record)
     print("EVAL " + json.dumps(record), file=sys.stderr, flush=True)
 
   stopped_because = "budget reached"
@@ -283,7 +238,7 @@ def main(argv=None):
                 "train_bpd": _mean_or_none(window_bpd),
                 "steps_per_second": args.log_every / window if window > 0 else None,
                 "nonfinite_steps": nonfinite, "loadavg": list(os.getloadavg())}
-      _append_jsonl(progress_path, record)
+      _runlog.append_jsonl(progress_path, record)
       print(json.dumps(record), file=sys.stderr, flush=True)
       window_bpd = []
       window_start_seconds = train_seconds
@@ -293,9 +248,9 @@ def main(argv=None):
   run["summary"] = {"steps": steps, "train_minutes": train_seconds / 60.0,
                     "steps_per_second": steps / train_seconds if train_seconds > 0 else None,
                     "nonfinite_steps": nonfinite, "first_nonfinite_step": first_nonfinite_step,
-                    "stopped_because": stopped_because, "finished_utc": _utc_now(),
-                    "peak_rss_mb": worker.peak_rss_mb(), "loadavg": list(os.getloadavg())}
-  _write_json(run_path, run)
+                    "stopped_because": stopped_because, "finished_utc": _runlog.utc_now(),
+                    "peak_rss_mb": _runlog.peak_rss_mb(), "loadavg": list(os.getloadavg())}
+  _runlog.write_json(run_path, run)
   return 0
 
 

@@ -61,7 +61,6 @@ in eval mode (moving averages) under `torch.no_grad()`. Only protocol lines go t
 import argparse
 import json
 import math
-import resource
 import sys
 import time
 
@@ -70,6 +69,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
+
+import _runlog
 
 CONFIGS = {
     "mnist": {"image_shape": (28, 28, 1), "num_scales": 2, "num_filters": 32, "num_blocks": 2},
@@ -278,11 +279,6 @@ def versions():
   return {"normflows": nf.__version__, "torch": torch.__version__, "numpy": np.__version__}
 
 
-def peak_rss_mb():
-  """Peak resident set size of this process in MiB (Linux reports kilobytes)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _emit(obj):
   """Writes one protocol line to stdout."""
   sys.stdout.write(json.dumps(obj) + "\n")
@@ -387,7 +383,7 @@ def main(argv=None):
     for _ in range(args.memory_steps):
       train_step(x)
     _emit({"library": "normflows", "mode": "memory", "steps": args.memory_steps,
-           "peak_rss_mb": peak_rss_mb()})
+           "peak_rss_mb": _runlog.peak_rss_mb()})
     return 0
 
   def op_train_step():
@@ -426,7 +422,7 @@ def main(argv=None):
     if name == "quit":
       return 0
     if name == "info":
-      _emit({"op": "info", "peak_rss_mb": peak_rss_mb()})
+      _emit({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
     elif name in ops:
       seconds = []
       for _ in range(int(command.get("reps", 1))):

@@ -36,12 +36,12 @@ import datetime
 import json
 import os
 import pathlib
-import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
+
+import _runlog
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _REPO_ROOT = _HERE.parent
@@ -92,10 +92,6 @@ def _reply(message):
   sys.stdout.flush()
 
 
-def _peak_rss_mb():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def run_worker(args):
   """Builds our model for `args.config` and answers the driver's commands on stdin."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -128,7 +124,7 @@ def run_worker(args):
     for _ in range(args.memory_steps):
       ops["train_step"]()
     _reply({"library": "tfp_realnvp", "mode": "memory", "steps": args.memory_steps,
-            "peak_rss_mb": _peak_rss_mb()})
+            "peak_rss_mb": _runlog.peak_rss_mb()})
     return
   for call in ops.values():
     for _ in range(3):
@@ -145,7 +141,7 @@ def run_worker(args):
     if command["op"] == "quit":
       return
     if command["op"] == "info":
-      _reply({"op": "info", "peak_rss_mb": _peak_rss_mb()})
+      _reply({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
       continue
     seconds = []
     for _ in range(command["reps"]):
@@ -256,20 +252,6 @@ def measure_config(args, config):
   return result
 
 
-def machine_info():
-  """Where the benchmark ran."""
-  cpu = ""
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-          "python": platform.python_version()}
-
-
 def print_table(results):
   """Prints the Markdown table that RESULTS.md and the README show."""
   print("| config | operation | tfp_realnvp (ms) | normflows (ms) | ours / theirs |")
@@ -289,6 +271,8 @@ def run_driver(args):
   if not torch_python.exists():
     sys.exit(f"error: no Python at {torch_python}; create the normflows environment first "
              "(benchmarks/README.md) or pass --torch-python.")
+  if args.rounds * args.reps < 2:
+    sys.exit("error: --rounds x --reps must be at least 2 to give medians and quartiles.")
   configs = [c.strip() for c in args.configs.split(",") if c.strip()]
   unknown = sorted(set(configs) - set(CONFIGS))
   if unknown:
@@ -297,7 +281,7 @@ def run_driver(args):
   output.mkdir(parents=True, exist_ok=True)
   run = {"benchmark": "speed", "date_utc": datetime.datetime.now(datetime.timezone.utc)
          .strftime("%Y-%m-%dT%H:%M:%SZ"), "command": " ".join([sys.executable] + sys.argv),
-         "machine": machine_info(), "rounds": args.rounds, "reps": args.reps,
+         "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
          "threads": args.threads or "library defaults", "results": {}}
   for config in configs:
     run["results"][config] = measure_config(args, config)

@@ -1,0 +1,68 @@
+"""Run records shared by the benchmark scripts: machine description, timestamps, JSON files.
+
+Standard library only, so that the scripts of both benchmark environments (ours, with
+TensorFlow, and the PyTorch one of `normflows_*.py`) import it. Each script runs from this
+folder (`python benchmarks/<script>.py`), which puts the folder on `sys.path`.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+
+
+def parse_marks(text):
+  """Parses `"5,10,20,30"` into a sorted list of positive floats (minutes) for `--eval-at`."""
+  marks = sorted({float(v) for v in text.split(",") if v.strip()})
+  if not marks or marks[0] <= 0:
+    raise argparse.ArgumentTypeError(f"--eval-at needs positive minutes, got {text!r}.")
+  return marks
+
+
+def machine_info():
+  """Describes the machine: CPU count and affinity, CPU model, platform, load."""
+  model = None
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return {
+      "nproc": os.cpu_count(),
+      "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "cpu_model": model,
+      "platform": platform.platform(),
+      "python": platform.python_version(),
+      "hostname": platform.node(),
+      "loadavg_at_start": list(os.getloadavg()),
+  }
+
+
+def utc_now():
+  """The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`."""
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json(path, obj):
+  """Writes JSON atomically (a killed run never leaves a half-written file)."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+  os.replace(tmp, path)
+
+
+def append_jsonl(path, obj):
+  """Appends one JSON line and flushes it to disk."""
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(obj) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def peak_rss_mb():
+  """Peak resident memory of this process so far, in MB."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
