@@ -185,7 +185,12 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
     return {"conditional_input": tf.reshape(tf.broadcast_to(condition, target), [-1, size])}
 
   def _shift_and_log_scale(self, x, conditioner_kwargs):
-    """Runs the conditioner on images `x` `[N, H, W, C]`; returns masked `(shift, log_scale)`."""
+    """Runs the conditioner on images `x` `[N, H, W, C]`.
+
+    Returns:
+      `(conditioning, transformed, shift, log_scale)`: the mask's two parts of `x` and the
+      parameters of the transformed part (`log_scale` is `None` for an additive coupling).
+    """
     conditioning, transformed = self._mask.split(x)
     out = self._conditioner(conditioning, **conditioner_kwargs)
     if self._additive:
@@ -205,38 +210,34 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
     shift, log_scale = [
         None if p is None else self._mask.restrict(x, tf.cast(p, x.dtype))
         for p in (shift, log_scale)]
-    return transformed, shift, log_scale
+    return conditioning, transformed, shift, log_scale
 
   def _reduced_log_scale(self, log_scale, x):
     if log_scale is None:
       return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
     return tf.reduce_sum(log_scale, axis=[1, 2, 3])
 
-  def _coupling_parameters(self, x, conditional_input):
-    """Checks images `x`, flattens their batch; returns them with the coupling's parameters."""
+  def _couple(self, x, conditional_input, inverse):
+    """The coupling in either direction; returns its output and the cached log-dets."""
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     x4, batch_shape = _checks.flatten_batch(x)
-    transformed, shift, log_scale = self._shift_and_log_scale(
+    conditioning, transformed, shift, log_scale = self._shift_and_log_scale(
         x4, self._conditioner_kwargs(conditional_input, batch_shape))
     ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, x4), batch_shape)
-    return x4, batch_shape, transformed, shift, log_scale, _cached_log_det.log_dets(ildj)
+    if inverse:
+      y = transformed if log_scale is None else transformed * tf.exp(log_scale)
+      y = y + shift
+    else:
+      y = transformed - shift
+      y = y if log_scale is None else y * tf.exp(-log_scale)
+    y = self._mask.merge(x4, conditioning, y)
+    return _checks.unflatten_batch(y, batch_shape), _cached_log_det.log_dets(ildj)
 
   def _augmented_inverse(self, x, conditional_input=None):
-    x4, batch_shape, transformed, shift, log_scale, log_dets = self._coupling_parameters(
-        x, conditional_input)
-    if log_scale is not None:
-      transformed = transformed * tf.exp(log_scale)
-    z = self._mask.merge(x4, transformed + shift)
-    return _checks.unflatten_batch(z, batch_shape), log_dets
+    return self._couple(x, conditional_input, inverse=True)
 
   def _augmented_forward(self, z, conditional_input=None):
-    z4, batch_shape, transformed, shift, log_scale, log_dets = self._coupling_parameters(
-        z, conditional_input)
-    transformed = transformed - shift
-    if log_scale is not None:
-      transformed = transformed * tf.exp(-log_scale)
-    x = self._mask.merge(z4, transformed)
-    return _checks.unflatten_batch(x, batch_shape), log_dets
+    return self._couple(z, conditional_input, inverse=False)
 
 def _broadcasts_to(shape, target):
   """Whether the static `shape` (known rank) broadcasts to the list `target`."""

@@ -83,10 +83,9 @@ class CheckerboardMask:
     valid = self._constants(x)[1]
     return params if valid is None else params * tf.constant(valid, dtype=params.dtype)
 
-  def merge(self, x, y_transformed):
-    """Rebuilds `[N, H, W, C]` images from `x`'s conditioning pixels and transformed ones."""
+  def merge(self, x, conditioning, y_transformed):
+    """Rebuilds `[N, H, W, C]` images like `x` from packed conditioning and transformed pixels."""
     height, width, channels = x.shape[-3:]
-    conditioning = self.split(x)[0]
     takes_second = self._constants(x)[0]
     pairs = tf.stack([tf.where(takes_second, conditioning, y_transformed),
                       tf.where(takes_second, y_transformed, conditioning)], axis=-2)
@@ -122,11 +121,10 @@ class ChannelMask:
     del x
     return params
 
-  def merge(self, x, y_transformed):
-    first = self._halves(x.shape[-1])[0]
-    if self.parity == 0:
-      return tf.concat([y_transformed, x[..., first:]], axis=-1)
-    return tf.concat([x[..., :first], y_transformed], axis=-1)
+  def merge(self, x, conditioning, y_transformed):
+    del x  # The channels are all in the two parts.
+    parts = [y_transformed, conditioning] if self.parity == 0 else [conditioning, y_transformed]
+    return tf.concat(parts, axis=-1)
 
 
 _MASKS = {"checkerboard": CheckerboardMask, "channel": ChannelMask}
