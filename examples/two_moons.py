@@ -43,7 +43,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import datasets
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_realnvp

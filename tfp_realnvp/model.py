@@ -182,8 +182,8 @@ class FlowModel(keras.Model):
   def log_prob(self, x, condition=None):
     """Log-density of `x` per example (nats), given `condition` for a conditional model.
 
-    Called eagerly, it runs as a `tf.function` traced once per input shape (TFP's bijectors
-    op by op in eager mode are several times slower); inside a traced function it is inlined.
+    Called eagerly, it runs as a `tf.function` traced once per input shape (rather than TFP's
+    bijectors op by op); inside a traced function it is inlined.
     """
     if tf.executing_eagerly():
       return self._graph_function("log_prob", self._log_prob)(x, _as_tensor(condition))
