@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _checks
 from tfp_realnvp.bijectors import _cached_log_det
+from tfp_realnvp.networks import batch_normalization
 
 __all__ = ["BatchNorm", "BatchNormStatistics"]
 
@@ -46,7 +47,7 @@ class BatchNormStatistics(keras.layers.Layer):
   def call(self, inputs, training=False):
     if not training:
       return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
-    mean, variance = ops.moments(inputs, axes=[0, 1, 2], synchronized=True)
+    mean, variance = batch_normalization.batch_moments(inputs, axes=[0, 1, 2])
     for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
       moving.assign(self.momentum * moving + (1.0 - self.momentum) * ops.stop_gradient(value))
     return mean, variance

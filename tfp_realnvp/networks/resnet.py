@@ -5,6 +5,7 @@ import numbers
 import keras
 from keras import ops
 
+from tfp_realnvp.networks import batch_normalization
 from tfp_realnvp.networks import weight_norm
 
 __all__ = ["CouplingResNet", "ResidualBlock"]
@@ -19,9 +20,10 @@ BATCH_NORM_MOMENTUM = 0.9
 
 def _batch_normalization(dtype, name, momentum):
   # Synchronised across replicas, so a global batch gives the same statistics (and so the same
-  # loss and gradients) on one device and under a tf.distribute strategy.
-  return keras.layers.BatchNormalization(momentum=momentum, synchronized=True, dtype=dtype,
-                                         name=name)
+  # loss and gradients) on one device and under a tf.distribute strategy; on one replica the
+  # training step is TensorFlow's fused kernel.
+  return batch_normalization.FusedBatchNormalization(momentum=momentum, synchronized=True,
+                                                     dtype=dtype, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")

@@ -1,0 +1,103 @@
+"""Batch normalisation of images that trains with TensorFlow's fused kernel."""
+
+import keras
+from keras import ops
+import tensorflow as tf
+
+__all__ = ["FusedBatchNormalization", "batch_moments"]
+
+
+def _replicas_in_sync():
+  """Replicas whose batches make up the global batch (1 outside a `tf.distribute` strategy)."""
+  context = tf.distribute.get_replica_context()
+  return 1 if context is None else context.num_replicas_in_sync
+
+
+def batch_moments(x, axes):
+  """Mean and (biased) variance of `x` over `axes` and over the global batch.
+
+  Under a `tf.distribute` strategy with more than one replica in sync the sums are all-reduced,
+  so every replica gets the statistics of the global batch. With one replica (no strategy, or
+  a one-device strategy) there is nothing to reduce, and the two-pass `tf.nn.moments` is used
+  instead: Keras's synchronised moments would still build the all-reduce's extra tensors (a
+  count tensor the size of `x`, sums of squares).
+
+  Args:
+    x: floating-point tensor.
+    axes: axes to reduce.
+
+  Returns:
+    `(mean, variance)` with `axes` removed.
+  """
+  if _replicas_in_sync() > 1:
+    return ops.moments(x, axes=axes, synchronized=True)
+  return tf.nn.moments(x, axes=axes)
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+  """`keras.layers.BatchNormalization` whose training step on images is one fused kernel.
+
+  Per channel `c`, with batch statistics `(m, v)` in training and the moving averages
+  otherwise:
+
+  ```none
+  y = gamma_c * (x - m_c) / sqrt(v_c + epsilon) + beta_c
+  moving_m <- momentum * moving_m + (1 - momentum) * m          (training only)
+  moving_v <- momentum * moving_v + (1 - momentum) * v          (v biased, as in Keras)
+  ```
+
+  Keras's layer computes the training statistics and the normalisation with a dozen small
+  TensorFlow ops per call, and as many more in the backward pass (its synchronised variant
+  also builds an all-reduce even with one replica). Here the training step of a channels-last
+  `[N, H, W, C]` float32 (or bfloat16/float16, computed in float32 as Keras does) input runs
+  as TensorFlow's `FusedBatchNormV3` and its gradient kernel, which oneDNN implements on CPU.
+  The layer is otherwise Keras's: same variables, arguments, training flag and
+  serialisation, and the same numbers up to float32 rounding. It falls back to Keras's
+  computation where the fused kernel does not apply: inference (moving averages, a cheap
+  affine map either way), more than one replica in sync with `synchronized=True` (the
+  statistics must then be all-reduced), other ranks or axes, float64, masks and renorm.
+
+  #### Example
+
+  ```python
+  norm = tfp_realnvp.networks.FusedBatchNormalization(momentum=0.9, synchronized=True)
+  y = norm(images, training=True)    # images: [N, H, W, C]
+  ```
+
+  #### References
+
+  [1] Sergey Ioffe and Christian Szegedy. Batch Normalization: Accelerating Deep Network
+      Training by Reducing Internal Covariate Shift. ICML 2015. https://arxiv.org/abs/1502.03167
+
+  Args:
+    **kwargs: `keras.layers.BatchNormalization` arguments (`momentum`, `epsilon`,
+      `synchronized`, `dtype`, `name`, ...).
+  """
+
+  def _fuses(self, inputs, training, mask):
+    """Whether this call's training step can run as the fused kernel."""
+    if not (training and self.trainable) or mask is not None or self.renorm:
+      return False
+    if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+      return False
+    if keras.backend.standardize_dtype(inputs.dtype) not in ("float32", "bfloat16", "float16"):
+      return False
+    return not (self.synchronized and _replicas_in_sync() > 1)
+
+  def call(self, inputs, training=None, mask=None):
+    if not self._fuses(inputs, training, mask):
+      return super().call(inputs, training=training, mask=mask)
+    x = ops.cast(inputs, "float32")
+    channels = x.shape[-1]
+    gamma = self.gamma if self.scale else tf.ones([channels])
+    beta = self.beta if self.center else tf.zeros([channels])
+    y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+        x, ops.cast(gamma, "float32"), ops.cast(beta, "float32"), epsilon=self.epsilon,
+        data_format="NHWC", is_training=True)
+    # The kernel returns the Bessel-corrected variance; Keras averages the biased one.
+    count = ops.cast(ops.size(x) // channels, "float32")
+    variance = unbiased_variance * ((count - 1.0) / ops.maximum(count, 1.0))
+    for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+      moving.assign(moving * self.momentum + ops.cast(value, moving.dtype) * (1.0 - self.momentum))
+    return ops.cast(y, self.compute_dtype)
