@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+import tensorflow as tf
 
 __all__ = ["WeightNormConv2D", "weight_scales"]
 
@@ -63,7 +64,9 @@ class WeightNormConv2D(keras.layers.Layer):
   def call(self, inputs):
     squared_norm = ops.sum(ops.square(self.kernel), axis=(0, 1, 2))
     kernel = self.kernel * (self.scale * ops.rsqrt(squared_norm + self.epsilon))
-    return ops.conv(inputs, kernel, strides=1, padding="same") + self.bias
+    # A BiasAdd (not a broadcast add) is what TensorFlow's graph optimiser fuses into the
+    # convolution, and its gradient is one reduction kernel.
+    return tf.nn.bias_add(ops.conv(inputs, kernel, strides=1, padding="same"), self.bias)
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
