@@ -77,21 +77,39 @@ def test_bfloat16_inputs_are_normalised_in_float32_and_returned_in_bfloat16():
                              rtol=1e-2, atol=1e-2)
 
 
-@pytest.mark.parametrize("case", ["inference", "float64", "rank 2"])
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+@pytest.mark.parametrize("trainable", [True, False])
+def test_inference_uses_the_moving_averages_like_keras(dtype, tolerance, trainable):
+  # A frozen layer (trainable=False) normalises with its moving averages even in training.
+  keras_layer, fused_layer = pair(dtype=dtype)
+  for layer in (keras_layer, fused_layer):
+    layer.moving_mean.assign([0.5, -0.5, 1.0, 2.0])
+    layer.moving_variance.assign([4.0, 9.0, 0.25, 1.0])
+    layer.trainable = trainable
+  x = images("bfloat16" if dtype == "mixed_bfloat16" else dtype)
+  training = not trainable
+  traced = tf.function(lambda x: fused_layer(x, training=training), autograph=False)
+  assert "FusedBatchNormV3" in op_types(traced, x)
+  y = traced(x)
+  assert y.dtype == x.dtype
+  np.testing.assert_allclose(tf.cast(y, "float32"),
+                             tf.cast(keras_layer(x, training=training), "float32"),
+                             rtol=tolerance, atol=tolerance)
+  np.testing.assert_allclose(fused_layer.moving_mean, [0.5, -0.5, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("case", ["float64", "rank 2"])
 def test_falls_back_to_keras_where_the_kernel_does_not_apply(case):
-  training, dtype, shape = {"inference": (False, "float32", SHAPE),
-                            "float64": (True, "float64", SHAPE),
-                            "rank 2": (True, "float32", (40, 4))}[case]
+  dtype, shape = {"float64": ("float64", SHAPE), "rank 2": ("float32", (40, 4))}[case]
   keras_layer, fused_layer = (
       keras.layers.BatchNormalization(dtype=dtype),
       tfp_realnvp.networks.FusedBatchNormalization(dtype=dtype))
   x = tf.cast(np.random.default_rng(0).normal(2.0, 3.0, size=shape), dtype)
   for layer in (keras_layer, fused_layer):
     layer.build(shape)
-    layer.moving_mean.assign([0.5, -0.5, 1.0, 2.0])
-  traced = tf.function(lambda x: fused_layer(x, training=training), autograph=False)
+  traced = tf.function(lambda x: fused_layer(x, training=True), autograph=False)
   assert "FusedBatchNormV3" not in op_types(traced, x)
-  np.testing.assert_allclose(traced(x), keras_layer(x, training=training), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(traced(x), keras_layer(x, training=True), rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(fused_layer.moving_mean, keras_layer.moving_mean, rtol=1e-6)
 
 

@@ -47,16 +47,17 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   moving_v <- momentum * moving_v + (1 - momentum) * v          (v biased, as in Keras)
   ```
 
-  Keras's layer computes the training statistics and the normalisation with a dozen small
-  TensorFlow ops per call, and as many more in the backward pass (its synchronised variant
-  also builds an all-reduce even with one replica). Here the training step of a channels-last
-  `[N, H, W, C]` float32 (or bfloat16/float16, computed in float32 as Keras does) input runs
-  as TensorFlow's `FusedBatchNormV3` and its gradient kernel, which oneDNN implements on CPU.
-  The layer is otherwise Keras's: same variables, arguments, training flag and
-  serialisation, and the same numbers up to float32 rounding. It falls back to Keras's
-  computation where the fused kernel does not apply: inference (moving averages, a cheap
-  affine map either way), more than one replica in sync with `synchronized=True` (the
-  statistics must then be all-reduced), other ranks or axes, float64, masks and renorm.
+  Keras's layer normalises with a dozen small TensorFlow ops per call, and as many again in
+  the backward pass (its synchronised variant also builds an all-reduce even with one
+  replica); under mixed precision it adds casts around them. Here a channels-last
+  `[N, H, W, C]` input runs as TensorFlow's `FusedBatchNormV3` (and its gradient kernel in
+  training), which oneDNN implements on CPU and TensorFlow's graph optimiser fuses with a
+  following ReLU. bfloat16 inputs go into the kernel as they are (its statistics and
+  arithmetic are float32, as Keras's are); float16 inputs are cast to float32. The layer is
+  otherwise Keras's: same variables, arguments, training flag and serialisation, and the same
+  numbers up to rounding. It falls back to Keras's computation where the fused kernel does
+  not apply: synchronised training statistics over more than one replica (they must then be
+  all-reduced), other ranks or axes, float64, masks and renorm.
 
   #### Example
 
@@ -76,25 +77,29 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   """
 
   def _fuses(self, inputs, training, mask):
-    """Whether this call's training step can run as the fused kernel."""
-    if not (training and self.trainable) or mask is not None or self.renorm:
-      return False
-    if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+    """Whether this call can run as the fused kernel (`training`: batch statistics)."""
+    if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
       return False
     if keras.backend.standardize_dtype(inputs.dtype) not in ("float32", "bfloat16", "float16"):
       return False
-    return not (self.synchronized and _replicas_in_sync() > 1)
+    return not (training and self.synchronized and _replicas_in_sync() > 1)
 
   def call(self, inputs, training=None, mask=None):
+    training = bool(training) and self.trainable
     if not self._fuses(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)
-    x = ops.cast(inputs, "float32")
+    x = inputs if inputs.dtype in (tf.float32, tf.bfloat16) else ops.cast(inputs, "float32")
     channels = x.shape[-1]
-    gamma = self.gamma if self.scale else tf.ones([channels])
-    beta = self.beta if self.center else tf.zeros([channels])
+    gamma = ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+    beta = ops.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+    if not training:
+      y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          x, gamma, beta, mean=ops.cast(self.moving_mean, "float32"),
+          variance=ops.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
+          data_format="NHWC", is_training=False)
+      return ops.cast(y, self.compute_dtype)
     y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
-        x, ops.cast(gamma, "float32"), ops.cast(beta, "float32"), epsilon=self.epsilon,
-        data_format="NHWC", is_training=True)
+        x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
     # The kernel returns the Bessel-corrected variance; Keras averages the biased one.
     count = ops.cast(ops.size(x) // channels, "float32")
     variance = unbiased_variance * ((count - 1.0) / ops.maximum(count, 1.0))

@@ -49,11 +49,13 @@ class WeightNormConv2D(keras.layers.Layer):
 
   def build(self, input_shape):
     in_channels = input_shape[-1]
+    # The kernel is normalised in the variables' dtype (float32 under mixed precision) and cast
+    # to the compute dtype once, so the direction and scale are read without autocasting.
     self.kernel = self.add_weight(
         name="kernel", shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
-        initializer=self.kernel_initializer)
+        initializer=self.kernel_initializer, autocast=False)
     self.scale = self.add_weight(
-        name="scale", shape=(self.filters,), initializer=self.scale_initializer)
+        name="scale", shape=(self.filters,), initializer=self.scale_initializer, autocast=False)
     self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
   @property
@@ -63,7 +65,8 @@ class WeightNormConv2D(keras.layers.Layer):
 
   def call(self, inputs):
     squared_norm = ops.sum(ops.square(self.kernel), axis=(0, 1, 2))
-    kernel = self.kernel * (self.scale * ops.rsqrt(squared_norm + self.epsilon))
+    kernel = ops.cast(self.kernel * (self.scale * ops.rsqrt(squared_norm + self.epsilon)),
+                      self.compute_dtype)
     # A BiasAdd (not a broadcast add) is what TensorFlow's graph optimiser fuses into the
     # convolution, and its gradient is one reduction kernel.
     return tf.nn.bias_add(ops.conv(inputs, kernel, strides=1, padding="same"), self.bias)
