@@ -33,6 +33,10 @@ MNIST), so for C > 1 the channel couplings split the squeezed channels different
 Training objective: mean over the batch of `-log p(x)` (nats) plus `5e-5 * sum(g**2)` over the
 weight-norm scales `g` of every convolution, Adam with learning rate 1e-3.
 
+`--precision bfloat16` runs every conditioner under `torch.autocast("cpu", bfloat16)` and
+casts its output back to float32, so the couplings' arithmetic, log-determinants and
+densities stay float32, as with Keras's `mixed_bfloat16` policy on the tfp_realnvp side.
+
 Usage (with the benchmark venv, see `benchmarks/requirements-normflows.txt`):
 
 ```bash
@@ -140,10 +144,15 @@ class CouplingResNet(nn.Module):
   log-scale in channels `1::2`, the layout normflows' `AffineCoupling` reads.
   """
 
-  def __init__(self, in_channels, out_channels, num_filters, num_blocks):
-    """Builds the network for `in_channels` inputs and `out_channels` shifts and log-scales."""
+  def __init__(self, in_channels, out_channels, num_filters, num_blocks, bfloat16=False):
+    """Builds the network for `in_channels` inputs and `out_channels` shifts and log-scales.
+
+    With `bfloat16`, the network computes under `torch.autocast` in bfloat16 (weights stay
+    float32) and returns float32, as a Keras network with the mixed_bfloat16 policy does.
+    """
     super().__init__()
     self.out_channels = out_channels
+    self.bfloat16 = bfloat16
     self.input_norm = batch_norm(in_channels)
     self.stem = weight_norm_conv3x3(in_channels, num_filters)
     self.blocks = nn.ModuleList([ResidualBlock(num_filters) for _ in range(num_blocks)])
@@ -153,12 +162,13 @@ class CouplingResNet(nn.Module):
 
   def forward(self, x):
     """Maps the conditioning half `x` to interleaved `[shift, log_scale]` channels."""
-    h = self.stem(self.input_norm(x))
-    for block in self.blocks:
-      h = block(h)
-    shift, raw = self.head(torch.relu(self.output_norm(h))).chunk(2, dim=1)
-    log_scale = self.log_scale_factor[None, :, None, None] * torch.tanh(raw)
-    return torch.stack((shift, log_scale), dim=2).flatten(1, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+      h = self.stem(self.input_norm(x))
+      for block in self.blocks:
+        h = block(h)
+      shift, raw = self.head(torch.relu(self.output_norm(h))).chunk(2, dim=1)
+      log_scale = self.log_scale_factor[None, :, None, None] * torch.tanh(raw)
+      return torch.stack((shift, log_scale), dim=2).flatten(1, 2).float()
 
 
 def expected_coupling_params(in_channels, out_channels, num_filters, num_blocks):
@@ -177,7 +187,7 @@ def count_params(module):
   return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _coupling(kind, parity, shape, num_filters, num_blocks, name, couplings):
+def _coupling(kind, parity, shape, num_filters, num_blocks, name, couplings, bfloat16):
   """One `AffineCouplingBlock` on events `shape` `(C, H, W)`; records it in `couplings`.
 
   `kind` is "checkerboard" (the conditioner sees one colour of the checkerboard packed to
@@ -189,15 +199,17 @@ def _coupling(kind, parity, shape, num_filters, num_blocks, name, couplings):
   else:
     in_channels, out_channels, spatial = c - c // 2, c // 2, (h, w)
   mode = kind if parity == 0 else kind + "_inv"
-  net = CouplingResNet(in_channels, out_channels, num_filters, num_blocks)
+  net = CouplingResNet(in_channels, out_channels, num_filters, num_blocks, bfloat16)
   couplings.append({"name": name, "split_mode": mode, "event_shape": list(shape),
                     "conditioner_input": [in_channels, *spatial],
                     "in_channels": in_channels, "out_channels": out_channels, "module": net})
   return nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode)
 
 
-def build_model(image_shape, num_scales, num_filters, num_blocks):
+def build_model(image_shape, num_scales, num_filters, num_blocks, bfloat16=False):
   """Builds the multi-scale Real NVP for channels-last `image_shape` `(H, W, C)`.
+
+  With `bfloat16`, the coupling networks compute in bfloat16 (see `CouplingResNet`).
 
   Returns:
     `(model, couplings)`: the `normflows.MultiscaleFlow`, and one dict per coupling (name,
@@ -220,17 +232,17 @@ def build_model(image_shape, num_scales, num_filters, num_blocks):
       if h % 2:
         raise ValueError(f"scale {s} has height {h}: the squeeze needs an even height.")
       steps = [_coupling("checkerboard", i % 2, shape, num_filters, num_blocks,
-                         f"scale{s}/checkerboard{i}", couplings) for i in range(3)]
+                         f"scale{s}/checkerboard{i}", couplings, bfloat16) for i in range(3)]
       steps.append(nf.flows.Squeeze())
       shape = (4 * c, h // 2, w // 2)
       steps += [_coupling("channel", i % 2, shape, num_filters, num_blocks,
-                          f"scale{s}/channel{i}", couplings) for i in range(3)]
+                          f"scale{s}/channel{i}", couplings, bfloat16) for i in range(3)]
       half = (shape[0] // 2, *shape[1:])
       levels.append((steps, half))
       shape = half
     else:
       steps = [_coupling("checkerboard", i % 2, shape, num_filters, num_blocks,
-                         f"scale{s}/checkerboard{i}", couplings) for i in range(4)]
+                         f"scale{s}/checkerboard{i}", couplings, bfloat16) for i in range(4)]
       levels.append((steps, shape))
   # normflows orders levels from the latent side and runs each level's flows latent -> data.
   levels.reverse()
@@ -303,6 +315,9 @@ def parse_args(argv=None):
   parser.add_argument("--seed", type=int, default=0,
                       help="Seed of the weights (torch) and of the fixed batch (numpy).")
   parser.add_argument("--mode", choices=("speed", "memory"), default="speed")
+  parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                      help="bfloat16: every conditioner runs under torch.autocast(bfloat16) and "
+                           "returns float32, like a Keras mixed_bfloat16 network.")
   parser.add_argument("--memory-steps", type=int, default=50)
   parser.add_argument("--check", action="store_true",
                       help="Print per-coupling parameter counts against the tfp_realnvp "
@@ -367,7 +382,8 @@ def main(argv=None):
   torch.manual_seed(args.seed)
   try:
     model, couplings = build_model(config["image_shape"], config["num_scales"],
-                                   config["num_filters"], config["num_blocks"])
+                                   config["num_filters"], config["num_blocks"],
+                                   bfloat16=args.precision == "bfloat16")
   except ValueError as e:
     sys.exit(f"error: {e}")
   optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
@@ -407,7 +423,8 @@ def main(argv=None):
   for op in ops.values():
     for _ in range(WARMUP_CALLS):
       op()
-  _emit({"ready": True, "library": "normflows", "versions": versions(),
+  _emit({"ready": True, "library": "normflows", "precision": args.precision,
+         "versions": versions(),
          "num_params": count_params(model), "torch_threads": torch.get_num_threads()})
 
   for line in sys.stdin:

@@ -52,6 +52,7 @@ CONFIGS = {
     "cifar": {"event_shape": (32, 32, 3), "num_scales": 2, "num_filters": 64, "num_blocks": 2},
 }
 OPS = ("train_step", "log_prob", "sample")
+PRECISIONS = ("float32", "bfloat16")
 SAMPLES = 64
 
 
@@ -74,6 +75,11 @@ def parse_args(argv=None):
                       help="Threads of both libraries' thread pools (OMP_NUM_THREADS for "
                            "PyTorch, intra- and inter-op threads for TensorFlow); 0 keeps each "
                            "library's default.")
+  parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                      help="Precision of the coupling networks on both sides: float32, or "
+                           "bfloat16 compute with float32 weights and float32 flow arithmetic "
+                           "(Keras's mixed_bfloat16 policy for ours, torch.autocast inside the "
+                           "conditioners for normflows).")
   parser.add_argument("--output", default=str(_HERE / "runs" / "speed"),
                       help="Folder for results.json.")
   # Worker mode (started by the driver).
@@ -110,7 +116,8 @@ def run_worker(args):
   keras.utils.set_random_seed(args.seed)
   model = tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(
       config["event_shape"], num_scales=config["num_scales"],
-      num_filters=config["num_filters"], num_blocks=config["num_blocks"]))
+      num_filters=config["num_filters"], num_blocks=config["num_blocks"],
+      dtype="mixed_bfloat16" if args.precision == "bfloat16" else None))
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   rng = np.random.default_rng(args.seed)
   x = tf.constant(rng.uniform(size=(args.batch_size,) + config["event_shape"]), tf.float32)
@@ -129,7 +136,7 @@ def run_worker(args):
   for call in ops.values():
     for _ in range(3):
       call()
-  _reply({"ready": True, "library": "tfp_realnvp",
+  _reply({"ready": True, "library": "tfp_realnvp", "precision": args.precision,
           "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
                        "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
                        "numpy": np.__version__},
@@ -188,7 +195,7 @@ class Worker:
 def worker_commands(args, config, mode="speed"):
   """The command lines of our worker and of the normflows worker."""
   common = ["--config", config, "--batch-size", str(args.batch_size), "--mode", mode,
-            "--memory-steps", str(args.memory_steps)]
+            "--memory-steps", str(args.memory_steps), "--precision", args.precision]
   return {
       "tfp_realnvp": [sys.executable, str(_HERE / "speed.py"), "--worker",
                       "--threads", str(args.threads)] + common,
@@ -282,7 +289,8 @@ def run_driver(args):
   run = {"benchmark": "speed", "date_utc": datetime.datetime.now(datetime.timezone.utc)
          .strftime("%Y-%m-%dT%H:%M:%SZ"), "command": " ".join([sys.executable] + sys.argv),
          "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
-         "threads": args.threads or "library defaults", "results": {}}
+         "threads": args.threads or "library defaults", "precision": args.precision,
+         "results": {}}
   for config in configs:
     run["results"][config] = measure_config(args, config)
     (output / "results.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
