@@ -49,6 +49,8 @@ Usage (with the benchmark venv, see `benchmarks/requirements-normflows.txt`):
   {"op": "log_prob", "reps": 5}    -> {"op": "log_prob", "seconds": [...]}
   {"op": "sample", "reps": 5}      -> {"op": "sample", "seconds": [...]}   (64 samples a call)
   {"op": "info"}                   -> {"op": "info", "peak_rss_mb": ...}
+  {"op": "profile", "target": "log_prob", "calls": 5}
+                                   -> op types by self CPU time (torch.profiler), per call
   {"op": "quit"}                   -> exits 0
 
 # Memory mode: peak resident memory after --memory-steps training steps.
@@ -286,6 +288,21 @@ def bits_per_dim(nll_nats, num_dims):
   return (nll_nats + num_dims * math.log(256.0)) / (num_dims * math.log(2.0))
 
 
+def profile(call, calls):
+  """Runs `call` `calls` times under `torch.profiler`; returns `_runlog.op_table`.
+
+  Op time is each PyTorch op's self CPU time (its own work, not that of the ops it calls).
+  """
+  with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    start = time.perf_counter()
+    for _ in range(calls):
+      call()
+    wall = time.perf_counter() - start
+  averages = prof.key_averages()
+  return _runlog.op_table({a.key: a.self_cpu_time_total / 1e3 for a in averages},
+                          {a.key: a.count for a in averages}, calls, wall)
+
+
 def versions():
   """Versions of the libraries that matter for the numbers."""
   return {"normflows": nf.__version__, "torch": torch.__version__, "numpy": np.__version__}
@@ -440,6 +457,9 @@ def main(argv=None):
       return 0
     if name == "info":
       _emit({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
+    elif name == "profile" and command.get("target") in ops:
+      _emit(dict(profile(ops[command["target"]], int(command.get("calls", 1))), op=name,
+                 target=command["target"]))
     elif name in ops:
       seconds = []
       for _ in range(int(command.get("reps", 1))):

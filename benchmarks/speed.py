@@ -22,6 +22,9 @@ process of each library. Operations, at batch 64:
 * `log_prob`: the log-density of the batch (inference mode);
 * `sample`: drawing 64 images.
 
+With `--profile CALLS`, each worker then runs CALLS more calls of every operation under its
+library's profiler and reports the op types that took the time, per call.
+
 Example (from the repository root):
 
 ```bash
@@ -80,6 +83,10 @@ def parse_args(argv=None):
                            "bfloat16 compute with float32 weights and float32 flow arithmetic "
                            "(Keras's mixed_bfloat16 policy for ours, torch.autocast inside the "
                            "conditioners for normflows).")
+  parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
+                      help="After the timings, profile CALLS more calls of each operation in "
+                           "each library (TensorFlow's profiler, torch.profiler) and report the "
+                           "op types that take the time; 0 skips it.")
   parser.add_argument("--output", default=str(_HERE / "runs" / "speed"),
                       help="Folder for results.json.")
   # Worker mode (started by the driver).
@@ -150,12 +157,51 @@ def run_worker(args):
     if command["op"] == "info":
       _reply({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
       continue
+    if command["op"] == "profile":
+      _reply(dict(_profile(tf, ops[command["target"]], command["calls"]), op="profile",
+                  target=command["target"]))
+      continue
     seconds = []
     for _ in range(command["reps"]):
       start = time.perf_counter()
       ops[command["op"]]()
       seconds.append(time.perf_counter() - start)
     _reply({"op": command["op"], "seconds": seconds})
+
+
+def _profile(tf, call, calls):
+  """Runs `call` `calls` times under TensorFlow's profiler; returns `_runlog.op_table`.
+
+  Op time is the duration of every TensorFlow op execution on the executor's threads, by op
+  type; with inter-op parallelism, ops overlap and the sum can exceed the wall time.
+  """
+  # pylint: disable=g-import-not-at-top
+  import tempfile
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+  # pylint: enable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    for _ in range(calls):
+      call()
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(next(pathlib.Path(logdir).rglob("*.xplane.pb")).read_bytes())
+  milliseconds, executions = {}, {}
+  for plane in space.planes:
+    names = {key: meta.name for key, meta in plane.event_metadata.items()}
+    for line in plane.lines:
+      if not line.name.startswith("tf_Compute"):
+        continue
+      for event in line.events:
+        name = names.get(event.metadata_id, "")
+        if "::" in name or ":" not in name:  # Executor bookkeeping, not an op ("name:Type").
+          continue
+        op_type = name.rsplit(":", 1)[1]
+        milliseconds[op_type] = milliseconds.get(op_type, 0.0) + event.duration_ps / 1e9
+        executions[op_type] = executions.get(op_type, 0) + 1
+  return _runlog.op_table(milliseconds, executions, calls, wall)
 
 
 # --- Driver -----------------------------------------------------------------------------------
@@ -236,6 +282,10 @@ def measure_config(args, config):
       loads.append(os.getloadavg()[0])
       print(f"[{config}] round {round_index + 1}/{args.rounds} done "
             f"(load {loads[-1]:.1f})", flush=True)
+    profiles = {library: {op: worker.ask({"op": "profile", "target": op,
+                                          "calls": args.profile})
+                          for op in OPS} if args.profile else {}
+                for library, worker in workers.items()}
     speed_rss = {library: worker.ask({"op": "info"})["peak_rss_mb"]
                  for library, worker in workers.items()}
     infos = {library: worker.info for library, worker in workers.items()}
@@ -252,11 +302,25 @@ def measure_config(args, config):
   result = {"config": dict(CONFIGS[config], batch_size=args.batch_size, samples=SAMPLES),
             "workers": infos, "loadavg_1min": loads, "ops": {},
             "peak_rss_mb_training": memory, "peak_rss_mb_speed_process": speed_rss}
+  if args.profile:
+    result["profile"] = profiles
   for op in OPS:
     ours, theirs = (summarize(times[lib][op]) for lib in ("tfp_realnvp", "normflows"))
     result["ops"][op] = {"tfp_realnvp": ours, "normflows": theirs,
                          "ratio": ours["median_ms"] / theirs["median_ms"]}
   return result
+
+
+def print_profiles(results, rows=8):
+  """Prints, per configuration, operation and library, the most expensive op types."""
+  for config, result in results.items():
+    for library, per_op in result.get("profile", {}).items():
+      for op, table in per_op.items():
+        top = ", ".join(f"{row['op']} {row['ms_per_call']:.1f} ({row['executions_per_call']:g}x)"
+                        for row in table["top"][:rows])
+        print(f"[{config}] {library} {op}: wall {table['wall_ms_per_call']:.1f} ms, ops "
+              f"{table['op_ms_per_call']:.1f} ms in {table['executions_per_call']:g} "
+              f"executions per call; top ms per call: {top}")
 
 
 def print_table(results):
@@ -294,6 +358,7 @@ def run_driver(args):
   for config in configs:
     run["results"][config] = measure_config(args, config)
     (output / "results.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+  print_profiles(run["results"])
   print_table(run["results"])
   print(f"results: {output / 'results.json'}")
 
