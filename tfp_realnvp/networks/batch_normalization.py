@@ -1,4 +1,4 @@
-"""Batch normalisation of images that trains with TensorFlow's fused kernel."""
+"""Batch normalisation of images as TensorFlow's fused kernel."""
 
 import keras
 from keras import ops
@@ -36,7 +36,7 @@ def batch_moments(x, axes):
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """`keras.layers.BatchNormalization` whose training step on images is one fused kernel.
+  """`keras.layers.BatchNormalization` that normalises images with one fused kernel.
 
   Per channel `c`, with batch statistics `(m, v)` in training and the moving averages
   otherwise:
