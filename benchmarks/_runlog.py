@@ -67,23 +67,3 @@ def peak_rss_mb():
   """Peak resident memory of this process so far, in MB."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-
-def op_table(milliseconds, executions, calls, wall_seconds, limit=15):
-  """The `profile` reply of a speed worker: where `calls` calls of one operation spent time.
-
-  Args:
-    milliseconds: op type (or PyTorch op name) -> total time inside that op over all calls.
-    executions: op type -> number of executions over all calls.
-    calls: number of profiled calls.
-    wall_seconds: wall time of the profiled calls (profiler overhead included).
-    limit: number of op types listed, the most expensive first.
-
-  Returns:
-    A JSON-ready dict: per call, the wall time, the summed op time and the top op types.
-  """
-  top = sorted(milliseconds, key=milliseconds.get, reverse=True)[:limit]
-  return {"calls": calls, "wall_ms_per_call": 1e3 * wall_seconds / calls,
-          "op_ms_per_call": sum(milliseconds.values()) / calls,
-          "executions_per_call": sum(executions.values()) / calls,
-          "top": [{"op": op, "ms_per_call": milliseconds[op] / calls,
-                   "executions_per_call": executions[op] / calls} for op in top]}

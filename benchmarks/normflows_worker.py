@@ -2,8 +2,9 @@
 """Speed worker for the normflows (PyTorch) side of the Real NVP comparison benchmark.
 
 Builds, with normflows' own flow pieces, the multi-scale Real NVP that `tfp_realnvp` builds,
-and times its training step, log-density and sampling on this machine's CPU. It speaks the
-line-oriented JSON protocol shared with the TensorFlow worker, so one driver can time both.
+and times its training step, log-density and sampling on this machine's CPU. It serves the
+line protocol of `_worker.py`, as our worker (`speed.py --worker`) does, so one driver can time
+both.
 
 The model (NCHW, as PyTorch and normflows are):
 
@@ -43,15 +44,10 @@ Usage (with the benchmark venv, see `benchmarks/requirements-normflows.txt`):
 # Parameter counts per coupling against the tfp_realnvp formula, and sanity checks.
 .bench-venv/bin/python benchmarks/normflows_worker.py --config mnist --check
 
-# Speed mode: prints a "ready" JSON line, then answers one JSON command per stdin line.
+# Speed mode: a "ready" JSON line, then one reply per JSON command on stdin (`_worker.py`):
+# train_step, log_prob, sample (64 samples a call), info, profile (torch.profiler's self CPU
+# time per op), quit.
 .bench-venv/bin/python benchmarks/normflows_worker.py --config cifar --batch-size 64
-  {"op": "train_step", "reps": 5}  -> {"op": "train_step", "seconds": [...]}
-  {"op": "log_prob", "reps": 5}    -> {"op": "log_prob", "seconds": [...]}
-  {"op": "sample", "reps": 5}      -> {"op": "sample", "seconds": [...]}   (64 samples a call)
-  {"op": "info"}                   -> {"op": "info", "peak_rss_mb": ...}
-  {"op": "profile", "target": "log_prob", "calls": 5}
-                                   -> op types by self CPU time (torch.profiler), per call
-  {"op": "quit"}                   -> exits 0
 
 # Memory mode: peak resident memory after --memory-steps training steps.
 .bench-venv/bin/python benchmarks/normflows_worker.py --config mnist --mode memory
@@ -65,10 +61,8 @@ in eval mode (moving averages) under `torch.no_grad()`. Only protocol lines go t
 """
 
 import argparse
-import json
 import math
 import sys
-import time
 
 import normflows as nf
 import numpy as np
@@ -76,7 +70,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
-import _runlog
+import _worker
 
 CONFIGS = {
     "mnist": {"image_shape": (28, 28, 1), "num_scales": 2, "num_filters": 32, "num_blocks": 2},
@@ -86,7 +80,6 @@ LOGIT_ALPHA = 0.05
 L2_SCALE = 5e-5
 LEARNING_RATE = 1e-3
 NUM_SAMPLES = 64
-WARMUP_CALLS = 3
 # Keras's BatchNormalization epsilon, and tfp_realnvp's moving-average momentum of 0.9, which
 # is PyTorch's momentum 0.1 (PyTorch weights the new batch by `momentum`, Keras the old average).
 BATCH_NORM_EPSILON = 1e-3
@@ -289,34 +282,20 @@ def bits_per_dim(nll_nats, num_dims):
 
 
 def profile(call, calls):
-  """Runs `call` `calls` times under `torch.profiler`; returns `_runlog.op_table`.
+  """Runs `call` `calls` times under `torch.profiler`; returns `_worker.op_table`'s args.
 
   Op time is each PyTorch op's self CPU time (its own work, not that of the ops it calls).
   """
   with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-    start = time.perf_counter()
-    for _ in range(calls):
-      call()
-    wall = time.perf_counter() - start
+    wall = sum(_worker.call_times(call, calls))
   averages = prof.key_averages()
-  return _runlog.op_table({a.key: a.self_cpu_time_total / 1e3 for a in averages},
-                          {a.key: a.count for a in averages}, calls, wall)
+  return ({a.key: a.self_cpu_time_total / 1e3 for a in averages},
+          {a.key: a.count for a in averages}, calls, wall)
 
 
 def versions():
   """Versions of the libraries that matter for the numbers."""
   return {"normflows": nf.__version__, "torch": torch.__version__, "numpy": np.__version__}
-
-
-def _emit(obj):
-  """Writes one protocol line to stdout."""
-  sys.stdout.write(json.dumps(obj) + "\n")
-  sys.stdout.flush()
-
-
-def _log(message):
-  """Writes a diagnostic line to stderr (stdout carries only the protocol)."""
-  print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
@@ -411,14 +390,6 @@ def main(argv=None):
     run_check(model, couplings, config, x, train_step)
     return 0
 
-  if args.mode == "memory":
-    model.train()
-    for _ in range(args.memory_steps):
-      train_step(x)
-    _emit({"library": "normflows", "mode": "memory", "steps": args.memory_steps,
-           "peak_rss_mb": _runlog.peak_rss_mb()})
-    return 0
-
   def op_train_step():
     """One training step on the fixed batch, in train mode."""
     model.train()
@@ -436,40 +407,12 @@ def main(argv=None):
     with torch.no_grad():
       model.sample(NUM_SAMPLES)
 
-  ops = {"train_step": op_train_step, "log_prob": op_log_prob, "sample": op_sample}
-  for op in ops.values():
-    for _ in range(WARMUP_CALLS):
-      op()
-  _emit({"ready": True, "library": "normflows", "precision": args.precision,
-         "versions": versions(),
-         "num_params": count_params(model), "torch_threads": torch.get_num_threads()})
+  def ready():
+    return {"precision": args.precision, "versions": versions(),
+            "num_params": count_params(model), "torch_threads": torch.get_num_threads()}
 
-  for line in sys.stdin:
-    if not line.strip():
-      continue
-    try:
-      command = json.loads(line)
-      name = command["op"]
-    except (ValueError, KeyError, TypeError) as e:
-      _emit({"error": f"bad command {line.strip()!r}: {e}"})
-      continue
-    if name == "quit":
-      return 0
-    if name == "info":
-      _emit({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
-    elif name == "profile" and command.get("target") in ops:
-      _emit(dict(profile(ops[command["target"]], int(command.get("calls", 1))), op=name,
-                 target=command["target"]))
-    elif name in ops:
-      seconds = []
-      for _ in range(int(command.get("reps", 1))):
-        start = time.perf_counter()
-        ops[name]()
-        seconds.append(time.perf_counter() - start)
-      _emit({"op": name, "seconds": seconds})
-    else:
-      _emit({"op": name, "error": f"unknown op {name!r}"})
-  _log("stdin closed without a quit command")
+  ops = {"train_step": op_train_step, "log_prob": op_log_prob, "sample": op_sample}
+  _worker.run("normflows", ops, profile, args.mode, args.memory_steps, ready)
   return 0
 
 

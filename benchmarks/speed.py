@@ -11,9 +11,9 @@ coupling network a weight-normalised ResNet of the same width and depth) is buil
   separate benchmark environment (`--torch-python`; see benchmarks/README.md).
 
 Both workers build their model, warm up (tracing, first allocations), then answer the same
-line-based JSON commands. The driver interleaves them: in every round each operation is timed
-on one library and then on the other (the order alternates between rounds), so that the load
-of a shared machine falls on both alike. Reported: per-call medians (and quartiles), the ratio
+line-based JSON commands (`_worker.py`, shared by both). The driver interleaves them: in every
+round each operation is timed on one library and then on the other (the order alternates
+between rounds), so that the load of a shared machine falls on both alike. Reported: per-call medians (and quartiles), the ratio
 ours / theirs, parameter counts, and the peak resident memory of a separate training-only
 process of each library. Operations, at batch 64:
 
@@ -35,16 +35,15 @@ Timings are never tests: the figures go to `benchmarks/RESULTS.md`.
 """
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
 import statistics
 import subprocess
 import sys
-import time
 
 import _runlog
+import _worker
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _REPO_ROOT = _HERE.parent
@@ -100,13 +99,8 @@ def parse_args(argv=None):
 
 # --- Worker: our library ----------------------------------------------------------------------
 
-def _reply(message):
-  sys.stdout.write(json.dumps(message) + "\n")
-  sys.stdout.flush()
-
-
 def run_worker(args):
-  """Builds our model for `args.config` and answers the driver's commands on stdin."""
+  """Builds our model for `args.config` and serves the driver's commands (`_worker.run`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # pylint: disable=g-import-not-at-top
   import keras
@@ -134,57 +128,33 @@ def run_worker(args):
       "log_prob": lambda: model.log_prob(x).numpy(),
       "sample": lambda: model.sample(SAMPLES).numpy(),
   }
-  if args.mode == "memory":
-    for _ in range(args.memory_steps):
-      ops["train_step"]()
-    _reply({"library": "tfp_realnvp", "mode": "memory", "steps": args.memory_steps,
-            "peak_rss_mb": _runlog.peak_rss_mb()})
-    return
-  for call in ops.values():
-    for _ in range(3):
-      call()
-  _reply({"ready": True, "library": "tfp_realnvp", "precision": args.precision,
-          "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
-                       "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
-                       "numpy": np.__version__},
-          "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-          "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                         "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}})
-  for line in sys.stdin:
-    command = json.loads(line)
-    if command["op"] == "quit":
-      return
-    if command["op"] == "info":
-      _reply({"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()})
-      continue
-    if command["op"] == "profile":
-      _reply(dict(_profile(tf, ops[command["target"]], command["calls"]), op="profile",
-                  target=command["target"]))
-      continue
-    seconds = []
-    for _ in range(command["reps"]):
-      start = time.perf_counter()
-      ops[command["op"]]()
-      seconds.append(time.perf_counter() - start)
-    _reply({"op": command["op"], "seconds": seconds})
+
+  def ready():
+    return {"precision": args.precision,
+            "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
+                         "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
+                         "numpy": np.__version__},
+            "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+            "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
+
+  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready)
 
 
-def _profile(tf, call, calls):
-  """Runs `call` `calls` times under TensorFlow's profiler; returns `_runlog.op_table`.
+def _profile(call, calls):
+  """Runs `call` `calls` times under TensorFlow's profiler; returns `_worker.op_table`'s args.
 
   Op time is the duration of every TensorFlow op execution on the executor's threads, by op
   type; with inter-op parallelism, ops overlap and the sum can exceed the wall time.
   """
   # pylint: disable=g-import-not-at-top
   import tempfile
+  import tensorflow as tf
   from tensorflow.tsl.profiler.protobuf import xplane_pb2
   # pylint: enable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
-    start = time.perf_counter()
-    for _ in range(calls):
-      call()
-    wall = time.perf_counter() - start
+    wall = sum(_worker.call_times(call, calls))
     tf.profiler.experimental.stop()
     space = xplane_pb2.XSpace()
     space.ParseFromString(next(pathlib.Path(logdir).rglob("*.xplane.pb")).read_bytes())
@@ -201,7 +171,7 @@ def _profile(tf, call, calls):
         op_type = name.rsplit(":", 1)[1]
         milliseconds[op_type] = milliseconds.get(op_type, 0.0) + event.duration_ps / 1e9
         executions[op_type] = executions.get(op_type, 0) + 1
-  return _runlog.op_table(milliseconds, executions, calls, wall)
+  return milliseconds, executions, calls, wall
 
 
 # --- Driver -----------------------------------------------------------------------------------
@@ -350,14 +320,13 @@ def run_driver(args):
     sys.exit(f"error: unknown configuration(s) {unknown}; choose among {sorted(CONFIGS)}.")
   output = pathlib.Path(args.output)
   output.mkdir(parents=True, exist_ok=True)
-  run = {"benchmark": "speed", "date_utc": datetime.datetime.now(datetime.timezone.utc)
-         .strftime("%Y-%m-%dT%H:%M:%SZ"), "command": " ".join([sys.executable] + sys.argv),
+  run = {"benchmark": "speed", "date_utc": _runlog.utc_now(), "command": " ".join([sys.executable] + sys.argv),
          "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
          "threads": args.threads or "library defaults", "precision": args.precision,
          "results": {}}
   for config in configs:
     run["results"][config] = measure_config(args, config)
-    (output / "results.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    _runlog.write_json(output / "results.json", run)
   print_profiles(run["results"])
   print_table(run["results"])
   print(f"results: {output / 'results.json'}")

@@ -1,0 +1,113 @@
+"""The worker side of `speed.py`'s line protocol, shared by both libraries' speed workers.
+
+Standard library only, so that our worker (`speed.py --worker`, TensorFlow) and
+`normflows_worker.py` (PyTorch) run the same protocol code and differ only in the model and the
+profiler they plug in. A worker gets its operations as zero-argument callables and `run` does
+the rest:
+
+* memory mode: `memory_steps` calls of `train_step`, then one line with the peak RSS;
+* speed mode: `WARMUP_CALLS` calls of every operation, a "ready" line, then one JSON command
+  per stdin line, each answered with one JSON line on stdout:
+
+  ```none
+  {"op": "train_step", "reps": 5}                      -> {"op": ..., "seconds": [...]}
+  {"op": "info"}                                       -> {"op": "info", "peak_rss_mb": ...}
+  {"op": "profile", "target": "log_prob", "calls": 5}  -> op_table(...) with "op", "target"
+  {"op": "quit"}                                       -> exits
+  ```
+"""
+
+import json
+import sys
+import time
+
+import _runlog
+
+WARMUP_CALLS = 3
+
+
+def emit(message):
+  """Writes one protocol line to stdout."""
+  sys.stdout.write(json.dumps(message) + "\n")
+  sys.stdout.flush()
+
+
+def call_times(call, reps):
+  """Seconds taken by each of `reps` calls of `call` (PyTorch on CPU and our `.numpy()`-ending
+  calls are synchronous, so a call's wall time is its cost)."""
+  seconds = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    call()
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def op_table(milliseconds, executions, calls, wall_seconds, limit=15):
+  """The reply to a `profile` command: where `calls` calls of one operation spent their time.
+
+  Args:
+    milliseconds: op type (or PyTorch op name) -> total time inside that op over all calls.
+    executions: op type -> number of executions over all calls.
+    calls: number of profiled calls.
+    wall_seconds: wall time of the profiled calls (profiler overhead included).
+    limit: number of op types listed, the most expensive first.
+
+  Returns:
+    A JSON-ready dict: per call, the wall time, the summed op time and the top op types.
+  """
+  top = sorted(milliseconds, key=milliseconds.get, reverse=True)[:limit]
+  return {"calls": calls, "wall_ms_per_call": 1e3 * wall_seconds / calls,
+          "op_ms_per_call": sum(milliseconds.values()) / calls,
+          "executions_per_call": sum(executions.values()) / calls,
+          "top": [{"op": op, "ms_per_call": milliseconds[op] / calls,
+                   "executions_per_call": executions[op] / calls} for op in top]}
+
+
+def _answer(name, command, ops, profile):
+  """The reply to the command `name` (`command` holds its arguments); `None` for quit."""
+  if name == "quit":
+    return None
+  if name == "info":
+    return {"op": "info", "peak_rss_mb": _runlog.peak_rss_mb()}
+  if name == "profile" and command.get("target") in ops:
+    table = op_table(*profile(ops[command["target"]], int(command.get("calls", 1))))
+    return dict(table, op=name, target=command["target"])
+  if name in ops:
+    return {"op": name, "seconds": call_times(ops[name], int(command.get("reps", 1)))}
+  return {"op": name, "error": f"unknown op {name!r}"}
+
+
+def run(library, ops, profile, mode, memory_steps, ready):
+  """Runs a speed worker until the driver sends quit (or closes stdin).
+
+  Args:
+    library: the library's name in the replies.
+    ops: operation name ("train_step", "log_prob", "sample") -> zero-argument callable.
+    profile: `profile(call, calls) -> (milliseconds, executions, calls, wall_seconds)`, the
+      arguments of `op_table`, from the library's own profiler.
+    mode: "speed" (the protocol) or "memory" (peak RSS of a training process).
+    memory_steps: training steps of memory mode.
+    ready: callable returning the extra fields of the "ready" line (versions, parameters...).
+  """
+  if mode == "memory":
+    call_times(ops["train_step"], memory_steps)
+    emit({"library": library, "mode": "memory", "steps": memory_steps,
+          "peak_rss_mb": _runlog.peak_rss_mb()})
+    return
+  for call in ops.values():
+    call_times(call, WARMUP_CALLS)
+  emit(dict(ready(), ready=True, library=library))
+  for line in sys.stdin:
+    if not line.strip():
+      continue
+    try:
+      command = json.loads(line)
+      name = command["op"]
+    except (ValueError, KeyError, TypeError) as e:
+      emit({"error": f"bad command {line.strip()!r}: {e}"})
+      continue
+    reply = _answer(name, command, ops, profile)
+    if reply is None:
+      return
+    emit(reply)
