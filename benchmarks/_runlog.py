@@ -21,6 +21,34 @@ def parse_marks(text):
   return marks
 
 
+def add_budget_arguments(parser, default_marks=()):
+  """Adds the training budget of a quality benchmark: `--minutes`, `--eval-at`, `--max-steps`.
+
+  Both libraries' quality scripts take these, so an equal-time comparison means the same thing
+  on both sides. Call `resolve_budget` after parsing.
+
+  Args:
+    parser: an `argparse.ArgumentParser`.
+    default_marks: training minutes to evaluate at when `--eval-at` is not given (those below
+      the budget are kept; the budget itself is always a mark).
+  """
+  parser.add_argument("--minutes", type=float, default=30.0,
+                      help="Training-time budget in minutes (evaluation time excluded).")
+  parser.add_argument("--eval-at", type=parse_marks, default=list(default_marks),
+                      help="Comma-separated training minutes at which to evaluate on the test "
+                           "set (the budget is always one).")
+  parser.add_argument("--max-steps", type=int, default=0,
+                      help="Also stop after this many training steps, with a final evaluation "
+                           "(0: no limit).")
+
+
+def resolve_budget(parser, args):
+  """Checks `--minutes`; sets `args.eval_at` to the sorted marks within it, the budget included."""
+  if args.minutes <= 0:
+    parser.error("--minutes must be positive.")
+  args.eval_at = sorted({m for m in args.eval_at if m <= args.minutes} | {args.minutes})
+
+
 def machine_info():
   """Describes the machine: CPU count and affinity, CPU model, platform, load."""
   model = None

@@ -55,13 +55,7 @@ def parse_args(argv=None):
                       help="MNIST .npz with uint8 x_train (60000, 28, 28[, 1]) and x_test.")
   parser.add_argument("--output", default=str(_REPO_ROOT / "benchmarks" / "runs" / "mnist"),
                       help="Folder for run.json, results.jsonl, progress.jsonl, checkpoint.")
-  parser.add_argument("--minutes", type=float, default=30.0,
-                      help="Training-time budget in minutes (evaluation time excluded).")
-  parser.add_argument("--eval-at", type=_runlog.parse_marks, default=None,
-                      help="Comma-separated training minutes at which to evaluate on the test "
-                           "set (default: 5,10,20,30 below the budget, and the budget).")
-  parser.add_argument("--max-steps", type=int, default=0,
-                      help="Also stop after this many training steps (0: no limit).")
+  _runlog.add_budget_arguments(parser, default_marks=(5.0, 10.0, 20.0, 30.0))
   parser.add_argument("--resume", action="store_true",
                       help="Continue the run in --output from its last checkpoint.")
   parser.add_argument("--num-scales", type=int, default=3)
@@ -86,11 +80,7 @@ def parse_args(argv=None):
   parser.add_argument("--no-terminate-on-nan", action="store_true",
                       help="Keep training after a non-finite loss (to count them all).")
   args = parser.parse_args(argv)
-  if args.minutes <= 0:
-    parser.error("--minutes must be positive.")
-  if args.eval_at is None:
-    args.eval_at = [m for m in (5.0, 10.0, 20.0, 30.0) if m < args.minutes] + [args.minutes]
-  args.eval_at = sorted({m for m in args.eval_at if m <= args.minutes} | {args.minutes})
+  _runlog.resolve_budget(parser, args)
   return args
 
 

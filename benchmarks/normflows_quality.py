@@ -74,14 +74,7 @@ def parse_args(argv=None):
                       help=".npz with uint8 x_train and x_test, (N, H, W[, C]).")
   parser.add_argument("--output", required=True,
                       help="Folder for run.json, results.jsonl and progress.jsonl.")
-  parser.add_argument("--minutes", type=float, default=30.0,
-                      help="Training-time budget in minutes (evaluation excluded).")
-  parser.add_argument("--eval-at", type=_runlog.parse_marks, default=None,
-                      help="Comma-separated training minutes at which to evaluate (the budget "
-                           "is always one).")
-  parser.add_argument("--max-steps", type=int, default=0,
-                      help="Also stop after this many steps, with a final evaluation (0: no "
-                           "limit).")
+  _runlog.add_budget_arguments(parser)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--eval-batch-size", type=int, default=500)
   parser.add_argument("--log-every", type=int, default=100,
@@ -91,10 +84,7 @@ def parse_args(argv=None):
   parser.add_argument("--test-seed", type=int, default=1234,
                       help="Seed of the fixed dequantization noise of the test set.")
   args = parser.parse_args(argv)
-  if args.minutes <= 0:
-    parser.error("--minutes must be positive.")
-  marks = args.eval_at or []
-  args.eval_at = sorted({m for m in marks if m <= args.minutes} | {args.minutes})
+  _runlog.resolve_budget(parser, args)
   config = dict(worker.CONFIGS[args.config])
   for key in ("num_scales", "num_filters", "num_blocks"):
     if getattr(args, key) is not None:
