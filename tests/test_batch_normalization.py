@@ -66,18 +66,20 @@ def test_training_step_matches_keras(momentum, epsilon, synchronized):
                              rtol=1e-5)
 
 
-def test_bfloat16_inputs_are_normalised_in_float32_and_returned_in_bfloat16():
-  keras_layer, fused_layer = pair(dtype="mixed_bfloat16")
-  x = images("bfloat16")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_inputs_are_normalised_in_float32_and_returned_as_they_came(dtype):
+  keras_layer, fused_layer = pair(dtype=f"mixed_{dtype}")
+  x = images(dtype)
   _, (y_keras, _) = step(keras_layer, x, training=True)
   run, (y_fused, _) = step(fused_layer, x, training=True)
   assert "FusedBatchNormV3" in op_types(run, x)
-  assert y_fused.dtype == tf.bfloat16
+  assert y_fused.dtype == dtype
   np.testing.assert_allclose(tf.cast(y_fused, "float32"), tf.cast(y_keras, "float32"),
                              rtol=1e-2, atol=1e-2)
 
 
-@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+@pytest.mark.parametrize("dtype,tolerance",
+                         [("float32", 1e-5), ("mixed_bfloat16", 2e-2), ("mixed_float16", 2e-3)])
 @pytest.mark.parametrize("trainable", [True, False])
 def test_inference_uses_the_moving_averages_like_keras(dtype, tolerance, trainable):
   # A frozen layer (trainable=False) normalises with its moving averages even in training.
@@ -86,7 +88,7 @@ def test_inference_uses_the_moving_averages_like_keras(dtype, tolerance, trainab
     layer.moving_mean.assign([0.5, -0.5, 1.0, 2.0])
     layer.moving_variance.assign([4.0, 9.0, 0.25, 1.0])
     layer.trainable = trainable
-  x = images("bfloat16" if dtype == "mixed_bfloat16" else dtype)
+  x = images(dtype.replace("mixed_", ""))
   training = not trainable
   traced = tf.function(lambda x: fused_layer(x, training=training), autograph=False)
   assert "FusedBatchNormV3" in op_types(traced, x)

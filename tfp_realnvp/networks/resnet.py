@@ -20,8 +20,8 @@ BATCH_NORM_MOMENTUM = 0.9
 
 def _batch_normalization(dtype, name, momentum):
   # Synchronised across replicas, so a global batch gives the same statistics (and so the same
-  # loss and gradients) on one device and under a tf.distribute strategy; on one replica the
-  # training step is TensorFlow's fused kernel.
+  # loss and gradients) on one device and under a tf.distribute strategy; otherwise (one
+  # replica, and inference) it runs as TensorFlow's fused kernel.
   return batch_normalization.FusedBatchNormalization(momentum=momentum, synchronized=True,
                                                      dtype=dtype, name=name)
 
