@@ -70,7 +70,7 @@ def factor_out_case(event_shape):
 
 def batch_norm_case(event_shape):
   def build(dtype="float64", validate_args=False):
-    statistics = rb.BatchNormStatistics(dtype=dtype)
+    statistics = tfp_realnvp.networks.BatchNormStatistics(dtype=dtype)
     statistics.build((None,) + event_shape)
     return rb.BatchNorm(randomize(statistics, seed=3), validate_args=validate_args)
   return Case(f"batch-norm-{'x'.join(map(str, event_shape))}", build, event_shape)

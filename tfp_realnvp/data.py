@@ -47,6 +47,8 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import _validation
+
 __all__ = ["dequantize", "image_shape", "load_images", "num_examples"]
 
 # The embedded default: scikit-learn's digits, split once and for all with a fixed permutation.
@@ -542,12 +544,8 @@ def load_images(source, split="train", batch_size=64, shuffle=True, with_labels=
     FileNotFoundError: for a TFDS data set that is not prepared in `data_dir` when `download`
       is false (the message says how to prepare it), or a missing `.npz` path.
   """
-  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-      or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-  if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, (int, np.integer)) \
-      or shuffle_buffer < 1:
-    raise ValueError(f"shuffle_buffer must be a positive int, got {shuffle_buffer!r}.")
+  batch_size = _validation.positive_int(batch_size, "batch_size")
+  shuffle_buffer = _validation.positive_int(shuffle_buffer, "shuffle_buffer")
   if not isinstance(split, str):
     raise ValueError(f"split must be a string such as 'train' or 'test', got {split!r}.")
 

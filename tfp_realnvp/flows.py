@@ -1,13 +1,13 @@
 """Keras 3 layers that own a flow's networks: the `FlowLayer` base and `RealNVP`."""
 
-import numbers
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.networks import batch_norm_statistics
 from tfp_realnvp.networks import resnet
 from tfp_realnvp.networks import weight_norm
 
@@ -146,10 +146,8 @@ class RealNVP(FlowLayer):
     self.batch_norm = bool(batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.validate_args = bool(validate_args)
-    for arg, value in (("conditional_size", conditional_size), ("num_classes", num_classes)):
-      if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                                or value < 1):
-        raise ValueError(f"{arg} must be None or a positive integer, got {value!r}.")
+    conditional_size = _validation.positive_int(conditional_size, "conditional_size", True)
+    num_classes = _validation.positive_int(num_classes, "num_classes", allow_none=True)
     if num_classes is not None and conditional_size not in (None, num_classes):
       raise ValueError(
           f"num_classes={num_classes} conditions on one-hot class labels of size {num_classes}; "
@@ -172,7 +170,7 @@ class RealNVP(FlowLayer):
 
     def make_batch_norm(shape, name):
       # Statistics stay in the variable dtype (float32 under mixed precision).
-      statistics = batch_norm_lib.BatchNormStatistics(
+      statistics = batch_norm_statistics.BatchNormStatistics(
           momentum=self.batch_norm_momentum, dtype=self.dtype_policy.variable_dtype, name=name)
       statistics.build((None,) + tuple(shape))
       self.batch_norms.append(statistics)

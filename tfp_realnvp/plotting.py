@@ -11,6 +11,8 @@ import pathlib
 
 import numpy as np
 
+from tfp_realnvp import _validation
+
 __all__ = ["grid_size", "save_bits_per_dim_plot", "save_image_grid"]
 
 # Tiles smaller than this many pixels (in their smaller dimension) are enlarged by an integer
@@ -24,9 +26,7 @@ _PADDING_LEVEL = 128
 def _upscale_factor(height, width, scale):
   if scale is None:
     return max(1, MIN_TILE_SIZE // min(height, width))
-  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-    raise ValueError(f"scale must be a positive int or None, got {scale!r}.")
-  return int(scale)
+  return _validation.positive_int(scale, "scale")
 
 
 def grid_size(num_images, image_shape, ncols=None, scale=None):
@@ -49,9 +49,7 @@ def grid_size(num_images, image_shape, ncols=None, scale=None):
 def _num_columns(num_images, ncols):
   if ncols is None:
     return max(1, math.ceil(math.sqrt(num_images)))
-  if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
-    raise ValueError(f"ncols must be a positive int or None, got {ncols!r}.")
-  return int(min(ncols, num_images))
+  return min(_validation.positive_int(ncols, "ncols"), num_images)
 
 
 def _to_pixels(images):

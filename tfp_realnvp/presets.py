@@ -48,6 +48,8 @@ flow = presets.build_flow(presets.preset_for_shape((8, 8, 1)), (8, 8, 1))
 import dataclasses
 import types
 
+from tfp_realnvp import _validation
+
 __all__ = ["PRESETS", "Preset", "build_flow", "check_shape", "compatible_presets",
            "default_preset", "get_preset", "preset_for_shape"]
 
@@ -127,11 +129,7 @@ _DATA_DEFAULTS = {"downsampled_imagenet/32x32": "imagenet32",
 
 
 def _height_width(event_shape):
-  shape = tuple(int(d) for d in event_shape)
-  if len(shape) != 3 or min(shape) < 1:
-    raise ValueError(
-        f"event_shape must be (height, width, channels) of positive sizes, got {event_shape}.")
-  return shape[0], shape[1]
+  return _validation.image_shape(event_shape)[:2]
 
 
 def _names():
@@ -233,4 +231,4 @@ def build_flow(preset, event_shape, **overrides):
   kwargs = preset.flow_kwargs()
   kwargs.update({key: value for key, value in overrides.items() if value is not None})
   check_shape(preset, event_shape, num_scales=kwargs["num_scales"])
-  return flows.RealNVP(tuple(int(d) for d in event_shape), **kwargs)
+  return flows.RealNVP(_validation.image_shape(event_shape), **kwargs)

@@ -5,7 +5,6 @@ Every bijector follows TensorFlow Probability's direction: `forward` maps latent
 """
 
 from tfp_realnvp.bijectors.batch_norm import BatchNorm
-from tfp_realnvp.bijectors.batch_norm import BatchNormStatistics
 from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
@@ -19,7 +18,6 @@ from tfp_realnvp.bijectors.squeeze import Squeeze
 __all__ = [
     "AffineCoupling",
     "BatchNorm",
-    "BatchNormStatistics",
     "ChannelMask",
     "ConditionalChain",
     "CheckerboardMask",

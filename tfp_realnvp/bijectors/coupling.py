@@ -1,7 +1,9 @@
 """Affine (Real NVP) and additive (NICE) coupling bijectors on images."""
 
 import tensorflow as tf
-from tfp_realnvp import _checks
+
+from tfp_realnvp import _validation
+from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import masks as masks_lib
 
@@ -129,11 +131,9 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       self._conditioner = conditioner
       self._mask = masks_lib.get_mask(mask, parity)
       self._additive = bool(additive)
-      self._event_shape = None if event_shape is None else tuple(int(d) for d in event_shape)
+      self._event_shape = None if event_shape is None else _validation.image_shape(
+          event_shape, name)
       if self._event_shape is not None:
-        if len(self._event_shape) != _checks.EVENT_NDIMS:
-          raise ValueError(
-              f"event_shape must be (height, width, channels), got {self._event_shape}.")
         self._mask.conditioner_shape(self._event_shape)  # Rejects a channel mask on 1 channel.
       super().__init__(
           forward_min_event_ndims=_checks.EVENT_NDIMS,

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfp_realnvp import _checks
+from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import conditional
 

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.bijectors import bijector as bijector_lib
 
-from tfp_realnvp import _checks
+from tfp_realnvp.bijectors import _checks
 
 __all__ = ["Logit"]
 

@@ -2,6 +2,7 @@
 
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import conditional
 from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import factor_out as factor_out_lib
@@ -22,12 +23,8 @@ def scale_shapes(event_shape, num_scales):
     ValueError: `num_scales < 1`, or a scale other than the last would squeeze an odd height
       or width (the message names the size and the largest number of scales that fits).
   """
-  event_shape = tuple(int(d) for d in event_shape)
-  if len(event_shape) != 3 or min(event_shape) < 1:
-    raise ValueError(
-        f"event_shape must be (height, width, channels) of positive sizes, got {event_shape}.")
-  if int(num_scales) != num_scales or num_scales < 1:
-    raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}.")
+  event_shape = _validation.image_shape(event_shape)
+  num_scales = _validation.positive_int(num_scales, "num_scales")
   shapes = [event_shape]
   for index in range(num_scales - 1):
     height, width, channels = shapes[-1]

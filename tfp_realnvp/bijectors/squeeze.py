@@ -3,7 +3,8 @@
 import tensorflow as tf
 from tensorflow_probability.python.bijectors import bijector as bijector_lib
 
-from tfp_realnvp import _checks
+from tfp_realnvp import _validation
+from tfp_realnvp.bijectors import _checks
 
 __all__ = ["Squeeze"]
 
@@ -67,11 +68,9 @@ class Squeeze(bijector_lib.Bijector):
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
-      self._event_shape = None if event_shape is None else tuple(int(d) for d in event_shape)
+      self._event_shape = None if event_shape is None else _validation.image_shape(
+          event_shape, name)
       if self._event_shape is not None:
-        if len(self._event_shape) != _checks.EVENT_NDIMS:
-          raise ValueError(
-              f"event_shape must be (height, width, channels), got {self._event_shape}.")
         _check_even(self._event_shape[0], self._event_shape[1], name)
       super().__init__(
           forward_min_event_ndims=_checks.EVENT_NDIMS,

@@ -6,6 +6,8 @@ import keras
 from keras import ops
 import numpy as np
 
+from tfp_realnvp import _validation
+
 __all__ = ["MADE", "made_masks"]
 
 _NAMED_ORDERS = ("left-to-right", "right-to-left", "random")
@@ -187,10 +189,8 @@ class MADE(keras.layers.Layer):
                input_order="left-to-right", hidden_degrees="equal", conditional_size=None,
                log_scale_bound=None, kernel_initializer="glorot_uniform", seed=None, **kwargs):
     super().__init__(**kwargs)
-    if not _is_int(event_size) or event_size < 1:
-      raise ValueError(f"event_size must be a positive integer, got {event_size!r}.")
-    self.event_size = int(event_size)
-    if _is_int(hidden_units) or isinstance(hidden_units, str):
+    self.event_size = _validation.positive_int(event_size, "event_size")
+    if _validation.is_integer(hidden_units) or isinstance(hidden_units, str):
       raise ValueError(
           f"hidden_units must be a sequence of positive integers, e.g. (64, 64), got "
           f"{hidden_units!r}.")
@@ -198,7 +198,7 @@ class MADE(keras.layers.Layer):
       units = tuple(hidden_units)
     except TypeError:
       units = None
-    if units is None or not all(_is_int(u) and u >= 1 for u in units):
+    if units is None or not all(_validation.is_integer(u) and u >= 1 for u in units):
       raise ValueError(
           f"hidden_units must be a sequence of positive integers, e.g. (64, 64), got "
           f"{hidden_units!r}.")
@@ -206,7 +206,7 @@ class MADE(keras.layers.Layer):
     if isinstance(input_order, str):
       self.input_order = input_order
     elif isinstance(input_order, (list, tuple, np.ndarray)):
-      if not all(_is_int(d) for d in input_order):
+      if not all(_validation.is_integer(d) for d in input_order):
         raise ValueError(
             f"input_order must be one of {_NAMED_ORDERS} or a list of integers (a permutation "
             f"of 1..{self.event_size}), got {input_order!r}.")
@@ -219,10 +219,8 @@ class MADE(keras.layers.Layer):
       raise ValueError(
           f"hidden_degrees must be one of {_HIDDEN_DEGREES}, got {hidden_degrees!r}.")
     self.hidden_degrees = hidden_degrees
-    if conditional_size is not None and (not _is_int(conditional_size) or conditional_size < 1):
-      raise ValueError(
-          f"conditional_size must be None or a positive integer, got {conditional_size!r}.")
-    self.conditional_size = None if conditional_size is None else int(conditional_size)
+    self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
+                                                     allow_none=True)
     if log_scale_bound is not None and (
         isinstance(log_scale_bound, bool) or not isinstance(log_scale_bound, numbers.Real)
         or not np.isfinite(log_scale_bound) or log_scale_bound <= 0):
@@ -231,7 +229,7 @@ class MADE(keras.layers.Layer):
     self.log_scale_bound = None if log_scale_bound is None else float(log_scale_bound)
     self.activation = keras.activations.get(activation)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
-    if seed is not None and not _is_int(seed):
+    if seed is not None and not _validation.is_integer(seed):
       raise ValueError(f"seed must be None or an integer, got {seed!r}.")
     needs_seed = self.input_order == "random" or self.hidden_degrees == "random"
     if seed is None and needs_seed:
@@ -362,10 +360,6 @@ class MADE(keras.layers.Layer):
         kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         seed=self.seed)
     return config
-
-
-def _is_int(value):
-  return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool)
 
 
 def _is_floating(dtype):

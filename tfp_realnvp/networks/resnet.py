@@ -1,10 +1,9 @@
 """The Real NVP coupling network: a ResNet of weight-normalised convolutions."""
 
-import numbers
-
 import keras
 from keras import ops
 
+from tfp_realnvp import _validation
 from tfp_realnvp.networks import batch_normalization
 from tfp_realnvp.networks import weight_norm
 
@@ -114,16 +113,12 @@ class CouplingResNet(keras.layers.Layer):
   def __init__(self, output_channels, num_filters=64, num_blocks=4, conditional_size=None,
                batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
     super().__init__(**kwargs)
-    self.output_channels = int(output_channels)
-    self.num_filters = int(num_filters)
+    self.output_channels = _validation.positive_int(output_channels, "output_channels")
+    self.num_filters = _validation.positive_int(num_filters, "num_filters")
     self.num_blocks = int(num_blocks)
     self.batch_norm_momentum = float(batch_norm_momentum)
-    if conditional_size is not None and (
-        isinstance(conditional_size, bool) or not isinstance(conditional_size, numbers.Integral)
-        or conditional_size < 1):
-      raise ValueError(
-          f"conditional_size must be None or a positive integer, got {conditional_size!r}.")
-    self.conditional_size = None if conditional_size is None else int(conditional_size)
+    self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
+                                                     allow_none=True)
     policy = self.dtype_policy
     self.input_norm = _batch_normalization(policy, "input_norm", self.batch_norm_momentum)
     self.stem = weight_norm.WeightNormConv2D(self.num_filters, dtype=policy, name="stem")

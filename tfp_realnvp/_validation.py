@@ -1,0 +1,47 @@
+"""Argument checks shared across the package, free of TensorFlow so that any module can use them."""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["image_shape", "is_integer", "positive_int"]
+
+
+def is_integer(value):
+  """Whether `value` is a Python or NumPy integer (`bool` is not)."""
+  return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool)
+
+
+def positive_int(value, name, allow_none=False):
+  """Returns `value` as an `int` >= 1 (or `None` when `allow_none`).
+
+  Raises:
+    ValueError: naming the argument `name`, for anything else (floats and bools included).
+  """
+  if value is None and allow_none:
+    return None
+  if not is_integer(value) or value < 1:
+    expected = "None or a positive integer" if allow_none else "a positive integer"
+    raise ValueError(f"{name} must be {expected}, got {value!r}.")
+  return int(value)
+
+
+def image_shape(event_shape, owner=None):
+  """Returns an image event shape as a tuple `(height, width, channels)` of positive ints.
+
+  Args:
+    event_shape: any sequence of three positive integers.
+    owner: optional name of the caller, put in front of the message.
+
+  Raises:
+    ValueError: for another length, a non-integer or a size below 1.
+  """
+  prefix = f"{owner}: " if owner else ""
+  try:
+    sizes = tuple(event_shape)
+  except TypeError:
+    sizes = None
+  if sizes is None or len(sizes) != 3 or not all(is_integer(d) and d >= 1 for d in sizes):
+    raise ValueError(f"{prefix}event_shape must be (height, width, channels) of positive "
+                     f"integers, got {event_shape!r}.")
+  return tuple(int(d) for d in sizes)
