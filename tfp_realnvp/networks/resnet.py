@@ -11,9 +11,8 @@ __all__ = ["CouplingResNet", "ResidualBlock"]
 
 
 # Momentum of the moving averages that evaluation uses. The couplings' inputs drift as the flow
-# trains; with Keras's default of 0.99 the averages lagged so far behind that the test bits/dim
-# of the 8x8 digits preset grew while the training bits/dim fell (6.54 vs 4.99 after 12
-# epochs), whereas with 0.9 they matched (5.11 vs 4.99) with the same training trajectory.
+# trains, and Keras's default of 0.99 lags too far behind them (benchmarks/RESULTS.md, "moving-
+# average momentum 0.9").
 BATCH_NORM_MOMENTUM = 0.9
 
 
