@@ -13,9 +13,9 @@ coupling network a weight-normalised ResNet of the same width and depth) is buil
 Both workers build their model, warm up (tracing, first allocations), then answer the same
 line-based JSON commands (`_worker.py`, shared by both). The driver interleaves them: in every
 round each operation is timed on one library and then on the other (the order alternates
-between rounds), so that the load of a shared machine falls on both alike. Reported: per-call medians (and quartiles), the ratio
-ours / theirs, parameter counts, and the peak resident memory of a separate training-only
-process of each library. Operations, at batch 64:
+between rounds), so that the load of a shared machine falls on both alike. Reported: per-call
+medians (and quartiles), the ratio ours / theirs, parameter counts, and the peak resident
+memory of a separate training-only process of each library. Operations, at batch 64:
 
 * `train_step`: log_prob of a batch, loss (NLL + the L2 penalty on the weight-norm scales),
   gradients, Adam update (`model.train_on_batch` for ours);
@@ -320,7 +320,8 @@ def run_driver(args):
     sys.exit(f"error: unknown configuration(s) {unknown}; choose among {sorted(CONFIGS)}.")
   output = pathlib.Path(args.output)
   output.mkdir(parents=True, exist_ok=True)
-  run = {"benchmark": "speed", "date_utc": _runlog.utc_now(), "command": " ".join([sys.executable] + sys.argv),
+  run = {"benchmark": "speed", "date_utc": _runlog.utc_now(),
+         "command": " ".join([sys.executable] + sys.argv),
          "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
          "threads": args.threads or "library defaults", "precision": args.precision,
          "results": {}}

@@ -228,7 +228,7 @@ def main(argv=None):
     with tf.GradientTape() as tape:
       log_student, log_teacher, _ = student_sample_log_probs(args.student_batch_size)
       loss = tf.reduce_mean(log_student - log_teacher)
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
     return loss
 
   kl_before, kl_before_error = kl_estimate()

@@ -73,8 +73,8 @@ def main(argv=None):
       for split, seed in (("train", 0), ("test", 1)))
   history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=2,
                       steps_per_epoch=5 if args.tiny else None)
-  for epoch, (train_bpd, test_bpd) in enumerate(
-      zip(history.history["bits_per_dim"], history.history["val_bits_per_dim"]), start=1):
+  curves = zip(history.history["bits_per_dim"], history.history["val_bits_per_dim"], strict=True)
+  for epoch, (train_bpd, test_bpd) in enumerate(curves, start=1):
     print(f"epoch {epoch}: train bits/dim {train_bpd:.4f}, test bits/dim {test_bpd:.4f}")
   (output_dir / "metrics.json").write_text(json.dumps(
       {"replicas": replicas, "global_batch_size": args.global_batch_size,

@@ -175,7 +175,8 @@ def main(argv=None):
   print(f"test bits/dim after {args.epochs * args.steps_per_epoch} steps "
         f"({train_seconds:.0f} s): {bpd_after:.4f}")
 
-  changed = {name: sum(bool(np.any(v.numpy() != v0)) for v, v0 in zip(variables, initial[name]))
+  changed = {name: sum(bool(np.any(v.numpy() != v0))
+                       for v, v0 in zip(variables, initial[name], strict=True))
              for name, variables in parts.items()}
   grads = gradient_report(model, layer, next(iter(test)))
   for name in parts:

@@ -190,7 +190,7 @@ def main(argv=None):
   def train_step():
     with tf.GradientTape() as tape:
       loss = objective.loss(args.batch_size)
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
     return loss
 
   eval_seed = tf.constant([args.seed, 1])

@@ -55,7 +55,7 @@ def test_training_step_matches_keras(momentum, epsilon, synchronized):
   run, (y_fused, grads_fused) = step(fused_layer, x, training=True)
   assert "FusedBatchNormV3" in op_types(run, x)
   np.testing.assert_allclose(y_fused, y_keras, rtol=1e-5, atol=1e-5)
-  for fused, reference in zip(grads_fused, grads_keras):
+  for fused, reference in zip(grads_fused, grads_keras, strict=True):
     np.testing.assert_allclose(fused, reference, rtol=1e-4, atol=1e-4)
   # The moving averages take the biased batch variance, as Keras's do.
   np.testing.assert_allclose(fused_layer.moving_mean, keras_layer.moving_mean, rtol=1e-6)

@@ -267,7 +267,7 @@ def test_eager_function_and_xla_agree(conditional_size):
   eager = everything(fresh(z), fresh(x))
   for jit in (False, True):
     compiled = tf.function(everything, jit_compile=jit)(fresh(z), fresh(x))
-    for a, b in zip(eager, compiled):
+    for a, b in zip(eager, compiled, strict=True):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -276,7 +276,7 @@ def test_unknown_batch_shape_in_tf_function():
   fn = tf.function(lambda x: made(x),
                    input_signature=[tf.TensorSpec([None, None, D], tf.float64)])
   x = normal((2, 3, D), seed=18)
-  for a, b in zip(fn(x), made(x)):
+  for a, b in zip(fn(x), made(x), strict=True):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
 
 
@@ -291,9 +291,10 @@ def test_every_variable_gets_a_gradient_and_masked_weights_get_none():
     loss = -tf.reduce_mean(flow.log_prob(x, bijector_kwargs={"conditional_input": c}))
   grads = tape.gradient(loss, made.trainable_variables)
   assert len(grads) == 9  # 2 x (kernel, bias, conditional kernel) + output's three.
-  for variable, grad in zip(made.trainable_variables, grads):
+  for variable, grad in zip(made.trainable_variables, grads, strict=True):
     assert grad is not None and np.any(grad.numpy() != 0), variable.path
-  for variable, grad, mask in zip(made.trainable_variables[0::3], grads[0::3], made.masks):
+  kernels = zip(made.trainable_variables[0::3], grads[0::3], made.masks, strict=True)
+  for variable, grad, mask in kernels:
     assert "conditional" not in variable.path and variable.shape == mask.shape
     assert np.all(grad.numpy()[~mask] == 0), variable.path
 
@@ -337,10 +338,10 @@ def test_save_and_load_round_trip(tmp_path):
   assert isinstance(loaded_made, MADE)
   assert loaded_made.seed == made.seed is not None  # Drawn once, stored in the config.
   np.testing.assert_array_equal(loaded_made.input_degrees, made.input_degrees)
-  for a, b in zip(loaded_made.masks, made.masks):
+  for a, b in zip(loaded_made.masks, made.masks, strict=True):
     np.testing.assert_array_equal(a, b)
   x, c = normal((4, D), seed=21, dtype=np.float32), normal((4, 2), seed=22, dtype=np.float32)
-  for a, b in zip(loaded([x, c]), model([x, c])):
+  for a, b in zip(loaded([x, c]), model([x, c]), strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert np.max(np.abs(model([x, c])[1].numpy())) > 1e-2
 
@@ -358,7 +359,7 @@ def test_log_scale_bound():
   bounded = random_made(log_scale_bound=0.5, stddev=1.0)
   unbounded = MADE.from_config({**bounded.get_config(), "log_scale_bound": None})
   unbounded.build((None, D))
-  for a, b in zip(unbounded.variables, bounded.variables):
+  for a, b in zip(unbounded.variables, bounded.variables, strict=True):
     a.assign(b)
   x = normal((32, D), seed=23)
   shift, log_scale = bounded(x)

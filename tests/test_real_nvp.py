@@ -94,7 +94,7 @@ def test_every_variable_is_owned_by_the_layer_and_gets_a_gradient():
   assert len(flow.conditioners) == 10
   assert len(flow.trainable_variables) == 10 * (4 * 2 + 4 * 3 + 1)
   grads = tape.gradient(loss, flow.trainable_variables)
-  for variable, grad in zip(flow.trainable_variables, grads):
+  for variable, grad in zip(flow.trainable_variables, grads, strict=True):
     assert grad is not None, variable.path
     assert np.any(grad.numpy() != 0), f"zero gradient for {variable.path}"
 

@@ -18,4 +18,5 @@ from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowLayer", "FlowModel", "RealNVP", "export_saved_model", "bijectors", "data", "networks", "__version__"]
+__all__ = ["FlowLayer", "FlowModel", "RealNVP", "export_saved_model", "bijectors", "data",
+           "networks", "__version__"]

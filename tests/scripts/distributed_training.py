@@ -50,7 +50,8 @@ def one_step(model):
   """Loss reported by `fit` and the gradient recovered from the SGD update."""
   before = [v.numpy().copy() for v in model.trainable_variables]
   history = model.fit(IMAGES, batch_size=64, epochs=1, shuffle=False, verbose=0)
-  gradients = [(b - v.numpy()) / LEARNING_RATE for b, v in zip(before, model.trainable_variables)]
+  gradients = [(b - v.numpy()) / LEARNING_RATE
+               for b, v in zip(before, model.trainable_variables, strict=True)]
   return history.history["loss"][0], gradients
 
 
@@ -59,7 +60,7 @@ if MODE == "mirrored":
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   mirrored_loss, mirrored_grads = one_step(build(strategy))
   norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in single_grads))
-  errors = [float(np.linalg.norm(a - b)) for a, b in zip(mirrored_grads, single_grads)]
+  errors = [float(np.linalg.norm(a - b)) for a, b in zip(mirrored_grads, single_grads, strict=True)]
   with open(OUT, "w") as f:
     json.dump({"replicas": strategy.num_replicas_in_sync, "single_loss": single_loss,
                "mirrored_loss": mirrored_loss, "gradient_norm": float(norm),

@@ -243,4 +243,5 @@ def _broadcasts_to(shape, target):
   """Whether the static `shape` (known rank) broadcasts to the list `target`."""
   sizes = shape.as_list()
   return len(sizes) <= len(target) and all(
-      size is None or size in (1, goal) for size, goal in zip(reversed(sizes), reversed(target)))
+      size is None or size in (1, goal)
+      for size, goal in zip(reversed(sizes), reversed(target), strict=False))

@@ -52,8 +52,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   replica); under mixed precision it adds casts around them. Here a channels-last
   `[N, H, W, C]` input runs as TensorFlow's `FusedBatchNormV3` (and its gradient kernel in
   training), which oneDNN implements on CPU; TensorFlow's graph optimiser can fuse it with a
-  following ReLU (`benchmarks/speed.py --profile` lists `_MklNativeFusedBatchNormEx`). bfloat16 inputs go into the kernel as they are (its statistics and
-  arithmetic are float32, as Keras's are); float16 inputs are cast to float32. The layer is
+  following ReLU (`benchmarks/speed.py --profile` lists `_MklNativeFusedBatchNormEx`).
+  bfloat16 inputs go into the kernel as they are (its statistics and arithmetic are float32,
+  as Keras's are); float16 inputs are cast to float32. The layer is
   otherwise Keras's: same variables, arguments, training flag and serialisation, and the same
   numbers up to rounding. It falls back to Keras's computation where the fused kernel does
   not apply: synchronised training statistics over more than one replica (they must then be
