@@ -34,9 +34,10 @@ Every source accepts TFDS-style slices of a split: `"train[:90%]"`, `"train[90%:
 data sets slice as TFDS does. The sources held in memory (digits, `.npz`, folders) slice over a
 fixed pseudo-random permutation of the split (NumPy's `default_rng(0)`, the same for every
 source of a given size), so that a file sorted by class still gives a representative hold-out;
-a percentage boundary `p%` of a split of `n` images is index `floor(p * n / 100 + 1/2)` of that
-permutation, so `"train[:p%]"` and `"train[p%:]"` are disjoint and together hold the whole
-split. The images of a slice keep their order in the file or folder.
+a percentage boundary `p%` of a split of `n` images is index `round(p * n / 100)` of that
+permutation (rounded as TFDS does), so `"train[:p%]"` and `"train[p%:]"` are disjoint and
+together hold the whole split. The images of a slice keep their order in the file or folder; a
+slice without images is an error when it is read.
 
 `ImageSource.train_test_splits()` returns the splits to train and evaluate on: `("train",
 "test")` when the source has a test split, otherwise the complementary slices `("train[:90%]",
@@ -71,7 +72,6 @@ With `dequantize=False` the pipeline returns `k / 256` instead (no noise), which
 deterministic evaluation and debugging.
 """
 
-import math
 import os
 import pathlib
 import re
@@ -248,7 +248,7 @@ def _boundary(bound, size, split):
     percent = float(bound[:-1])
     if abs(percent) > 100:
       raise ValueError(f"split {split!r}: percentages must lie in -100%..100%, got {bound}.")
-    index = int(math.floor(abs(percent) * size / 100.0 + 0.5))
+    index = int(round(abs(percent) * size / 100.0))  # To the nearest, ties to even, as TFDS.
     negative = percent < 0
   else:
     if "." in bound:
@@ -378,6 +378,11 @@ class ImageSource:
                        f"so it cannot be trained on; {self._no_train_hint()}.")
     if "test" in self.splits:
       return "train", "test"
+    for split in holdout if isinstance(self, _InMemorySource) else ():
+      if not self.num_examples(split):
+        raise ValueError(f"{self.name}: too few images ({self.num_examples('train')}) to hold out "
+                         f"{holdout_fraction:g} of them: the slice {split!r} would be empty; "
+                         f"add images or a test split.")
     return holdout
 
   def _no_train_hint(self):
@@ -421,6 +426,9 @@ class _InMemorySource(ImageSource):
     images, labels = self._arrays(base, with_labels)
     if start is not None or stop is not None:
       index = _slice_indices(start, stop, len(images), split)
+      if not len(index):  # pylint: disable=g-explicit-length-test
+        raise ValueError(f"{self.name}: the slice {split!r} of the {len(images)} images of split "
+                         f"{base!r} holds no images.")
       images = images[index]
       labels = None if labels is None else labels[index]
     if with_labels:
