@@ -561,12 +561,12 @@ def test_a_plain_folder_trains_on_a_held_out_slice(tmp_path):
 
 
 @pytest.mark.parametrize("layout, message", [
-    ("npz_x_train", r"no split 'test' \(no array 'x_test'\).*store them as 'x_test' in the .npz, "
-                    r"or train on 'train\[:90%\]' and evaluate on the held-out slice "
-                    r"'train\[90%:\]'"),
+    ("npz_x_train", (r"no split 'test' \(no array 'x_test'\).*store them as 'x_test' in the "
+                     r".npz, or train on 'train\[:90%\]' and evaluate on the held-out slice "
+                     r"'train\[90%:\]'")),
     ("npz_x", r"single image array 'x'.*no split 'test'.*held-out slice 'train\[90%:\]'"),
-    ("folder", r"single split 'train'; got split 'test'\. Put the images in train/ and test/ "
-               r"sub-folders, or train on 'train\[:90%\]'"),
+    ("folder", (r"single split 'train'; got split 'test'\. Put the images in train/ and test/ "
+                r"sub-folders, or train on 'train\[:90%\]'")),
     ("folder_train", r"no folder 'test'; add a test/ folder of images, or train on"),
 ])
 def test_a_missing_test_split_says_what_to_add(tmp_path, layout, message):
@@ -612,8 +612,8 @@ def test_npz_of_random_bytes(tmp_path):
     (dict(x_train=np.zeros((3, 4, 4), np.uint8), x_test=np.zeros((0, 4, 4), np.uint8)),
      r"'x_test'\]: holds no images"),
     (dict(x_train=np.zeros((3, 28, 28), np.uint8), x_test=np.zeros((2, 32, 32, 3), np.uint8)),
-     r"'x_train' has images of shape \(28, 28, 1\) but 'x_test' has images of shape "
-     r"\(32, 32, 3\)"),
+     (r"'x_train' has images of shape \(28, 28, 1\) but 'x_test' has images of shape "
+      r"\(32, 32, 3\)")),
     (dict(x_train=np.zeros((3, 4, 4), np.uint8), x_test=np.zeros((2, 4, 4, 1), np.uint8)), None),
     (dict(x=np.full((2, 4, 4), -1, np.int16)), r"0\.\.255, found values in -1\.\.-1"),
     (dict(x=np.full((2, 4, 4), 256, np.uint16)), r"0\.\.255, found values in 256\.\.256"),

@@ -248,7 +248,7 @@ def _boundary(bound, size, split):
     percent = float(bound[:-1])
     if abs(percent) > 100:
       raise ValueError(f"split {split!r}: percentages must lie in -100%..100%, got {bound}.")
-    index = int(round(abs(percent) * size / 100.0))  # To the nearest, ties to even, as TFDS.
+    index = round(abs(percent) * size / 100.0)  # To the nearest, ties to even, as TFDS.
     negative = percent < 0
   else:
     if "." in bound:
@@ -304,12 +304,12 @@ class ImageSource:
   names = ()
   suffixes = ()
   reads_folders = False
-  _kinds = []  # The subclasses that `get_source` may build, in the order they are defined.
+  _kinds = ()  # The subclasses that `get_source` may build, in the order they are defined.
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
     if cls.names or cls.suffixes or cls.reads_folders:
-      ImageSource._kinds.append(cls)
+      ImageSource._kinds += (cls,)
 
   def __init__(self, name, shape, splits, has_labels):
     self.name = str(name)
