@@ -696,3 +696,36 @@ def test_run_name(tmp_path):
   assert data.run_name(tmp_path / "cats.v2") == "cats.v2"
   assert data.run_name(str(tmp_path / "cats.v2")) == "cats.v2"
   assert data.run_name(data.get_source("mnist")) == "mnist"
+
+
+def test_tfds_slices_are_passed_to_tfds(tfds):
+  with tfds.testing.mock_data(num_examples=4):
+    images = _collect(data.load_images("mnist", "train[:50%]", download=True, shuffle=False))[0]
+  assert images.shape[1:] == (28, 28, 1)
+  source = data.get_source("downsampled_imagenet/32x32")
+  assert source._tfds_split("test[90%:]") == "validation[90%:]"  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match=r"'mnist' has splits \['test', 'train'\], not 'extra'"):
+    data.load_images("mnist", "extra[:10%]")  # Rejected before TFDS is asked.
+
+
+def test_a_new_kind_of_source_is_one_class(monkeypatch):
+  monkeypatch.setattr(data.ImageSource, "_kinds", data.ImageSource._kinds)  # Restored after.
+
+  class Checkerboards(data._InMemorySource):  # pylint: disable=protected-access,unused-variable
+    names = ("checkerboards",)
+
+    def __init__(self, name):
+      super().__init__(name, (2, 2, 1), ("train",), has_labels=False)
+
+    def _split_size(self, base):
+      return 10
+
+    def _arrays(self, base, with_labels):
+      return np.tile(np.array([[0, 255], [255, 0]], np.uint8)[None, ..., None], [10, 1, 1, 1]), None
+
+  source = data.get_source("checkerboards")
+  assert type(source).__name__ == "Checkerboards"
+  assert source.train_test_splits() == ("train[:90%]", "train[90%:]")
+  assert len(_pixels("checkerboards", "train[90%:]")) == 1
+  with pytest.raises(ValueError, match="'checkerboards'"):
+    data.load_images("svhn")  # The accepted sources list it.

@@ -288,8 +288,9 @@ class ImageSource:
   uint8 images of a split (which `load_images` batches, shuffles and dequantizes).
 
   Adding a kind of source is one subclass: it sets `names` (exact names it answers to, e.g.
-  `("digits",)`), `suffixes` (file suffixes it reads, e.g. `(".npz",)`) or `reads_folders`, is
-  built by `_create(source, data_dir, download)` (default: `cls(source)`), and implements
+  `("digits",)`), `suffixes` (file suffixes it reads, e.g. `(".npz",)`) or `reads_folders`
+  (and optionally a `description` for the messages that list the accepted sources), is built
+  by `_create(source, data_dir, download)` (default: `cls(source)`), and implements
   `num_examples` and `dataset` (or, for images held in memory, `_split_size` and `_arrays` of
   `_InMemorySource`). `get_source` then finds it. Exact names win over paths.
 
@@ -304,6 +305,7 @@ class ImageSource:
   names = ()
   suffixes = ()
   reads_folders = False
+  description = None  # How `describe` lists the kind in messages, if not from the above.
   _kinds = ()  # The subclasses that `get_source` may build, in the order they are defined.
 
   def __init_subclass__(cls, **kwargs):
@@ -322,6 +324,17 @@ class ImageSource:
     """Builds the source for `source` (a name of `names` or a path); used by `get_source`."""
     del data_dir, download  # Used by TFDS only.
     return cls(source)
+
+  @classmethod
+  def describe(cls):
+    """A phrase describing the sources of this kind, for messages listing the accepted ones."""
+    if cls.description:
+      return cls.description
+    if cls.names:
+      return "the names " + ", ".join(repr(name) for name in cls.names)
+    if cls.suffixes:
+      return f"a path to an existing {'/'.join(cls.suffixes)} file"
+    return "a path to an existing folder"
 
   @property
   def run_name(self):
@@ -483,6 +496,7 @@ class DigitsSource(_InMemorySource):
   """
 
   names = (DIGITS,)
+  description = "the embedded default 'digits'"
 
   def __init__(self, name=DIGITS):
     del name  # Accepted so that `get_source` can build every kind of source alike.
@@ -676,6 +690,7 @@ class FolderSource(_InMemorySource):
   """
 
   reads_folders = True
+  description = "a path to an existing folder of PNG/JPEG/BMP images"
 
   def __init__(self, path):
     root = pathlib.Path(path).expanduser()
@@ -783,6 +798,8 @@ class TfdsSource(ImageSource):
   """
 
   names = tuple(_TFDS_SHAPES)
+  description = ("one of the TensorFlow Datasets names "
+                 + ", ".join(repr(name) for name in _TFDS_SHAPES))
 
   def __init__(self, name, data_dir=None, download=False):
     if name not in _TFDS_SHAPES:
@@ -860,10 +877,8 @@ class TfdsSource(ImageSource):
 
 
 def _accepted_sources():
-  kinds = ImageSource._kinds  # pylint: disable=protected-access
-  names = ", ".join(repr(name) for kind in kinds for name in kind.names if name != DIGITS)
-  return (f"accepted sources are the embedded default 'digits', a path to an existing .npz file "
-          f"or folder of PNG/JPEG/BMP images, or one of the TensorFlow Datasets names {names}")
+  kinds = [kind.describe() for kind in ImageSource._kinds]  # pylint: disable=protected-access
+  return f"accepted sources are {', '.join(kinds[:-1])}, or {kinds[-1]}"
 
 
 def get_source(source, data_dir=None, download=False):
