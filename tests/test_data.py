@@ -378,3 +378,354 @@ def test_project_mnist_npz():
   assert images.shape == (5, 28, 28, 1)
   assert images.numpy().min() >= 0 and images.numpy().max() < 1
   np.testing.assert_array_equal(labels.numpy(), [5, 0, 4, 1, 9])
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources: one class per kind, resolved once
+
+
+def _indexed_npz(path, num=250, **extra):
+  """An `.npz` whose image i is filled with the value i % 256 + its class, sorted by class.
+
+  Image i has all pixels `i` (so that an image says which one it is) and label `i >= num / 2`:
+  the file is sorted by class, as files often are.
+  """
+  images = np.repeat(np.arange(num, dtype=np.uint8)[:, None, None], 2, axis=1).repeat(3, axis=2)
+  labels = (np.arange(num) >= num // 2).astype(np.int64)
+  np.savez(path, x=images, y=labels, **extra)
+  return path
+
+
+def test_get_source_builds_one_class_per_kind(tmp_path):
+  digits = data.get_source("digits")
+  assert isinstance(digits, data.DigitsSource) and isinstance(digits, data.ImageSource)
+  assert (digits.name, digits.shape, digits.splits, digits.has_labels) == (
+      "digits", (8, 8, 1), ("train", "test"), True)
+  assert digits.num_examples("train") == 1500 and digits.num_examples("test") == 297
+  assert data.get_source(digits) is digits
+
+  npz = data.get_source(_indexed_npz(tmp_path / "sorted.npz"))
+  assert isinstance(npz, data.NpzSource)
+  assert (npz.shape, npz.splits, npz.has_labels) == ((2, 3, 1), ("train",), True)
+  assert npz.num_examples() == 250 and npz.name == str(tmp_path / "sorted.npz")
+
+  _save(tmp_path / "pics" / "train" / "a" / "1.png", _random_uint8((4, 5, 3)))
+  _save(tmp_path / "pics" / "train" / "b" / "1.png", _random_uint8((4, 5, 3)))
+  _save(tmp_path / "pics" / "test" / "2.png", _random_uint8((4, 5, 3)))
+  folder = data.get_source(tmp_path / "pics")
+  assert isinstance(folder, data.FolderSource)
+  assert (folder.shape, folder.splits, folder.has_labels) == ((4, 5, 3), ("train", "test"), False)
+  assert folder.num_examples("train") == 2 and folder.num_examples("test") == 1
+
+  # TFDS sources know their shape, splits and labels without the data (nothing is read).
+  mnist = data.get_source("mnist", data_dir=tmp_path / "tfds")
+  assert isinstance(mnist, data.TfdsSource)
+  assert (mnist.shape, mnist.splits, mnist.has_labels) == ((28, 28, 1), ("train", "test"), True)
+  celeb_a = data.get_source("celeb_a", data_dir=tmp_path / "tfds")
+  assert (celeb_a.shape, celeb_a.has_labels) == ((64, 64, 3), False)
+  assert "validation" in celeb_a.splits
+  assert not (tmp_path / "tfds").exists()
+
+
+def test_load_images_accepts_a_source():
+  source = data.get_source("digits")
+  ds = data.load_images(source, "test", batch_size=300, shuffle=False, dequantize=False)
+  np.testing.assert_array_equal(_collect(ds)[0], _collect(data.load_images(
+      "digits", "test", batch_size=300, shuffle=False, dequantize=False))[0])
+  assert data.image_shape(source) == (8, 8, 1) and data.num_examples(source, "test") == 297
+
+
+def test_npz_source_reads_headers_only(tmp_path, monkeypatch):
+  path = tmp_path / "big.npz"
+  np.savez_compressed(path, x_train=np.zeros((7, 3, 3, 2), np.uint8),
+                      x_test=np.zeros((2, 3, 3, 2), np.uint8))
+
+  def no_load(*args, **kwargs):
+    raise AssertionError("np.load called: the arrays were loaded")
+
+  monkeypatch.setattr(np, "load", no_load)
+  source = data.get_source(path)
+  assert source.shape == (3, 3, 2) and source.splits == ("train", "test")
+  assert source.num_examples("train") == 7 and source.num_examples("test") == 2
+  assert source.num_examples("train[50%:]") == 3
+
+
+def test_npz_with_only_x_test_is_for_evaluation(tmp_path):
+  path = tmp_path / "eval.npz"
+  x_test = _random_uint8((3, 4, 4))
+  np.savez(path, x_test=x_test)
+  source = data.get_source(path)
+  assert source.splits == ("test",)
+  np.testing.assert_array_equal(_pixels(path, "test")[..., 0], x_test)
+  with pytest.raises(ValueError, match="no split 'train'.*x_train"):
+    data.load_images(path, "train")
+  with pytest.raises(ValueError, match="no split 'train'.*'x_train'"):
+    source.train_test_splits()
+
+
+def test_folder_labels_index_the_classes_of_all_splits(tmp_path):
+  for split, classes in (("train", "abc"), ("test", "ac")):
+    for name in classes:
+      _save(tmp_path / split / name / "1.png", _random_uint8((3, 3)))
+  source = data.get_source(tmp_path)
+  assert source.has_labels
+  _, labels = _collect(data.load_images(source, "test", shuffle=False, with_labels=True))
+  np.testing.assert_array_equal(labels, [0, 2])  # Class 'c' is 2 in both splits.
+
+
+# ------------------------------------------------------------------------------------------------
+# Slices and held-out splits
+
+
+def _slice_images(source, split):
+  """The indices (pixel values) of the images of a split of an `_indexed_npz`, and labels."""
+  images, labels = _collect(data.load_images(source, split, batch_size=512, shuffle=False,
+                                             dequantize=False, with_labels=True))
+  return np.round(images[:, 0, 0, 0] * 256).astype(np.int64), labels
+
+
+def test_percent_slices_are_disjoint_complete_deterministic_and_representative(tmp_path):
+  source = data.get_source(_indexed_npz(tmp_path / "sorted.npz"))
+  train, train_labels = _slice_images(source, "train[:90%]")
+  held_out, held_out_labels = _slice_images(source, "train[90%:]")
+  assert len(train) == source.num_examples("train[:90%]") == 225
+  assert len(held_out) == source.num_examples("train[90%:]") == 25
+  assert not set(train) & set(held_out)
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, held_out])), np.arange(250))
+  # A fixed permutation: the same slice again, in file order, and not simply the last 10 %.
+  np.testing.assert_array_equal(_slice_images(source, "train[90%:]")[0], held_out)
+  np.testing.assert_array_equal(held_out, np.sort(held_out))
+  assert set(held_out) != set(range(225, 250))
+  # Labels follow their images, and the held-out slice of a class-sorted file has both classes.
+  np.testing.assert_array_equal(held_out_labels, held_out >= 125)
+  assert set(held_out_labels) == {0, 1} and set(train_labels) == {0, 1}
+
+
+@pytest.mark.parametrize("split, count", [
+    ("train[:10%]", 25), ("train[-10%:]", 25), ("train[:10]", 10), ("train[240:]", 10),
+    ("train[10%:20%]", 25), ("train[:]", 250), ("train[:33.3%]", 83), ("train[50%:40%]", 0),
+])
+def test_slice_sizes(tmp_path, split, count):
+  source = data.get_source(_indexed_npz(tmp_path / "sorted.npz"))
+  assert source.num_examples(split) == count
+  if count:
+    assert len(_slice_images(source, split)[0]) == count
+  else:
+    with pytest.raises(ValueError, match=r"slice 'train\[50%:40%\]' of the 250 images.*no images"):
+      data.load_images(source, split)
+
+
+def test_slices_of_digits_and_of_a_plain_folder(tmp_path):
+  digits = data.get_source("digits")
+  assert digits.num_examples("test[:50%]") + digits.num_examples("test[50%:]") == 297
+  for i in range(10):
+    _save(tmp_path / f"{i}.png", np.full((2, 2), i, np.uint8))
+  first = _pixels(tmp_path, "train[:70%]")[:, 0, 0, 0]
+  second = _pixels(tmp_path, "train[70%:]")[:, 0, 0, 0]
+  assert len(first) == 7 and len(second) == 3
+  np.testing.assert_array_equal(np.sort(np.concatenate([first, second])), np.arange(10))
+
+
+@pytest.mark.parametrize("split", ["train[", "train[:90]%", "train[1.5:]", "train[:150%]",
+                                   "tr ain"])
+def test_bad_slices(tmp_path, split):
+  with pytest.raises(ValueError, match="split"):
+    data.load_images("digits", split)
+
+
+def test_train_test_splits(tmp_path):
+  assert data.HOLDOUT_FRACTION == 0.1
+  assert data.get_source("digits").train_test_splits() == ("train", "test")
+  assert data.get_source("cifar10").train_test_splits() == ("train", "test")
+  single = data.get_source(_indexed_npz(tmp_path / "sorted.npz"))
+  assert single.train_test_splits() == ("train[:90%]", "train[90%:]")
+  assert single.train_test_splits(holdout_fraction=0.25) == ("train[:75%]", "train[75%:]")
+  assert single.train_test_splits(0.125) == ("train[:87.5%]", "train[87.5%:]")
+  train, test = single.train_test_splits(0.2)
+  assert single.num_examples(train) == 200 and single.num_examples(test) == 50
+  for bad in (0, 1, 1.5, -0.1, "0.1", True):
+    with pytest.raises(ValueError, match="holdout_fraction"):
+      single.train_test_splits(bad)
+
+
+def test_a_plain_folder_trains_on_a_held_out_slice(tmp_path):
+  for i in range(5):
+    _save(tmp_path / f"{i}.png", _random_uint8((3, 3), seed=i))
+  source = data.get_source(tmp_path)
+  assert source.splits == ("train",)
+  train, test = source.train_test_splits()
+  x, _ = _collect(data.load_images(source, train, batch_size=8, seed=0))
+  assert x.shape == (4, 3, 3, 1) and data.num_examples(tmp_path, test) == 1
+  with pytest.raises(ValueError, match=r"too few images \(5\) to hold out 0.05.*'train\[95%:\]'"):
+    source.train_test_splits(0.05)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("npz_x_train", (r"no split 'test' \(no array 'x_test'\).*store them as 'x_test' in the "
+                     r".npz, or train on 'train\[:90%\]' and evaluate on the held-out slice "
+                     r"'train\[90%:\]'")),
+    ("npz_x", r"single image array 'x'.*no split 'test'.*held-out slice 'train\[90%:\]'"),
+    ("folder", (r"single split 'train'; got split 'test'\. Put the images in train/ and test/ "
+                r"sub-folders, or train on 'train\[:90%\]'")),
+    ("folder_train", r"no folder 'test'; add a test/ folder of images, or train on"),
+])
+def test_a_missing_test_split_says_what_to_add(tmp_path, layout, message):
+  if layout.startswith("npz"):
+    key = layout[4:]
+    source = tmp_path / "data.npz"
+    np.savez(source, **{key: _random_uint8((3, 4, 4))})
+  else:
+    source = tmp_path / "folder"
+    _save(source / ("train" if layout == "folder_train" else "") / "a.png", _random_uint8((4, 4)))
+  with pytest.raises(ValueError, match=message) as info:
+    data.num_examples(source, "test")
+  assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad data caught when the source is built, with one line
+
+
+def _raises_one_line(source, message):
+  """Asserts that `get_source(source)` raises a one-line ValueError naming the file."""
+  with pytest.raises(ValueError, match=message) as info:
+    data.get_source(source)
+  text = str(info.value)
+  assert "\n" not in text
+  assert pathlib.Path(source).name in text
+  return text
+
+
+def test_npz_of_random_bytes(tmp_path):
+  path = tmp_path / "noise.npz"
+  path.write_bytes(np.random.default_rng(0).bytes(1000))
+  _raises_one_line(path, "not a readable .npz file")
+  # A zip archive whose member is not a .npy array.
+  import zipfile  # pylint: disable=g-import-not-at-top
+  with zipfile.ZipFile(tmp_path / "fake.npz", "w") as archive:
+    archive.writestr("x.npy", b"not an array")
+  _raises_one_line(tmp_path / "fake.npz", "not a readable .npz file")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=np.zeros((0, 4, 4), np.uint8)), r"'x'\]: holds no images"),
+    (dict(x_train=np.zeros((3, 4, 4), np.uint8), x_test=np.zeros((0, 4, 4), np.uint8)),
+     r"'x_test'\]: holds no images"),
+    (dict(x_train=np.zeros((3, 28, 28), np.uint8), x_test=np.zeros((2, 32, 32, 3), np.uint8)),
+     (r"'x_train' has images of shape \(28, 28, 1\) but 'x_test' has images of shape "
+      r"\(32, 32, 3\)")),
+    (dict(x_train=np.zeros((3, 4, 4), np.uint8), x_test=np.zeros((2, 4, 4, 1), np.uint8)), None),
+    (dict(x=np.full((2, 4, 4), -1, np.int16)), r"0\.\.255, found values in -1\.\.-1"),
+    (dict(x=np.full((2, 4, 4), 256, np.uint16)), r"0\.\.255, found values in 256\.\.256"),
+    (dict(x=np.zeros((2, 4, 4), np.float64)), "8-bit integers.*float64"),
+    (dict(x=np.zeros((2, 4, 4), bool)), "8-bit integers.*bool"),
+    (dict(x=np.zeros((2, 4, 4, 1, 1), np.uint8)),
+     r"\(N, H, W\) or \(N, H, W, C\).*\(2, 4, 4, 1, 1\)"),
+    (dict(x=np.zeros((4,), np.uint8)), r"\(N, H, W\) or \(N, H, W, C\)"),
+    (dict(x=np.zeros((2, 0, 4), np.uint8)), "positive"),
+    (dict(), r"found arrays \[\] but no images"),
+])
+def test_bad_npz_is_rejected_when_the_source_is_built(tmp_path, arrays, message):
+  path = tmp_path / "bad.npz"
+  np.savez(path, **arrays)
+  if message is None:  # (N, H, W) and (N, H, W, 1) are the same images: accepted.
+    assert data.get_source(path).shape == (4, 4, 1)
+  else:
+    _raises_one_line(path, message)
+
+
+def test_bad_folders_are_rejected_when_the_source_is_built(tmp_path):
+  _save(tmp_path / "a" / "train" / "1.png", _random_uint8((4, 4)))
+  (tmp_path / "a" / "test").mkdir()
+  _raises_one_line(tmp_path / "a", "test: no image files")
+  _save(tmp_path / "b" / "train" / "1.png", _random_uint8((4, 4)))
+  _save(tmp_path / "b" / "test" / "1.png", _random_uint8((4, 5)))
+  _raises_one_line(tmp_path / "b", r"\(4, 5, 1\) differs from \(4, 4, 1\)")
+  (tmp_path / "c").mkdir()
+  (tmp_path / "c" / "broken.png").write_bytes(b"not a png")
+  _raises_one_line(tmp_path / "c", "broken.png: cannot read the image")
+  _save(tmp_path / "d" / "deep.png", np.zeros((4, 4), np.uint16))  # 16-bit grayscale.
+  _raises_one_line(tmp_path / "d", "unsupported image mode 'I")
+
+
+# ------------------------------------------------------------------------------------------------
+# dequantize range checks and run names
+
+
+@pytest.mark.parametrize("pixels", [
+    [300, -4], np.array([0, 256], np.int64), tf.constant([-1, 5]), np.array([-3], np.int8),
+])
+def test_dequantize_rejects_static_out_of_range_values(pixels):
+  with pytest.raises(ValueError, match=r"0\.\.255"):
+    data.dequantize(pixels)
+
+
+def test_dequantize_checks_the_range_at_run_time_in_a_traced_function():
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+  def traced(pixels):
+    return data.dequantize(pixels, seed=1)
+
+  x = traced(tf.constant([0, 255])).numpy()
+  np.testing.assert_array_equal(np.floor(x * 256), [0, 255])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"0\.\.255"):
+    traced(tf.constant([0, 300]))
+
+  @tf.function
+  def constant():
+    return data.dequantize(tf.constant([300]))
+
+  with pytest.raises(ValueError, match=r"0\.\.255"):
+    constant()
+
+
+def test_dequantize_adds_no_check_for_uint8():
+  graph = tf.function(data.dequantize).get_concrete_function(
+      tf.TensorSpec([None], tf.uint8)).graph
+  op_types = {op.type for op in graph.get_operations()}
+  assert not op_types & {"Assert", "GreaterEqual", "LessEqual"}
+  graph = tf.function(data.dequantize).get_concrete_function(
+      tf.TensorSpec([None], tf.int32)).graph
+  assert "Assert" in {op.type for op in graph.get_operations()}
+
+
+def test_run_name(tmp_path):
+  assert data.run_name("digits") == "digits"
+  assert data.run_name("downsampled_imagenet/32x32") == "downsampled_imagenet_32x32"
+  assert data.run_name(_indexed_npz(tmp_path / "my.faces.npz")) == "my.faces"
+  _save(tmp_path / "cats.v2" / "1.png", _random_uint8((2, 2)))
+  assert data.run_name(tmp_path / "cats.v2") == "cats.v2"
+  assert data.run_name(str(tmp_path / "cats.v2")) == "cats.v2"
+  assert data.run_name(data.get_source("mnist")) == "mnist"
+
+
+def test_tfds_slices_are_passed_to_tfds(tfds):
+  with tfds.testing.mock_data(num_examples=4):
+    images = _collect(data.load_images("mnist", "train[:50%]", download=True, shuffle=False))[0]
+  assert images.shape[1:] == (28, 28, 1)
+  source = data.get_source("downsampled_imagenet/32x32")
+  assert source._tfds_split("test[90%:]") == "validation[90%:]"  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match=r"'mnist' has splits \['test', 'train'\], not 'extra'"):
+    data.load_images("mnist", "extra[:10%]")  # Rejected before TFDS is asked.
+
+
+def test_a_new_kind_of_source_is_one_class(monkeypatch):
+  monkeypatch.setattr(data.ImageSource, "_kinds", data.ImageSource._kinds)  # Restored after.
+
+  class Checkerboards(data._InMemorySource):  # pylint: disable=protected-access,unused-variable
+    names = ("checkerboards",)
+
+    def __init__(self, name):
+      super().__init__(name, (2, 2, 1), ("train",), has_labels=False)
+
+    def _split_size(self, base):
+      return 10
+
+    def _arrays(self, base, with_labels):
+      return np.tile(np.array([[0, 255], [255, 0]], np.uint8)[None, ..., None], [10, 1, 1, 1]), None
+
+  source = data.get_source("checkerboards")
+  assert type(source).__name__ == "Checkerboards"
+  assert source.train_test_splits() == ("train[:90%]", "train[90%:]")
+  assert len(_pixels("checkerboards", "train[90%:]")) == 1
+  with pytest.raises(ValueError, match="'checkerboards'"):
+    data.load_images("svhn")  # The accepted sources list it.
