@@ -113,8 +113,9 @@ def test_digits_pixels_and_labels():
   assert k.min() == 0 and k.max() == 255
   # Every test image is a digit of scikit-learn, with its label, pixels round(v * 255 / 16).
   expected = np.round(digits.images * 255 / 16).astype(np.int64)
-  flat = {tuple(image.ravel()): label for image, label in zip(expected, digits.target)}
-  for image, label in zip(k, labels):
+  pairs = zip(expected, digits.target, strict=True)
+  flat = {tuple(image.ravel()): label for image, label in pairs}
+  for image, label in zip(k, labels, strict=True):
     assert flat[tuple(image.ravel())] == label
   # The two splits together hold every digit.
   train_labels = _collect(data.load_images("digits", batch_size=500, with_labels=True))[1]
@@ -132,10 +133,10 @@ def test_digits_noise_within_one_bin_of_the_pixels():
 def test_digits_seed_is_reproducible():
   def first_batches(seed):
     ds = data.load_images("digits", batch_size=50, seed=seed, with_labels=True)
-    return [(x.numpy(), y.numpy()) for (x, y), _ in zip(ds, range(3))]
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(3)]
 
   a, b, c = first_batches(11), first_batches(11), first_batches(12)
-  for (xa, ya), (xb, yb) in zip(a, b):
+  for (xa, ya), (xb, yb) in zip(a, b, strict=True):
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_array_equal(ya, yb)
   assert not np.array_equal(a[0][0], c[0][0])
@@ -157,7 +158,7 @@ def test_repeat_and_drop_remainder():
   ds = data.load_images("digits", "test", batch_size=100, drop_remainder=True, repeat=True)
   assert ds.element_spec.shape.as_list() == [100, 8, 8, 1]
   assert ds.cardinality().numpy() == tf.data.INFINITE_CARDINALITY
-  assert sum(1 for _ in zip(ds, range(7))) == 7  # More batches than one pass (2) holds.
+  assert sum(1 for _ in ds.take(7)) == 7  # More batches than one pass (2) holds.
   finite = data.load_images("digits", "test", batch_size=100, drop_remainder=True)
   assert sum(1 for _ in finite) == 2
 
