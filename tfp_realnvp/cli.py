@@ -17,7 +17,9 @@ the library and prints what it did:
 
 import pathlib
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import export as export_lib
@@ -27,15 +29,13 @@ from tfp_realnvp.model import FlowModel
 from tfp_realnvp_launcher import main
 from tfp_realnvp_launcher import PROG
 
-__all__ = ["evaluate", "export", "interpolate", "main", "sample", "train"]
+__all__ = ["evaluate", "export", "interpolate", "main", "sample", "train", "train_options"]
 
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
 
 def _make_strategy(name):
   """The `tf.distribute` strategy for `--strategy`; created before any other TF op."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
@@ -50,8 +50,6 @@ def _make_strategy(name):
 
 def _load_flow_model(path):
   """Loads a `FlowModel` saved as `.keras`, or raises an error naming the problem."""
-  import keras  # pylint: disable=g-import-not-at-top
-
   path = pathlib.Path(path)
   if not path.exists():
     raise FileNotFoundError(f"{path}: no such model file.")
@@ -78,35 +76,22 @@ def _check_data_shape(model, model_path, source, data_dir):
         f"images of shape {shape}.")
 
 
-def train(args):
-  """`tfp-realnvp train`."""
-  strategy = _make_strategy(args.strategy)  # First: MultiWorkerMirroredStrategy requires it.
-  result = training.train(
-      args.data, args.output_dir, args.preset, steps_per_epoch=args.steps_per_epoch,
-      seed=args.seed, strategy=strategy,
+def train_options(args):
+  """The `tfp_realnvp.training.train` arguments of parsed `train` options (strategy created)."""
+  return dict(
+      data=args.data, output_dir=args.output_dir, preset=args.preset,
+      steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+      strategy=_make_strategy(args.strategy),  # First: MultiWorkerMirroredStrategy requires it.
       mixed_precision=None if args.mixed_precision == "none" else args.mixed_precision,
       jit_compile=_JIT_COMPILE[args.jit], sample_count=args.sample_count,
       data_dir=args.data_dir, download=args.download, epochs=args.epochs,
       batch_size=args.batch_size, learning_rate=args.learning_rate, num_scales=args.num_scales,
       num_filters=args.num_filters, num_blocks=args.num_blocks)
-  folder, metrics = result.folder, result.metrics
-  if not folder.is_chief:
-    return 0
-  bpd = metrics["test_bits_per_dim"]
-  bpd_text = "nan" if bpd is None else f"{bpd:.4f}"
-  print(f"Test bits/dim: {bpd_text} ({args.data!r} test split, {metrics['test_examples']} "
-        f"images, dequantized with fixed seed {training.TEST_NOISE_SEED}; weights of epoch "
-        f"{metrics['best_epoch']}, the best of {len(metrics['history'])} by validation "
-        "bits/dim)")
-  grids = folder.sample_grids()
-  if grids:
-    print(f"Samples: {grids[-1]} (one grid per epoch in {folder.samples})")
-  if metrics["plot"]:
-    print(f"Bits/dim plot: {folder.plot}")
-  print(f"Metrics: {folder.metrics}")
-  print(f"Model: {folder.model}")
-  if folder.logs.is_dir():
-    print(f"TensorBoard: tensorboard --logdir {folder.logs}")
+
+
+def train(args):
+  """`tfp-realnvp train`."""
+  training.train(**train_options(args))
   return 0
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from tfp_realnvp import _files
 from tfp_realnvp import _validation
 
-__all__ = ["grid_size", "image_format", "save_bits_per_dim_plot", "save_image_grid"]
+__all__ = ["grid_size", "image_format", "is_image", "save_bits_per_dim_plot", "save_image_grid"]
 
 # Tiles smaller than this many pixels (in their smaller dimension) are enlarged by an integer
 # nearest-neighbour factor: an 8x8 digit becomes a 64x64 tile.
@@ -84,6 +84,18 @@ def image_format(path):
     raise ValueError(f"{path}: cannot write images of type {suffix or '(no suffix)'!r}; use a "
                      "file name ending in .png, .jpg, .bmp, .gif, .tif or .webp.")
   return name
+
+
+def is_image(path):
+  """Whether `path` is a complete picture that Pillow decodes (not truncated or overwritten)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with Image.open(path) as picture:
+      picture.load()
+  except (OSError, ValueError, SyntaxError):  # Pillow's errors for damaged files.
+    return False
+  return True
 
 
 def save_image_grid(images, path, ncols=None, scale=None):
