@@ -150,9 +150,9 @@ def _launch(code, *args):
                         timeout=TIMEOUT, check=False)
 
 
-@pytest.mark.parametrize("args, code", [(["--version"], 0), (["--help"], 0), (["train", "--help"], 0),
-                                        (["sample", "m.keras", "--count", "0"], 2),
-                                        (["no-such-command"], 2)])
+@pytest.mark.parametrize("args, code", [
+    (["--version"], 0), (["--help"], 0), (["train", "--help"], 0),
+    (["sample", "m.keras", "--count", "0"], 2), (["no-such-command"], 2)])
 def test_launcher_answers_without_tensorflow(args, code):
   """What the console script answers from its arguments alone never imports TensorFlow."""
   probe = ("import sys, tfp_realnvp_launcher\n"

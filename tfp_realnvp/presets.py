@@ -16,14 +16,14 @@ Two presets are not in the paper:
 
 * `"digits"`, for the embedded 8x8 scikit-learn digits, is deliberately small (2 scales, 2
   residual blocks of 32 feature maps) so that the default `tfp-realnvp train` finishes in 2 to 5
-  minutes on two CPU cores. Measured (`bash scripts/main.sh`, 2 AMD EPYC cores shared with
-  other jobs, load average about 4): 4 min 17 s in all, 226 s of training; the validation
-  bits/dim fall to 4.89 at epoch 10, then wander between 4.86 and 4.91 while the training
-  bits/dim keep falling (1500 training images overfit), and rise to 4.96 at epoch 20. The
-  run keeps the best validation epoch (16, 4.862) and reaches 4.859 test bits/dim with it
-  (4.96 with the last epoch's weights). The epoch picked among the flat stretch of epochs
-  10-19 changes with the thread scheduling of a rerun; the test bits/dim stays within a few
-  hundredths of 4.86.
+  minutes on two CPU cores. Measured (`tfp-realnvp train` with its defaults, 2 AMD EPYC
+  cores shared with other jobs, load average 4 to 6): 4 min 3 s and 4 min 17 s in all (about
+  225 s of training); the validation bits/dim fall to 4.89 at epoch 10, then wander between
+  4.86 and 4.91 while the training bits/dim keep falling (1500 training images overfit), and
+  rise to 4.96 at epoch 20. The run keeps the best validation epoch (16, 4.862) and reaches
+  4.859 test bits/dim with it (about 4.96 with the last epoch's weights). A rerun on the same
+  machine reproduced every number of the history exactly (seeded weights, order and noise);
+  only the time depends on the load.
 * `"mnist"` (28x28) uses 3 scales (28 -> 14 -> 7, the most that 28 allows), 32 feature maps
   and 2 residual blocks: in 4-minute pilots on 2 CPU cores this learned fastest per minute of
   the sizes tried (see `benchmarks/RESULTS.md`); it is the configuration of
