@@ -60,8 +60,9 @@ from tfp_realnvp import model as model_lib
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
 
-__all__ = ["TEST_NOISE_SEED", "Backup", "RunError", "RunFolder", "RunRecord", "RunResult",
-           "evaluate_test", "finite_or_none", "save_model", "train"]
+__all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "RunError", "RunFolder",
+           "RunRecord", "RunResult", "SampleGrid", "evaluate_test", "finite_or_none", "save_model",
+           "train"]
 
 # Seed of the dequantization noise of the test split when computing test bits/dim.
 TEST_NOISE_SEED = 0
