@@ -13,8 +13,9 @@ Everything is written to the output folder as it happens, so a killed run keeps 
   is rewritten at each mark (steps, steps/s, non-finite count, the marks so far).
 * `results.jsonl`: one line per evaluation mark,
   `{train_minutes, steps, test_bpd, train_bpd, ...}`.
-* `progress.jsonl`: one line per chunk of `--steps-per-epoch` steps (training loss and bits/dim
-  of the chunk, steps/s, load average), to see divergence as it happens.
+* `progress.jsonl`: one line per chunk of `--steps-per-epoch` steps (mean training loss and
+  bits/dim over all the steps of the chunk, an evaluation mark inside it or not; steps/s, load
+  average), to see divergence as it happens.
 * `checkpoint.keras` and `state.json`: the model with its optimizer state, and the clock, so
   that `--resume` continues where the run stopped.
 
@@ -109,9 +110,44 @@ def library_versions():
           "numpy": np.__version__, "tfp_realnvp": tfp_realnvp.__version__}
 
 
-def _finite_or_none(value):
-  value = float(value)
-  return value if math.isfinite(value) else None
+class ChunkMeans:
+  """Means of per-step training values over a chunk, from Keras's running means.
+
+  Keras's batch logs hold running means since its metrics were last reset (at the start of
+  each chunk, and by the `reset_metrics` after an evaluation mark). `n * mean_n` is the sum of
+  the values since that reset, so the chunk's sums are those of its segments between resets:
+  the means cover every step of the chunk, before and after a mark.
+  """
+
+  KEYS = ("loss", "bits_per_dim")
+
+  def __init__(self):
+    self.start()
+
+  def start(self):
+    """A new chunk (Keras has just reset its metrics)."""
+    self.steps = 0
+    self._closed = dict.fromkeys(self.KEYS, 0.0)
+    self._segment = dict.fromkeys(self.KEYS, 0.0)
+    self._segment_steps = 0
+
+  def step(self, logs):
+    """One training step; `logs` are Keras's batch logs (running means since the last reset)."""
+    self.steps += 1
+    self._segment_steps += 1
+    self._segment = {key: self._segment_steps * float(logs.get(key, math.nan))
+                     for key in self.KEYS}
+
+  def metrics_reset(self):
+    """Keras's metrics were reset within the chunk (after an evaluation)."""
+    self._closed = {key: self._closed[key] + self._segment[key] for key in self.KEYS}
+    self._segment = dict.fromkeys(self.KEYS, 0.0)
+    self._segment_steps = 0
+
+  def means(self):
+    """`{key: mean over the chunk's steps so far}` (NaN before the first step)."""
+    return {key: (self._closed[key] + self._segment[key]) / self.steps if self.steps else math.nan
+            for key in self.KEYS}
 
 
 def main(argv=None):
@@ -136,7 +172,9 @@ def main(argv=None):
   import numpy as np
   import tensorflow as tf
   import tfp_realnvp
+  from tfp_realnvp import training
   # pylint: enable=g-import-not-at-top
+  finite_or_none = training.finite_or_none
 
   # --- Model ------------------------------------------------------------------------------------
   if args.resume:
@@ -240,7 +278,12 @@ def main(argv=None):
       self._first_batch = True
       self._chunk_start_steps = state["steps"]
       self._chunk_start_seconds = state["train_seconds"]
+      self.chunk = ChunkMeans()
       self.pending = [m for m in args.eval_at if m not in state["marks_done"]]
+
+    def on_epoch_begin(self, epoch, logs=None):
+      del epoch, logs
+      self.chunk.start()  # Keras has reset its metrics for the new chunk.
 
     def on_train_batch_begin(self, batch, logs=None):
       if self._last is None:
@@ -258,6 +301,7 @@ def main(argv=None):
         print(f"first step (graph tracing) took {elapsed:.1f} s", flush=True)
       else:
         state["train_seconds"] += elapsed
+      self.chunk.step(logs or {})
       loss = float((logs or {}).get("loss", float("nan")))
       if not math.isfinite(loss):
         state["nonfinite_steps"] += 1
@@ -266,9 +310,9 @@ def main(argv=None):
         print(f"non-finite loss {loss} at step {state['steps']}", flush=True)
       minutes = state["train_seconds"] / 60.0
       while self.pending and minutes >= self.pending[0]:
-        self._evaluate(self.pending.pop(0), logs or {})
+        self._evaluate(self.pending.pop(0))
       if self.pending and args.max_steps and state["steps"] >= args.max_steps:
-        self._evaluate(None, logs or {})  # A final evaluation at the step limit.
+        self._evaluate(None)  # A final evaluation at the step limit.
         self.model.stop_training = True
       if not self.pending:
         self.model.stop_training = True
@@ -276,14 +320,15 @@ def main(argv=None):
       self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-      logs = logs or {}
+      del epoch, logs  # Keras's epoch logs miss the steps before a mark's metric reset.
       seconds = state["train_seconds"] - self._chunk_start_seconds
       steps = state["steps"] - self._chunk_start_steps
       if steps == 0:  # The chunk that ended right after the last evaluation: nothing to log.
         return
+      means = self.chunk.means()
       record = {"steps": state["steps"], "train_minutes": state["train_seconds"] / 60.0,
-                "train_loss": _finite_or_none(logs.get("loss", float("nan"))),
-                "train_bpd": _finite_or_none(logs.get("bits_per_dim", float("nan"))),
+                "chunk_steps": steps, "train_loss": finite_or_none(means["loss"]),
+                "train_bpd": finite_or_none(means["bits_per_dim"]),
                 "chunk_steps_per_second": steps / seconds if seconds > 0 else None,
                 "nonfinite_steps": state["nonfinite_steps"],
                 "loadavg_1min": os.getloadavg()[0]}
@@ -292,7 +337,7 @@ def main(argv=None):
       self._chunk_start_steps = state["steps"]
       self._chunk_start_seconds = state["train_seconds"]
 
-    def _evaluate(self, mark, logs):
+    def _evaluate(self, mark):
       start = time.perf_counter()
       # evaluate() shares the model's metric trackers: reset them afterwards, so that the
       # chunk's training running mean restarts instead of mixing in the test batches.
@@ -301,15 +346,16 @@ def main(argv=None):
       precise_bpd = None
       if args.precise_bn_steps > 0:
         start = time.perf_counter()
-        precise_bpd = _finite_or_none(precise_bn_test_bpd())
+        precise_bpd = finite_or_none(precise_bn_test_bpd())
         precise_seconds = round(time.perf_counter() - start, 1)
       self.model.reset_metrics()
+      self.chunk.metrics_reset()
       record = {"mark_minutes": mark, "train_minutes": state["train_seconds"] / 60.0,
-                "steps": state["steps"], "test_bpd": _finite_or_none(test["bits_per_dim"]),
-                "test_loss": _finite_or_none(test["loss"]),
+                "steps": state["steps"], "test_bpd": finite_or_none(test["bits_per_dim"]),
+                "test_loss": finite_or_none(test["loss"]),
                 "test_bpd_precise_bn": precise_bpd,
-                "train_bpd": _finite_or_none(logs.get("bits_per_dim", float("nan"))),
-                "train_bpd_note": "running mean of the current chunk up to this step",
+                "train_bpd": finite_or_none(self.chunk.means()["bits_per_dim"]),
+                "train_bpd_note": "mean over the steps of the current chunk up to this one",
                 "nonfinite_steps": state["nonfinite_steps"],
                 "eval_seconds": round(eval_seconds, 1), "date_utc": _runlog.utc_now(),
                 "loadavg_1min": os.getloadavg()[0]}
@@ -319,7 +365,7 @@ def main(argv=None):
       if mark is not None:
         state["marks_done"].append(mark)
       start = time.perf_counter()
-      self.model.save(checkpoint_path)
+      training.save_model(self.model, checkpoint_path)  # Atomically: a kill keeps the old one.
       _runlog.write_json(state_path, state)
       record["checkpoint_seconds"] = round(time.perf_counter() - start, 1)
       _runlog.append_jsonl(results_path, record)

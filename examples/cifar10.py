@@ -8,13 +8,14 @@ batch 64, the L2 penalty 5e-5 on the weight-norm scales, 100 epochs. The paper r
 test bits/dim. One difference: the paper doubles the feature maps when the resolution halves,
 the preset keeps 64 at both scales.
 
-It is the pipeline of `examples/mnist.py` (whose `add_arguments` and `train` it imports): the
-package's `tfp-realnvp train`, called in-process, trains with `model.fit` and a
-`keras.callbacks.BackupAndRestore` in `--output-dir/backup` (a killed run resumes after its last
-finished epoch when the same command is run again), evaluates the test bits/dim on the 10,000
+It runs the library's `tfp_realnvp.training.train` (what `tfp-realnvp train` runs; the options
+and `--tiny` subset shared with `examples/mnist.py` are in `examples/_image_example.py`): it
+trains with `model.fit` and a backup of the training state in `--output-dir/backup` (a killed
+run resumes after its last finished epoch when the same command is run again), keeps the
+weights of the best validation epoch, evaluates the test bits/dim on the 10,000
 test images with fixed dequantization noise, and writes the same files as `mnist.py`:
 `samples/epoch_XXX.png`, `bits_per_dim.png`, `model.keras`, `metrics.json` and TensorBoard logs
-(default `--output-dir`: `runs/cifar10`). It prints the pipeline's report and one line that
+(default `--output-dir`: `runs/cifar10`). It prints the run's report and one line that
 compares the test bits/dim with the paper's 3.49.
 
 Data: TFDS `cifar10` in `--data-dir` (TFDS's default folder if omitted), prepared beforehand;
@@ -44,34 +45,24 @@ What to expect:
   (the batch of 64 is global), `--strategy multiworker` on several machines (`TF_CONFIG` set
   on each), `--strategy tpu` on a TPU VM, and `--mixed-precision bfloat16` (or `float16` on
   GPUs) runs the networks in half precision while densities stay float32. These options, and
-  any other option of `tfp-realnvp train` (`--epochs`, `--batch-size`, `--steps-per-epoch`,
-  `--seed`, ...), are passed on to it. GPU speed has not been measured for this package: by
+  every other option of `tfp-realnvp train` (`--epochs`, `--batch-size`, `--steps-per-epoch`,
+  `--seed`, ...), are accepted. GPU speed has not been measured for this package: by
   the operation count above, a GPU that sustains 10 TFLOP/s would need about 0.1 s per step,
   some 2 minutes per epoch. The preset's 100 epochs are a starting point, not the paper's
   schedule, so reaching 3.49 bits/dim may take longer training.
 """
 
-import argparse
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from mnist import add_arguments  # The shared pipeline of the image examples, examples/mnist.py.
-from mnist import train
+import _image_example  # The options and run shared with examples/mnist.py.
 
 PUBLISHED_BITS_PER_DIM = 3.49  # Real NVP, CIFAR-10 test set (Dinh et al., 2017).
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n", maxsplit=1)[0], allow_abbrev=False,
-      epilog="Other options are passed on to `tfp-realnvp train` (see `tfp-realnvp train --help`).")
-  add_arguments(parser, "runs/cifar10")
-  args, train_options = parser.parse_known_args(argv)
-  train("cifar10.py", "cifar10", "cifar10", args, train_options, PUBLISHED_BITS_PER_DIM)
+  return _image_example.main("cifar10.py", __doc__.split("\n\n", maxsplit=1)[0], "cifar10",
+                             "cifar10", PUBLISHED_BITS_PER_DIM, argv)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

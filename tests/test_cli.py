@@ -1,15 +1,18 @@
-"""End-to-end tests of the `tfp-realnvp` command line, run as `python -m tfp_realnvp`.
+"""End-to-end tests of the `tfp-realnvp` command line, run as its console script runs.
 
 Every command runs in a subprocess on the embedded 8x8 digits with a tiny flow (the
 `--num-scales 1 --num-filters 4 --num-blocks 1` overrides), so that importing TensorFlow and
 tracing the flow dominate. The commands that only read the trained model run two at a time.
 Errors found before any TensorFlow work, and the presets and plotting helpers, are checked
-in-process (`cli.main` is what the console script runs).
+in-process (`cli.main` is the console script's `tfp_realnvp_launcher.main`). The console
+script's launcher is also run on its own, to check that `--help`, `--version` and argument
+errors never import TensorFlow.
 """
 
 import concurrent.futures
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -27,10 +30,16 @@ TINY = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1"]
 TIMEOUT = 240  # Seconds for one command; a hang fails the test instead of the whole run.
 
 
-def _run(args, cwd, timeout=TIMEOUT):
-  """Runs `python -m tfp_realnvp ARGS` to completion; returns the CompletedProcess."""
-  return subprocess.run([sys.executable, "-m", "tfp_realnvp", *map(str, args)], cwd=cwd,
-                        capture_output=True, text=True, timeout=timeout, check=False)
+# What the console script runs (`python -m tfp_realnvp` imports the package, and TensorFlow,
+# before it parses), in the environment of a user who did not set TensorFlow's log level.
+COMMAND = [sys.executable, "-m", "tfp_realnvp_launcher"]
+ENV = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def _run(args, cwd, timeout=TIMEOUT, command=COMMAND):
+  """Runs the command line with ARGS to completion; returns the CompletedProcess."""
+  return subprocess.run([*command, *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
+                        text=True, timeout=timeout, check=False)
 
 
 def _describe(result):
@@ -82,6 +91,7 @@ def commands(trained, tmp_path_factory):
       "evaluate": ["evaluate", model, "--data", "digits"],
       "sample": ["sample", model, "--count", "6", "--temperature", "0.7", "--seed", "1",
                  "--output", root / "sample.png"],
+      "sample_jpeg": ["sample", model, "--count", "4", "--output", root / "sample.jpg"],
       "interpolate": ["interpolate", model, "--data", "digits", "--steps", "4",
                       "--output", root / "interpolation.png"],
       "export": ["export", model, root / "saved_model"],
@@ -104,6 +114,9 @@ def test_train_writes_metrics_samples_plot_and_model(trained):
     assert math.isfinite(record["bits_per_dim"]) and math.isfinite(record["val_bits_per_dim"])
   assert math.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] > 0
   assert metrics["test_examples"] == 297
+  best = min(metrics["history"], key=lambda record: record["val_bits_per_dim"])
+  assert metrics["best_epoch"] == best["epoch"]
+  assert metrics["best_val_bits_per_dim"] == best["val_bits_per_dim"]
   assert metrics["config"]["flow"] == {"num_scales": 1, "num_filters": 4, "num_blocks": 1,
                                        "batch_norm": True}
   assert f"Test bits/dim: {metrics['test_bits_per_dim']:.4f}" in result.stdout
@@ -118,6 +131,49 @@ def test_train_writes_metrics_samples_plot_and_model(trained):
     assert (size, mode) == (expected, "L")
   size, _, _ = _png(output / "bits_per_dim.png")
   assert size[0] > 100 and size[1] > 100
+
+
+def test_log_without_a_terminal_is_one_line_per_epoch(trained):
+  """No progress-bar redraws, colour codes or TensorFlow start-up lines in a captured log."""
+  _, result = trained
+  log = result.stdout + result.stderr
+  assert "\r" not in log and "\x1b" not in log, _describe(result)
+  assert len(log) < 4000, _describe(result)
+  for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
+    assert noise not in log, _describe(result)
+  assert result.stdout.count("Epoch 2/2") == 1
+
+
+def _launch(code, *args):
+  """Runs Python code in a fresh process with the console script's launcher importable."""
+  return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                        timeout=TIMEOUT, check=False)
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--version"], 0), (["--help"], 0), (["train", "--help"], 0),
+    (["sample", "m.keras", "--count", "0"], 2), (["no-such-command"], 2)])
+def test_launcher_answers_without_tensorflow(args, code):
+  """What the console script answers from its arguments alone never imports TensorFlow."""
+  probe = ("import sys, tfp_realnvp_launcher\n"
+           "try:\n  tfp_realnvp_launcher.main(sys.argv[1:])\n"
+           "except SystemExit as exit_:\n"
+           "  print('exit', exit_.code, 'tensorflow' in sys.modules, 'tfp_realnvp' in sys.modules)")
+  result = _launch(probe, *args)
+  assert f"exit {code} False False" in result.stdout, _describe(result)
+
+
+def test_python_m_tfp_realnvp_still_works(tmp_path):
+  result = _run(["--version"], tmp_path, command=[sys.executable, "-m", "tfp_realnvp"])
+  assert result.returncode == 0 and result.stdout.startswith("tfp-realnvp "), _describe(result)
+
+
+def test_console_script_version():
+  script = os.path.join(os.path.dirname(sys.executable), "tfp-realnvp")
+  result = subprocess.run([script, "--version"], capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+  assert result.returncode == 0 and result.stdout.startswith("tfp-realnvp "), _describe(result)
+  assert result.stderr == ""
 
 
 def test_saved_model_loads(trained):
@@ -166,6 +222,13 @@ def test_export_writes_a_saved_model(commands):
   assert again.returncode == 2  # OUTPUT missing: an argparse error, not a traceback.
 
 
+def test_sample_writes_the_format_of_the_suffix(commands):
+  result = commands["sample_jpeg"]
+  assert result.returncode == 0, _describe(result)
+  with Image.open(commands["root"] / "sample.jpg") as picture:
+    assert picture.format == "JPEG"
+
+
 def test_sample_writes_a_grid(commands):
   result = commands["sample"]
   assert result.returncode == 0, _describe(result)
@@ -205,11 +268,15 @@ def test_errors_are_one_line(commands, name, fragment):
     ("not_a_model", 1, "expected a .keras model file"),
     ("incompatible_preset", 1, "cannot be used for images of shape (8, 8, 1)"),
     ("bad_count", 2, "argument --count: expected an integer >= 1"),
-    ("unknown_preset", 2, "argument --preset: invalid choice"),
+    ("unknown_preset", 1, "Unknown preset 'no_such_preset'; the presets are 'digits'"),
+    ("unknown_suffix", 1, "cannot write images of type '.xyz'"),
+    ("damaged_model", 1, "cannot load the model"),
 ])
 def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, fragment):
   """The same `main` as the console script, in-process (no TensorFlow start-up to wait for)."""
   output, _ = trained
+  damaged = tmp_path.parent / f"{name}-damaged.keras"
+  damaged.write_bytes((output / "model.keras").read_bytes()[:1000])
   monkeypatch.chdir(tmp_path)
   argv = {
       "missing_model": ["evaluate", "missing.keras"],
@@ -217,6 +284,8 @@ def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, f
       "incompatible_preset": ["train", "--preset", "imagenet64"],
       "bad_count": ["sample", output / "model.keras", "--count", "0"],
       "unknown_preset": ["train", "--preset", "no_such_preset"],
+      "unknown_suffix": ["sample", output / "model.keras", "--output", "grid.xyz"],
+      "damaged_model": ["evaluate", damaged],
   }[name]
   try:
     returned = cli.main([str(arg) for arg in argv])
@@ -238,8 +307,8 @@ def test_killed_training_resumes_without_losing_epochs(tmp_path):
   args = ["train", "--epochs", "3", "--steps-per-epoch", "60", "--sample-count", "4",
           "--output-dir", output, *TINY]
   log = (tmp_path / "first.log").open("w")
-  process = subprocess.Popen([sys.executable, "-m", "tfp_realnvp", *map(str, args)],
-                             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+  process = subprocess.Popen([*COMMAND, *map(str, args)], cwd=tmp_path, env=ENV, stdout=log,
+                             stderr=subprocess.STDOUT)
   try:
     deadline = time.monotonic() + TIMEOUT
     finished_before_kill = None

@@ -26,9 +26,9 @@ from PIL import Image
 import pytest
 
 import tfp_realnvp
-from tfp_realnvp import cli
 from tfp_realnvp import data
 from tfp_realnvp import presets
+from tfp_realnvp import training
 from test_examples import ROOT, TIMEOUT, assert_png, number_after, read_metrics, run_example
 
 # What `--tiny` trains: the flow overrides and the images of each split (examples/mnist.py).
@@ -71,7 +71,7 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   assert config["batch_size"] == TINY_TEST_IMAGES
   keras.utils.set_random_seed(config["seed"])
   (batch,) = list(data.load_images(config["data"], "test", batch_size=TINY_TEST_IMAGES,
-                                   shuffle=False, seed=cli.TEST_NOISE_SEED))
+                                   shuffle=False, seed=training.TEST_NOISE_SEED))
   model = keras.models.load_model(output_dir / "model.keras")
   assert isinstance(model, tfp_realnvp.FlowModel) and model.event_shape == tuple(event_shape)
   log_prob = model.log_prob(batch).numpy()
@@ -141,6 +141,6 @@ def test_cifar10_without_prepared_data_says_how_to_prepare_and_downloads_nothing
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
   assert proc.returncode == 1, proc.stderr[-3000:]
   error = proc.stderr.strip().splitlines()[-1]
-  assert error.startswith("tfp-realnvp: error:") and "'cifar10' is not prepared" in error, error
+  assert error.startswith("cifar10.py: error:") and "'cifar10' is not prepared" in error, error
   assert "download_and_prepare()" in error and "--download" in error, error
   assert not any(data_dir.iterdir())  # Nothing was downloaded or written.

@@ -1,8 +1,8 @@
-"""`python -m tfp_realnvp`: the `tfp-realnvp` command line (see `tfp_realnvp.cli`)."""
+"""`python -m tfp_realnvp`: the `tfp-realnvp` command line (see `tfp_realnvp_launcher`)."""
 
 import sys
 
-from tfp_realnvp import cli
+import tfp_realnvp_launcher
 
 if __name__ == "__main__":
-  sys.exit(cli.main())
+  sys.exit(tfp_realnvp_launcher.main())

@@ -2,7 +2,8 @@
 
 Both functions write files and need no display: the grid is drawn with Pillow, the curves with
 matplotlib's Agg canvas directly (no `pyplot`, so the global matplotlib backend of the calling
-process is left alone).
+process is left alone). Files are written atomically (a temporary file beside the destination,
+then `os.replace`), so that a killed process never leaves a half-written picture.
 """
 
 import math
@@ -11,9 +12,10 @@ import pathlib
 
 import numpy as np
 
+from tfp_realnvp import _files
 from tfp_realnvp import _validation
 
-__all__ = ["grid_size", "save_bits_per_dim_plot", "save_image_grid"]
+__all__ = ["grid_size", "image_format", "is_image", "save_bits_per_dim_plot", "save_image_grid"]
 
 # Tiles smaller than this many pixels (in their smaller dimension) are enlarged by an integer
 # nearest-neighbour factor: an 8x8 digit becomes a 64x64 tile.
@@ -68,19 +70,48 @@ def _to_pixels(images):
   return np.clip(np.floor(images * 256.0), 0, 255).astype(np.uint8)
 
 
+def image_format(path):
+  """The Pillow format that the suffix of `path` names (`.png` -> `"PNG"`, `.jpg` -> `"JPEG"`).
+
+  Raises:
+    ValueError: for a suffix that Pillow cannot write, listing common ones that it can.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  suffix = pathlib.Path(os.fspath(path)).suffix.lower()
+  name = Image.registered_extensions().get(suffix)
+  if name is None or name not in Image.SAVE:
+    raise ValueError(f"{path}: cannot write images of type {suffix or '(no suffix)'!r}; use a "
+                     "file name ending in .png, .jpg, .bmp, .gif, .tif or .webp.")
+  return name
+
+
+def is_image(path):
+  """Whether `path` is a complete picture that Pillow decodes (not truncated or overwritten)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    with Image.open(path) as picture:
+      picture.load()
+  except (OSError, ValueError, SyntaxError):  # Pillow's errors for damaged files.
+    return False
+  return True
+
+
 def save_image_grid(images, path, ncols=None, scale=None):
-  """Saves images as one PNG grid.
+  """Saves images as one grid picture (PNG, or the format the suffix of `path` names).
 
   Values are read as in the rest of the package: a float `x` in `[0, 1)` is the 8-bit level
   `floor(256 x)` (values outside are clipped, NaN is drawn black). Grayscale images
   (`[N, H, W]` or `[N, H, W, 1]`) give a grayscale PNG, `[N, H, W, 3]` an RGB one. Tiles are
   separated by `PADDING` gray pixels, and small images are enlarged by an integer
   nearest-neighbour factor (8x8 digits become 64x64 tiles) so that they are visible. The
-  size of the PNG is `grid_size(N, (H, W), ncols, scale)`.
+  size of the picture is `grid_size(N, (H, W), ncols, scale)`. The format is the one that the
+  suffix of `path` names (`image_format`): PNG for `.png`, JPEG for `.jpg`, and so on.
 
   Args:
     images: array or tensor of images with values in `[0, 1)`.
-    path: output file (`.png`); missing parent folders are created.
+    path: output file (`.png`, `.jpg`, ...); missing parent folders are created.
     ncols: number of columns; defaults to `ceil(sqrt(N))`. Rows follow.
     scale: integer enlargement factor; `None` picks one so that tiles are at least
       `MIN_TILE_SIZE` pixels (1 for images that are already that large).
@@ -89,10 +120,12 @@ def save_image_grid(images, path, ncols=None, scale=None):
     The path written, as a `pathlib.Path`.
 
   Raises:
-    ValueError: for images of another shape or number of channels, or a bad `ncols`/`scale`.
+    ValueError: for images of another shape or number of channels, a bad `ncols`/`scale`, or
+      a suffix of `path` that names no format Pillow writes.
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
+  file_format = image_format(path)
   pixels = _to_pixels(images)
   num_images, height, width, channels = pixels.shape
   ncols = _num_columns(num_images, ncols)
@@ -108,10 +141,9 @@ def save_image_grid(images, path, ncols=None, scale=None):
     canvas[top:top + tile_height, left:left + tile_width] = pixels[index]
   mode = "L" if channels == 1 else "RGB"
   picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas, mode=mode)
-  path = pathlib.Path(os.fspath(path))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  picture.save(path, format="PNG")
-  return path
+  with _files.atomic_path(path) as temporary:
+    picture.save(temporary, format=file_format)
+  return pathlib.Path(os.fspath(path))
 
 
 def save_bits_per_dim_plot(history_dict, path, title=None):
@@ -157,7 +189,6 @@ def save_bits_per_dim_plot(history_dict, path, title=None):
   axes.grid(True, alpha=0.3)
   axes.legend()
   fig.tight_layout()
-  path = pathlib.Path(os.fspath(path))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, format="png")
-  return path
+  with _files.atomic_path(path) as temporary:
+    fig.savefig(temporary, format="png")
+  return pathlib.Path(os.fspath(path))

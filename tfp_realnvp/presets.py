@@ -16,9 +16,14 @@ Two presets are not in the paper:
 
 * `"digits"`, for the embedded 8x8 scikit-learn digits, is deliberately small (2 scales, 2
   residual blocks of 32 feature maps) so that the default `tfp-realnvp train` finishes in 2 to 5
-  minutes on two CPU cores (measured: 125 s to 5 min depending on the load of the machine;
-  test bits/dim 4.74 after its 20 epochs, where the validation curve bottoms out: 1500
-  training images overfit with more).
+  minutes on two CPU cores. Measured (`tfp-realnvp train` with its defaults, 2 AMD EPYC
+  cores shared with other jobs, load average 4 to 6): 4 min 3 s and 4 min 17 s in all (about
+  225 s of training); the validation bits/dim fall to 4.89 at epoch 10, then wander between
+  4.86 and 4.91 while the training bits/dim keep falling (1500 training images overfit), and
+  rise to 4.96 at epoch 20. The run keeps the best validation epoch (16, 4.862) and reaches
+  4.859 test bits/dim with it (about 4.96 with the last epoch's weights). A rerun on the same
+  machine reproduced every number of the history exactly (seeded weights, order and noise);
+  only the time depends on the load.
 * `"mnist"` (28x28) uses 3 scales (28 -> 14 -> 7, the most that 28 allows), 32 feature maps
   and 2 residual blocks: in 4-minute pilots on 2 CPU cores this learned fastest per minute of
   the sizes tried (see `benchmarks/RESULTS.md`); it is the configuration of
@@ -39,9 +44,15 @@ here, not the paper's schedules (which train until the validation likelihood sto
 
 Every preset uses a batch size of 64 and a learning rate of 1e-3.
 
+`resolve` is the one place where a preset, the data's default and overrides meet: it returns
+the `Preset` with the overrides applied (checked against the image shape), and everything
+downstream (`build_flow`, `tfp_realnvp.training.train`, `metrics.json`) reads its settings
+from that one object.
+
 ```python
 flow = presets.build_flow("cifar10", (32, 32, 3))
-flow = presets.build_flow(presets.preset_for_shape((8, 8, 1)), (8, 8, 1))
+preset = presets.resolve(None, (8, 8, 1), source="digits", num_filters=4, epochs=3)
+flow = presets.build_flow(preset, (8, 8, 1))  # 2 scales, 4 filters, 2 blocks
 ```
 """
 
@@ -51,7 +62,7 @@ import types
 from tfp_realnvp import _validation
 
 __all__ = ["PRESETS", "Preset", "build_flow", "check_shape", "compatible_presets",
-           "default_preset", "get_preset", "preset_for_shape"]
+           "SETTINGS", "default_preset", "get_preset", "preset_for_shape", "resolve"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +110,7 @@ def _make_presets():
       Preset("digits", (8, 8), num_scales=2, num_filters=32, num_blocks=2, batch_norm=True,
              epochs=20,
              description="small network for the embedded 8x8 digits (2 to 5 minutes on 2 CPU "
-                         "cores)"),
+                         "cores; best validation epoch about 4.86 test bits/dim)"),
       Preset("mnist", (28, 28), num_scales=3, num_filters=32, num_blocks=2, batch_norm=True,
              epochs=50, description="28x28 images: 3 scales, 2 blocks of 32 feature maps"),
       Preset("cifar10", (32, 32), num_scales=2, num_filters=64, num_blocks=8, batch_norm=True,
@@ -189,16 +200,14 @@ def default_preset(source, event_shape):
   return preset_for_shape(event_shape)
 
 
-def check_shape(preset, event_shape, num_scales=None):
-  """Raises unless a preset (with an optional `num_scales` override) fits `(H, W, C)` images.
+def check_shape(preset, event_shape):
+  """Raises unless a preset (a name or a `Preset`, overrides applied) fits `(H, W, C)` images.
 
   Raises:
     ValueError: for an unknown preset, or a height or width that the preset's number of scales
       cannot squeeze; the message lists the presets that fit the shape.
   """
   preset = get_preset(preset)
-  if num_scales is not None:
-    preset = dataclasses.replace(preset, num_scales=int(num_scales))
   if not preset.supports(event_shape):
     fitting = compatible_presets(event_shape)
     factor = 2 ** (preset.num_scales - 1)
@@ -208,11 +217,47 @@ def check_shape(preset, event_shape, num_scales=None):
         f"Presets that fit this shape: {', '.join(repr(n) for n in fitting) or 'none'}.")
 
 
+# The fields of `Preset` that `resolve` can override (all but the name and the description).
+SETTINGS = ("num_scales", "num_filters", "num_blocks", "batch_norm", "batch_size",
+            "learning_rate", "epochs")
+
+
+def resolve(preset, event_shape, source=None, **overrides):
+  """The preset to use for images of shape `(H, W, C)`, with overrides applied and checked.
+
+  Args:
+    preset: a preset name, a `Preset`, or `None` for the default of the data (`default_preset`
+      of `source` and `event_shape`).
+    event_shape: `(height, width, channels)` of the images.
+    source: the data source, used only to pick the default preset.
+    **overrides: new values of any of `SETTINGS` (`num_scales`, `num_filters`, `num_blocks`,
+      `batch_norm`, `batch_size`, `learning_rate`, `epochs`); `None` values are ignored.
+
+  Returns:
+    A `Preset` (keeping the preset's name) whose fields are the settings to use.
+
+  Raises:
+    ValueError: for an unknown preset or setting, an image size without a default preset, or
+      a shape that the resolved number of scales cannot squeeze.
+  """
+  shape = _validation.image_shape(event_shape)
+  unknown = sorted(set(overrides) - set(SETTINGS))
+  if unknown:
+    raise ValueError(f"Unknown preset settings {unknown}; the settings are {list(SETTINGS)}.")
+  preset = get_preset(default_preset(source, shape) if preset is None else preset)
+  for name in ("num_scales", "num_filters", "num_blocks", "batch_size", "epochs"):
+    _validation.positive_int(overrides.get(name), name, allow_none=True)
+  preset = dataclasses.replace(
+      preset, **{name: value for name, value in overrides.items() if value is not None})
+  check_shape(preset, shape)
+  return preset
+
+
 def build_flow(preset, event_shape, **overrides):
   """Builds the `tfp_realnvp.RealNVP` flow of a preset for images of shape `(H, W, C)`.
 
   Args:
-    preset: a preset name (see `PRESETS`) or a `Preset`.
+    preset: a preset name (see `PRESETS`) or a `Preset` (e.g. from `resolve`).
     event_shape: `(height, width, channels)` of the images.
     **overrides: `RealNVP` keyword arguments that replace the preset's (`num_scales`,
       `num_filters`, `num_blocks`, `batch_norm`, or any other argument such as `dtype`);
@@ -227,8 +272,8 @@ def build_flow(preset, event_shape, **overrides):
   """
   from tfp_realnvp import flows  # pylint: disable=g-import-not-at-top
 
-  preset = get_preset(preset)
+  settings = {name: overrides.pop(name) for name in list(overrides) if name in SETTINGS}
+  preset = resolve(preset, event_shape, **settings)
   kwargs = preset.flow_kwargs()
   kwargs.update({key: value for key, value in overrides.items() if value is not None})
-  check_shape(preset, event_shape, num_scales=kwargs["num_scales"])
   return flows.RealNVP(_validation.image_shape(event_shape), **kwargs)

@@ -1,0 +1,67 @@
+"""Atomic file writes and checked JSON reads: what a killed process leaves is never half-written.
+
+Every file that `tfp_realnvp.training` and `tfp_realnvp.plotting` write goes through
+`atomic_path`: the content is written to a hidden temporary file in the same folder, flushed to
+disk, and moved over the destination with `os.replace`, which is atomic on POSIX and Windows. A
+reader sees the old file or the new one, never a truncated mix.
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import secrets
+
+__all__ = ["DamagedFileError", "atomic_path", "read_json", "write_json"]
+
+
+class DamagedFileError(ValueError):
+  """A file that exists but cannot be read (truncated, overwritten, of another format)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temporary path beside `path`; moves it onto `path` once the block succeeds.
+
+  The temporary file keeps the suffixes of `path` (`.weights.h5`, `.keras`, `.png`), which some
+  writers require. If the block raises, the temporary file is removed and `path` is untouched.
+  Missing parent folders are created.
+  """
+  path = pathlib.Path(os.fspath(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Created by the writer (with the usual permissions), hidden, unique to this call.
+  temporary = path.with_name(f".{path.name.split('.')[0]}.tmp-{os.getpid()}-"
+                             f"{secrets.token_hex(4)}{''.join(path.suffixes)}")
+  try:
+    yield temporary
+    with open(temporary, "rb") as written:  # Flushed to disk before it becomes `path`.
+      os.fsync(written.fileno())
+    os.replace(temporary, path)
+  finally:
+    temporary.unlink(missing_ok=True)
+
+
+def write_json(path, value):
+  """Writes `value` as JSON (non-finite numbers rejected) to `path`, atomically."""
+  text = json.dumps(value, indent=2, allow_nan=False) + "\n"
+  with atomic_path(path) as temporary:
+    temporary.write_text(text, encoding="utf-8")
+
+
+def read_json(path):
+  """Reads a JSON object from `path`.
+
+  Raises:
+    FileNotFoundError: if `path` does not exist.
+    DamagedFileError: if it exists but holds no JSON object (e.g. truncated by a crash).
+  """
+  path = pathlib.Path(os.fspath(path))
+  try:
+    value = json.loads(path.read_bytes())
+  except FileNotFoundError:
+    raise
+  except (OSError, ValueError) as error:
+    raise DamagedFileError(f"{path} is damaged ({type(error).__name__}: {error})") from None
+  if not isinstance(value, dict):
+    raise DamagedFileError(f"{path} is damaged (a JSON {type(value).__name__}, not an object)")
+  return value

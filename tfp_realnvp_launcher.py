@@ -1,0 +1,281 @@
+"""The `tfp-realnvp` console script: parses the command line before TensorFlow is imported.
+
+```none
+tfp-realnvp [--verbose] [--traceback] [--version] COMMAND ...
+tfp-realnvp train [--data digits] [--preset NAME] [--epochs N] [--batch-size N]
+                  [--learning-rate LR] [--steps-per-epoch N] [--output-dir DIR] [--seed S]
+                  [--strategy {default,mirrored,multiworker,tpu}]
+                  [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
+                  [--num-scales N] [--num-filters N] [--num-blocks N] [--sample-count N]
+                  [--data-dir DIR] [--download]
+tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
+tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
+tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
+                        [--output interpolation.png]
+tfp-realnvp export MODEL OUTPUT [--overwrite]
+```
+
+What `train` does and writes is documented in `tfp_realnvp.training`; the commands themselves
+are `tfp_realnvp.cli`.
+
+Why a top-level module: `import tfp_realnvp` imports TensorFlow (about 5 s here, plus its C++
+start-up lines), because the package's `__init__` imports everything so that
+`import tfp_realnvp; keras.models.load_model(...)` finds the registered classes. Any module
+inside the package runs that `__init__` first, so the parser of the console script lives in
+this standard-library-only module beside the package (`py_modules` in `setup.cfg`). `--help`,
+`--version` and argument errors are answered from here without TensorFlow; only a parsed
+command imports `tfp_realnvp.cli`. `python -m tfp_realnvp` runs the same `main`, after the
+package import.
+
+Preset names are not written here (they live in `tfp_realnvp.presets`, which needs the
+package): `--preset` takes any name, and an unknown one ends with the same one-line error as
+every other user error, listing the presets, once TensorFlow is loaded.
+
+Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
+on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
+is set to 3 (unless already set) before TensorFlow is imported, and what the import itself
+writes to the standard error is dropped (shown if the import fails). When the standard output
+is not a terminal, training logs one line per epoch instead of Keras's progress bar.
+
+Errors a user can fix (bad arguments, missing or damaged files, unknown data sets or presets,
+a model and data set of different image shapes) end with one line `tfp-realnvp: error: ...` on
+stderr and exit status 1 (2 for argument syntax errors found by argparse); `--traceback` shows
+the full Python traceback instead.
+"""
+
+import argparse
+import contextlib
+import importlib.metadata
+import math
+import os
+import sys
+import tempfile
+
+__all__ = ["PROG", "add_train_arguments", "build_parser", "main"]
+
+PROG = "tfp-realnvp"
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+MIXED_PRECISIONS = ("none", "bfloat16", "float16")
+JIT_MODES = ("auto", "on", "off")
+
+
+def _int_at_least(minimum):
+  """An argparse type: an integer >= `minimum`."""
+  def parse(text):
+    try:
+      value = int(text)
+    except ValueError:
+      value = None
+    if value is None or value < minimum:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+    return value
+  return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _float_at_least(minimum, strict):
+  """An argparse type: a finite number >= `minimum` (> if `strict`)."""
+  def parse(text):
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+      relation = ">" if strict else ">="
+      raise argparse.ArgumentTypeError(f"expected a finite number {relation} {minimum:g}, got "
+                                       f"{text!r}")
+    return value
+  return parse
+
+
+def _version():
+  try:
+    return importlib.metadata.version("tfp_realnvp")
+  except importlib.metadata.PackageNotFoundError:  # Run from a source tree, not installed.
+    return "unknown (not installed)"
+
+
+def _add_data_arguments(parser):
+  parser.add_argument(
+      "--data", default="digits",
+      help="image source: 'digits' (embedded 8x8 digits, the default), a TensorFlow Datasets "
+           "name (mnist, fashion_mnist, cifar10, celeb_a, downsampled_imagenet/32x32, "
+           "downsampled_imagenet/64x64), an .npz file or a folder of images")
+  parser.add_argument("--data-dir", default=None,
+                      help="TensorFlow Datasets data directory (default: TFDS's own)")
+  parser.add_argument("--download", action="store_true",
+                      help="allow TensorFlow Datasets to download and prepare the data set")
+
+
+def add_train_arguments(train):
+  """Adds the options of `tfp-realnvp train` to a parser (also used by the image examples)."""
+  _add_data_arguments(train)
+  train.add_argument("--preset", default=None, metavar="NAME",
+                     help="architecture and training settings, a preset of "
+                          "tfp_realnvp.presets (default: chosen from the data set's image size;"
+                          " an unknown name lists them)")
+  train.add_argument("--epochs", type=_positive_int, default=None,
+                     help="number of epochs (default: the preset's)")
+  train.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="global batch size (default: the preset's, 64)")
+  train.add_argument("--learning-rate", type=_float_at_least(0.0, strict=True), default=None,
+                     help="Adam learning rate (default: the preset's, 1e-3)")
+  train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                     help="cap on the training steps per epoch (default: one pass over the data)")
+  train.add_argument("--strategy", choices=STRATEGIES, default="default",
+                     help="tf.distribute strategy: the default one, MirroredStrategy (all local "
+                          "GPUs), MultiWorkerMirroredStrategy (reads TF_CONFIG) or TPUStrategy")
+  train.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default="none",
+                     help="Keras mixed-precision policy of the networks (densities stay float32)")
+  train.add_argument("--jit", choices=JIT_MODES, default="auto",
+                     help="XLA compilation: auto (GPU hosts without tf.distribute only), on, off")
+  train.add_argument("--output-dir", default=None, help="output folder (default: runs/<data>)")
+  train.add_argument("--seed", type=_non_negative_int, default=0,
+                     help="seed of the initial weights, data order and noise (default: 0)")
+  train.add_argument("--num-scales", type=_positive_int, default=None,
+                     help="override the preset's number of scales")
+  train.add_argument("--num-filters", type=_positive_int, default=None,
+                     help="override the preset's feature maps of the coupling networks")
+  train.add_argument("--num-blocks", type=_positive_int, default=None,
+                     help="override the preset's residual blocks per coupling network")
+  train.add_argument("--sample-count", type=_positive_int, default=64,
+                     help="images in each epoch's sample grid (default: 64)")
+
+
+def build_parser():
+  """The `argparse` parser of the command line (standard library only)."""
+  parser = argparse.ArgumentParser(
+      prog=PROG, description="Train, evaluate and sample Real NVP normalizing flows.")
+  parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+  parser.add_argument("--traceback", action="store_true",
+                      help="show the full Python traceback of errors")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow's own log lines (C++ start-up, absl warnings)")
+  commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+  add_train_arguments(commands.add_parser(
+      "train", help="train a flow by maximum likelihood",
+      description="Train a Real NVP flow and keep the weights of its best validation epoch. "
+                  "With no arguments: the embedded 8x8 digits, 2 to 5 minutes on two CPU "
+                  "cores. Running the same command again after an interruption resumes after "
+                  "the last finished epoch."))
+
+  evaluate = commands.add_parser(
+      "evaluate", help="bits/dim of a saved model on a data set",
+      description="Print the bits/dim of a saved .keras model on a split of a data set, "
+                  "dequantized with a fixed seed (by default the one of train's test bits/dim).")
+  evaluate.add_argument("model", metavar="MODEL", help="a .keras file written by train")
+  _add_data_arguments(evaluate)
+  evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
+  evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
+  evaluate.add_argument("--seed", type=_non_negative_int, default=None,
+                        help="seed of the dequantization noise (default: train's fixed test "
+                             "seed, tfp_realnvp.training.TEST_NOISE_SEED)")
+
+  image_help = ("image file; its suffix picks the format (.png, .jpg, .bmp, ...: any that "
+                "Pillow writes)")
+  sample = commands.add_parser("sample", help="draw samples from a saved model into an image grid")
+  sample.add_argument("model", metavar="MODEL", help="a .keras file written by train")
+  sample.add_argument("--count", type=_positive_int, default=64,
+                      help="number of samples (default: 64)")
+  sample.add_argument("--temperature", type=_float_at_least(0.0, strict=False), default=1.0,
+                      help="standard deviation of the base distribution (default: 1.0)")
+  sample.add_argument("--seed", type=_non_negative_int, default=None,
+                      help="seed of the samples (default: random)")
+  sample.add_argument("--ncols", type=_positive_int, default=None,
+                      help="columns of the grid (default: about the square root of --count)")
+  sample.add_argument("--output", default="samples.png",
+                      help=f"{image_help} (default: samples.png)")
+
+  interpolate = commands.add_parser(
+      "interpolate", help="interpolate between 4 test images in the latent space",
+      description="Map 4 test images to latents z1..z4 and draw, for p (rows) and q (columns) "
+                  "in [0, pi/2], the images of z = cos(p) (z1 cos(q) + z2 sin(q)) + sin(p) "
+                  "(z3 cos(q) + z4 sin(q)). The corners are the 4 images.")
+  interpolate.add_argument("model", metavar="MODEL", help="a .keras file written by train")
+  _add_data_arguments(interpolate)
+  interpolate.add_argument("--indices", type=_non_negative_int, nargs=4, default=[0, 1, 2, 3],
+                           metavar=("I1", "I2", "I3", "I4"),
+                           help="positions of the 4 images in the test split (default: 0 1 2 3)")
+  interpolate.add_argument("--steps", type=_int_at_least(2), default=8,
+                           help="rows and columns of the grid (default: 8)")
+  interpolate.add_argument("--output", default="interpolation.png",
+                           help=f"{image_help} (default: interpolation.png)")
+
+  export = commands.add_parser(
+      "export", help="export a saved model as a TensorFlow SavedModel",
+      description="Write a SavedModel with the signatures log_prob (serving_default), "
+                  "bits_per_dim, sample(count, seed, temperature), forward and inverse; it is "
+                  "served by TensorFlow alone (no TFP, no tfp_realnvp).")
+  export.add_argument("model", metavar="MODEL", help="a .keras file written by train")
+  export.add_argument("output", metavar="OUTPUT", help="SavedModel folder to write")
+  export.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+  return parser
+
+
+@contextlib.contextmanager
+def _stderr_dropped():
+  """Drops what is written to file descriptor 2 in the block, unless the block raises."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as sink:
+    os.dup2(sink.fileno(), 2)
+    try:
+      yield
+    except BaseException:
+      os.dup2(saved, 2)
+      sink.seek(0)
+      sys.stderr.write(sink.read().decode(errors="replace"))
+      raise
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def _import_commands(verbose):
+  """Imports `tfp_realnvp.cli` (and TensorFlow), quietly unless `verbose`."""
+  if verbose or "tensorflow" in sys.modules:
+    from tfp_realnvp import cli  # pylint: disable=g-import-not-at-top
+    return cli
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  with _stderr_dropped():
+    from tfp_realnvp import cli  # pylint: disable=g-import-not-at-top
+  import absl.logging  # pylint: disable=g-import-not-at-top
+  absl.logging.set_verbosity(absl.logging.ERROR)
+  return cli
+
+
+def _user_errors():
+  """The exception types reported as a one-line error instead of a traceback."""
+  errors = (ValueError, TypeError, OSError, ImportError)
+  tensorflow = sys.modules.get("tensorflow")
+  if tensorflow is not None:
+    errors += (tensorflow.errors.OpError,)
+  return errors
+
+
+def _one_line(error):
+  text = " ".join(str(error).split())
+  return text or type(error).__name__
+
+
+def main(argv=None):
+  """Runs the command line; returns the exit status (0 on success)."""
+  args = build_parser().parse_args(argv)
+  try:
+    cli = _import_commands(args.verbose)
+    return getattr(cli, args.command)(args)
+  except KeyboardInterrupt:
+    print(f"{PROG}: error: interrupted", file=sys.stderr)
+    return 130
+  except Exception as error:  # pylint: disable=broad-except
+    if args.traceback or not isinstance(error, _user_errors()):
+      raise
+    print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
