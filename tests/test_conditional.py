@@ -5,10 +5,6 @@ as the conformance suite checks every bijector; the toy problem then trains a cl
 model on the embedded digits "0" and "1" and checks that each label's density is that class's.
 """
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -20,16 +16,13 @@ from tfp_realnvp import bijectors as rb
 from tfp_realnvp import data
 from tfp_realnvp.bijectors import conditional
 
-from helpers import assert_close_relative, autodiff_log_abs_det, fresh, randomize
+from helpers import assert_close_relative, autodiff_log_abs_det, fresh, normal, randomize
+from helpers import reload_calls, reload_in_fresh_process
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 K = 3  # Size of the condition vectors.
-
-
-def normal(shape, seed=0):
-  return tf.constant(np.random.default_rng(seed).standard_normal(shape))
 
 
 def conditional_flow(event_shape=(8, 8, 1), num_scales=2, batch_norm=True, seed=0, **kwargs):
@@ -343,62 +336,37 @@ def test_keras_file_round_trip(trained, held_out, tmp_path):
                              model.sample(3, condition=1, seed=2).numpy(), atol=1e-6)
 
 
-RELOAD = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-served = tf.saved_model.load(sys.argv[1])
-x, y = tf.constant(np.load(sys.argv[2])), tf.constant(np.load(sys.argv[3]))
-signatures = served.signatures
-z = signatures["inverse"](x=x, condition=y)["z"]
-
-
-def sample(labels):
-  return signatures["sample"](count=tf.constant(3), seed=tf.constant(7),
-                              temperature=tf.constant(0.8), condition=tf.constant(labels))
-
-
-out = {
-    "log_prob": signatures["log_prob"](x=x, condition=y)["log_prob"].numpy().tolist(),
-    "other": signatures["log_prob"](x=x, condition=1 - y)["log_prob"].numpy().tolist(),
-    "bits_per_dim": signatures["bits_per_dim"](x=x, condition=y)["bits_per_dim"].numpy().tolist(),
-    "round_trip": signatures["forward"](z=z, condition=y)["x"].numpy().tolist(),
-    "sample_one": sample([1])["images"].numpy().tolist(),  # One label for all images.
-    "sample_each": sample([0, 1, 1])["images"].numpy().tolist(),
-    "inputs": sorted(signatures["log_prob"].structured_input_signature[1]),
-    "modules": sorted(m for m in sys.modules
-                      if m.startswith("tfp_realnvp") or m.startswith("tensorflow_probability")),
-}
-print(json.dumps(out))
-"""
-
-
 def test_export_takes_the_condition_and_reloads_without_this_package(trained, held_out,
                                                                      tmp_path):
   model, _, _ = trained
   x, y = held_out
   x, y = x[:8], y[:8]
   path = tfp_realnvp.export_saved_model(model, tmp_path / "conditional")
-  np.save(tmp_path / "x.npy", x)
-  np.save(tmp_path / "y.npy", y)
-  result = subprocess.run(
-      [sys.executable, "-c", RELOAD, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-      capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  served = json.loads(result.stdout.strip().splitlines()[-1])
-  assert served["modules"] == [] and served["inputs"] == ["condition", "x"]
+  calls = reload_calls(x, y, sample_condition=np.array([1], np.int32))  # One label for all.
+  calls["other"] = ("log_prob", {"x": x, "condition": 1 - y})
+  calls["sample_each"] = ("sample", {"count": np.int32(3), "seed": np.int32(7),
+                                     "temperature": np.float32(0.8),
+                                     "condition": np.array([0, 1, 1], np.int32)})
+  served = reload_in_fresh_process(path, calls)
+  assert served["modules"] == []
+  assert served["specs"]["log_prob"] == {"x": [[None, 8, 8, 1], "float32"],
+                                         "condition": [[None], "int32"]}
   # Relative to the sum's terms, not to the sum: a log-density near 0 is a difference of
   # terms of tens of nats, computed in float32 by two differently optimised graphs.
-  scale = np.abs(model.log_prob(x, y).numpy()).max()
-  np.testing.assert_allclose(served["log_prob"], model.log_prob(x, y).numpy(), rtol=1e-5,
-                             atol=1e-5 * scale)
+  log_prob = model.log_prob(x, y).numpy()
+  scale = np.abs(log_prob).max()
+  for name in ("log_prob", "default"):
+    np.testing.assert_allclose(served[name], log_prob, rtol=1e-5, atol=1e-5 * scale)
   np.testing.assert_allclose(served["other"], model.log_prob(x, 1 - y).numpy(), rtol=1e-5,
                              atol=1e-5 * scale)
   np.testing.assert_allclose(served["bits_per_dim"], model.bits_per_dim(x, y).numpy(),
                              rtol=1e-5)
+  np.testing.assert_allclose(served["z"], model.distribution.bijector.inverse(
+      x, **model.bijector_kwargs(y)).numpy(), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(served["round_trip"], x, atol=1e-4)
+  np.testing.assert_array_equal(served["sample"], served["sample_again"])
   np.testing.assert_allclose(
-      served["sample_one"], model.sample(3, condition=1, temperature=0.8, seed=7).numpy(),
+      served["sample"], model.sample(3, condition=1, temperature=0.8, seed=7).numpy(),
       atol=1e-6)
   np.testing.assert_allclose(
       served["sample_each"],

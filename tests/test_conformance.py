@@ -16,16 +16,8 @@ import tensorflow as tf
 import tfp_realnvp
 from tfp_realnvp import bijectors as rb
 
-from helpers import assert_close_relative, autodiff_log_abs_det, fresh, randomize
-from helpers import resnet_conditioner
-
-
-def normal(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
-
-
-def uniform(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).uniform(0.01, 0.99, shape).astype(dtype))
+from helpers import assert_close_relative, autodiff_log_abs_det, fresh, normal, randomize
+from helpers import resnet_conditioner, uniform
 
 
 @dataclasses.dataclass
