@@ -39,10 +39,14 @@ def randomize(layer, seed=0, stddev=0.2):
   return layer
 
 
-def resnet_conditioner(input_shape, output_channels, dtype="float64", seed=0, name=None):
-  """A tiny randomised `CouplingResNet`, built for `input_shape` `(h, w, c)`."""
-  net = networks.CouplingResNet(output_channels, num_filters=4, num_blocks=1, dtype=dtype,
-                                name=name)
+def resnet_conditioner(input_shape, output_channels, dtype="float64", seed=0, name=None,
+                       conditional_size=None):
+  """A tiny randomised `CouplingResNet`, built for `input_shape` `(h, w, c)`.
+
+  With `conditional_size=K`, a conditional network that takes `conditional_input` `[N, K]`.
+  """
+  net = networks.CouplingResNet(output_channels, num_filters=4, num_blocks=1,
+                                conditional_size=conditional_size, dtype=dtype, name=name)
   net.build((None,) + tuple(input_shape))
   return randomize(net, seed)
 
