@@ -4,6 +4,11 @@ Every case is built in float64 with its networks randomised away from the identi
 for: log-determinants against the autodiff Jacobian, round trips with the cache bypassed,
 shapes over several batch shapes, equal numbers in eager / tf.function / XLA, and clear errors
 on bad input.
+
+Conditional cases (a coupling or a flow conditioned on vectors or on class labels) take their
+condition by TFP's keyword convention, `bijector.forward(z, conditional_input=c)`: every check
+runs for a fixed condition, with one condition per example (a single one, broadcast, where the
+test is about shapes), and the round trips also check that another condition gives another map.
 """
 
 import dataclasses
@@ -16,16 +21,19 @@ import tensorflow as tf
 import tfp_realnvp
 from tfp_realnvp import bijectors as rb
 
-from helpers import assert_close_relative, autodiff_log_abs_det, fresh, randomize
-from helpers import resnet_conditioner
+from helpers import assert_close_relative, autodiff_log_abs_det, fresh, normal, randomize
+from helpers import resnet_conditioner, uniform
+
+K = 3  # Size of the condition vectors, and number of classes, of the conditional cases.
 
 
-def normal(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+def no_condition(batch_shape, dtype, seed):
+  del batch_shape, dtype, seed
+  return {}
 
 
-def uniform(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).uniform(0.01, 0.99, shape).astype(dtype))
+def vector_condition(batch_shape, dtype, seed):
+  return {"conditional_input": normal(tuple(batch_shape) + (K,), seed=seed + 100, dtype=dtype)}
 
 
 @dataclasses.dataclass
@@ -35,20 +43,28 @@ class Case:
   event_shape: tuple  # shape of the events `forward` takes (the latent side)
   sample_data: Callable = normal  # (shape, seed) -> valid input of `inverse`
   image_event: bool = True  # False for elementwise bijectors, which accept any rank
+  # (batch_shape, numpy dtype, seed) -> keyword arguments of every call of the bijector built
+  # last in that dtype: a condition per example of that batch shape, for a conditional case.
+  bijector_kwargs: Callable = no_condition
 
   def __repr__(self):
     return self.name
 
 
-def coupling_case(mask, parity, event_shape, additive=False):
+def coupling_case(mask, parity, event_shape, additive=False, conditional_size=None):
   def build(dtype="float64", validate_args=False):
     input_shape, channels = rb.CheckerboardMask(parity).conditioner_shape(event_shape) \
         if mask == "checkerboard" else rb.ChannelMask(parity).conditioner_shape(event_shape)
-    conditioner = resnet_conditioner(input_shape, channels, dtype, seed=parity)
+    conditioner = resnet_conditioner(input_shape, channels, dtype, seed=parity,
+                                     conditional_size=conditional_size)
     return rb.AffineCoupling(conditioner, mask=mask, parity=parity, additive=additive,
                              event_shape=event_shape, validate_args=validate_args)
   kind = "additive" if additive else "affine"
-  return Case(f"{kind}-{mask}-{parity}-{'x'.join(map(str, event_shape))}", build, event_shape)
+  if conditional_size is None:
+    return Case(f"{kind}-{mask}-{parity}-{'x'.join(map(str, event_shape))}", build, event_shape)
+  assert conditional_size == K
+  return Case(f"conditional-{kind}-{mask}-{parity}-{'x'.join(map(str, event_shape))}", build,
+              event_shape, bijector_kwargs=vector_condition)
 
 
 def squeeze_case(event_shape):
@@ -84,14 +100,32 @@ def logit_case(event_shape):
               sample_data=uniform, image_event=False)
 
 
-def real_nvp_case(event_shape, num_scales, batch_norm=False):
+def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None):
+  """A randomised `RealNVP`; `condition` `"vectors"` (`conditional_size=K`) or `"labels"`."""
+  flows = {}  # The flow built last in each dtype, whose `bijector_kwargs` encode the labels.
+
   def build(dtype="float64", validate_args=False):
-    flow = tfp_realnvp.RealNVP(event_shape, num_scales=num_scales, num_filters=4, num_blocks=1,
-                               batch_norm=batch_norm, validate_args=validate_args, dtype=dtype)
-    return randomize(flow, seed=num_scales).bijector
+    flow = tfp_realnvp.RealNVP(
+        event_shape, num_scales=num_scales, num_filters=4, num_blocks=1, batch_norm=batch_norm,
+        validate_args=validate_args, dtype=dtype,
+        conditional_size=K if condition == "vectors" else None,
+        num_classes=K if condition == "labels" else None)
+    flows[np.dtype(dtype).name] = randomize(flow, seed=num_scales)
+    return flow.bijector
+
+  def label_condition(batch_shape, dtype, seed):
+    labels = np.random.default_rng(seed + 100).integers(0, K, batch_shape).astype(np.int32)
+    kwargs = flows[np.dtype(dtype).name].bijector_kwargs(labels)  # One-hot vectors [..., K].
+    assert kwargs["conditional_input"].shape == tuple(batch_shape) + (K,)
+    return kwargs
+
   suffix = "-batchnorm" if batch_norm else ""
-  return Case(f"realnvp-{'x'.join(map(str, event_shape))}-{num_scales}scales{suffix}", build,
-              event_shape)
+  prefix = f"conditional-{condition}-" if condition else ""
+  bijector_kwargs = {None: no_condition, "vectors": vector_condition,
+                     "labels": label_condition}[condition]
+  return Case(
+      f"{prefix}realnvp-{'x'.join(map(str, event_shape))}-{num_scales}scales{suffix}", build,
+      event_shape, bijector_kwargs=bijector_kwargs)
 
 
 CASES = [
@@ -110,6 +144,10 @@ CASES = [
     real_nvp_case((16, 16, 3), 2),
     real_nvp_case((16, 16, 3), 3),
     real_nvp_case((8, 8, 2), 2, batch_norm=True),
+    coupling_case("checkerboard", 1, (4, 4, 2), conditional_size=K),
+    real_nvp_case((8, 8, 1), 2, batch_norm=True, condition="vectors"),
+    real_nvp_case((8, 8, 1), 3, condition="vectors"),
+    real_nvp_case((8, 8, 1), 2, condition="labels"),
 ]
 
 
@@ -120,13 +158,16 @@ def case(request):
 
 def test_log_det_matches_autodiff_jacobian(case):
   bijector = case.build()
+  kwargs = case.bijector_kwargs((), np.float64, seed=1)  # The condition of one event.
   z = normal(case.event_shape, seed=1)
-  fldj = bijector.forward_log_det_jacobian(fresh(z), event_ndims=3).numpy()
-  assert_close_relative(fldj, autodiff_log_abs_det(bijector.forward, z), 1e-8)
+  fldj = bijector.forward_log_det_jacobian(fresh(z), event_ndims=3, **kwargs).numpy()
+  assert_close_relative(
+      fldj, autodiff_log_abs_det(lambda t: bijector.forward(t, **kwargs), z), 1e-8)
 
-  x = bijector.forward(fresh(z))
-  ildj = bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy()
-  assert_close_relative(ildj, autodiff_log_abs_det(bijector.inverse, fresh(x)), 1e-8)
+  x = bijector.forward(fresh(z), **kwargs)
+  ildj = bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3, **kwargs).numpy()
+  assert_close_relative(
+      ildj, autodiff_log_abs_det(lambda t: bijector.inverse(t, **kwargs), fresh(x)), 1e-8)
   assert_close_relative(fldj, -ildj, 1e-10)
   if not bijector.is_constant_jacobian:
     assert abs(fldj) > 1e-3, "the randomised bijector should not be volume preserving"
@@ -134,15 +175,21 @@ def test_log_det_matches_autodiff_jacobian(case):
 
 def test_round_trips_without_cache(case):
   bijector = case.build()
+  kwargs = case.bijector_kwargs((3,), np.float64, seed=2)  # One condition per example.
   z = normal((3,) + case.event_shape, seed=2)
-  x = bijector.forward(fresh(z))
-  np.testing.assert_allclose(bijector.inverse(fresh(x)).numpy(), z.numpy(), rtol=0, atol=1e-10)
-  data = case.sample_data(x.shape, seed=3)
-  latent = bijector.inverse(fresh(data))
-  np.testing.assert_allclose(bijector.forward(fresh(latent)).numpy(), data.numpy(), rtol=0,
+  x = bijector.forward(fresh(z), **kwargs)
+  np.testing.assert_allclose(bijector.inverse(fresh(x), **kwargs).numpy(), z.numpy(), rtol=0,
                              atol=1e-10)
+  data = case.sample_data(x.shape, seed=3)
+  latent = bijector.inverse(fresh(data), **kwargs)
+  np.testing.assert_allclose(bijector.forward(fresh(latent), **kwargs).numpy(), data.numpy(),
+                             rtol=0, atol=1e-10)
   if x.shape == z.shape:  # The randomised flow must really move its input.
     assert np.max(np.abs(x.numpy() - z.numpy())) > 1e-3
+  if kwargs:  # And another condition must give another map, in both directions.
+    other = case.bijector_kwargs((3,), np.float64, seed=4)
+    assert np.max(np.abs(bijector.forward(fresh(z), **other).numpy() - x.numpy())) > 1e-3
+    assert np.max(np.abs(bijector.inverse(fresh(data), **other).numpy() - latent.numpy())) > 1e-3
 
 
 @pytest.mark.parametrize("batch_shape", [(), (2,), (2, 3)], ids=str)
@@ -154,64 +201,87 @@ def test_shapes(case, batch_shape):
   assert list(bijector.forward_event_shape_tensor(case.event_shape).numpy()) == data_event
   assert list(bijector.inverse_event_shape_tensor(data_event).numpy()) == list(event)
 
+  kwargs = case.bijector_kwargs((), np.float64, seed=4)  # A single condition for all examples.
   z = normal(batch_shape + case.event_shape, seed=4)
-  x = bijector.forward(z)
+  x = bijector.forward(z, **kwargs)
   assert x.shape == batch_shape + data_event
-  assert bijector.forward_log_det_jacobian(z, event_ndims=3).shape == batch_shape
-  z_back = bijector.inverse(fresh(x))
+  fldj = bijector.forward_log_det_jacobian(z, event_ndims=3, **kwargs)
+  assert fldj.shape == batch_shape
+  z_back = bijector.inverse(fresh(x), **kwargs)
   assert z_back.shape == z.shape
-  assert bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3).shape == batch_shape
+  assert bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3, **kwargs).shape == batch_shape
   # Extra event dimensions are summed over, as for any TFP bijector.
   if batch_shape:
-    ldj4 = bijector.forward_log_det_jacobian(fresh(z), event_ndims=4)
+    ldj4 = bijector.forward_log_det_jacobian(fresh(z), event_ndims=4, **kwargs)
     assert ldj4.shape == batch_shape[:-1]
+  # The single condition acts as that condition given to every example.
+  per_example = {name: tf.broadcast_to(value, batch_shape + tuple(value.shape))
+                 for name, value in kwargs.items()}
+  if per_example:
+    np.testing.assert_allclose(bijector.forward(fresh(z), **per_example).numpy(), x.numpy(),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        bijector.forward_log_det_jacobian(fresh(z), event_ndims=3, **per_example).numpy(),
+        fldj.numpy(), rtol=0, atol=1e-10)
 
 
 def test_eager_function_and_xla_agree(case):
   bijector = case.build()
+  kwargs = case.bijector_kwargs((2,), np.float64, seed=5)
   z = normal((2,) + case.event_shape, seed=5)
-  x = bijector.forward(fresh(z))
+  x = bijector.forward(fresh(z), **kwargs)
 
-  def both_ways(z, x):
-    return (bijector.forward(z), bijector.forward_log_det_jacobian(z, event_ndims=3),
-            bijector.inverse(x), bijector.inverse_log_det_jacobian(x, event_ndims=3))
+  def both_ways(z, x, kwargs):
+    return (bijector.forward(z, **kwargs),
+            bijector.forward_log_det_jacobian(z, event_ndims=3, **kwargs),
+            bijector.inverse(x, **kwargs),
+            bijector.inverse_log_det_jacobian(x, event_ndims=3, **kwargs))
 
-  eager = both_ways(fresh(z), fresh(x))
+  def unknown_batch_size(t):
+    return tf.TensorSpec([None] + t.shape[1:].as_list(), t.dtype)
+
+  # Traced with an unknown batch size, so that shapes (and conditions) broadcast dynamically.
+  signature = tf.nest.map_structure(unknown_batch_size, [z, x, kwargs])
+  eager = both_ways(fresh(z), fresh(x), kwargs)
   for jit in (False, True):
-    compiled = tf.function(both_ways, jit_compile=jit)(fresh(z), fresh(x))
+    compiled = tf.function(both_ways, jit_compile=jit, input_signature=signature)(
+        fresh(z), fresh(x), kwargs)
     for a, b in zip(eager, compiled):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_float32_follows_input_dtype(case):
   bijector = case.build(dtype="float32")
+  kwargs = case.bijector_kwargs((2,), np.float32, seed=6)
   z = normal((2,) + case.event_shape, seed=6, dtype=np.float32)
-  x = bijector.forward(z)
-  ldj = bijector.forward_log_det_jacobian(z, event_ndims=3)
+  x = bijector.forward(z, **kwargs)
+  ldj = bijector.forward_log_det_jacobian(z, event_ndims=3, **kwargs)
   assert x.dtype == tf.float32 and ldj.dtype == tf.float32
-  np.testing.assert_allclose(bijector.inverse(fresh(x)).numpy(), z.numpy(), atol=1e-4)
+  np.testing.assert_allclose(bijector.inverse(fresh(x), **kwargs).numpy(), z.numpy(), atol=1e-4)
 
 
 def test_rejects_wrong_rank_and_dtype(case):
   bijector = case.build()
+  kwargs = case.bijector_kwargs((), np.float64, seed=7)
   if case.image_event:
     with pytest.raises(ValueError, match="rank"):
-      bijector.forward(tf.zeros(case.event_shape[1:], tf.float64))
+      bijector.forward(tf.zeros(case.event_shape[1:], tf.float64), **kwargs)
   with pytest.raises(TypeError, match="floating-point"):
-    bijector.forward(tf.zeros((2,) + case.event_shape, tf.int32))
+    bijector.forward(tf.zeros((2,) + case.event_shape, tf.int32), **kwargs)
   with pytest.raises(TypeError, match="floating-point"):
     bijector.inverse(tf.zeros((2,) + tuple(bijector.forward_event_shape(case.event_shape)),
-                              tf.int32))
+                              tf.int32), **kwargs)
 
 
 def test_validate_args_rejects_non_finite_values(case):
   bijector = case.build(validate_args=True)
+  kwargs = case.bijector_kwargs((2,), np.float64, seed=8)
   z = normal((2,) + case.event_shape, seed=7).numpy()
   z[1, 0, 0, 0] = np.nan
   with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
-    bijector.forward(tf.constant(z))
+    bijector.forward(tf.constant(z), **kwargs)
   x = case.sample_data((2,) + tuple(bijector.forward_event_shape(case.event_shape)),
                        seed=8).numpy()
   x[0, -1, -1, -1] = np.inf
   with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
-    bijector.inverse_log_det_jacobian(tf.constant(x), event_ndims=3)
+    bijector.inverse_log_det_jacobian(tf.constant(x), event_ndims=3, **kwargs)

@@ -14,16 +14,12 @@ import tensorflow_probability as tfp
 from tfp_realnvp.networks.made import MADE
 from tfp_realnvp.networks.made import made_masks
 
-from helpers import assert_close_relative, fresh, randomize
+from helpers import assert_close_relative, fresh, normal, randomize
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 D = 5
-
-
-def normal(shape, seed=0, dtype=np.float64):
-  return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
 
 
 def random_made(seed=0, stddev=0.2, **kwargs):
