@@ -168,7 +168,9 @@ def build_parser():
                   "dequantized with a fixed seed (by default the one of train's test bits/dim).")
   evaluate.add_argument("model", metavar="MODEL", help="a .keras file written by train")
   _add_data_arguments(evaluate)
-  evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
+  evaluate.add_argument("--split", default=None,
+                        help="split to evaluate (default: test, or for data with a training "
+                             "split only the held-out slice that train validates on)")
   evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
   evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the dequantization noise (default: train's fixed test "

@@ -271,12 +271,24 @@ def test_errors_are_one_line(commands, name, fragment):
     ("unknown_preset", 1, "Unknown preset 'no_such_preset'; the presets are 'digits'"),
     ("unknown_suffix", 1, "cannot write images of type '.xyz'"),
     ("damaged_model", 1, "cannot load the model"),
+    ("random_bytes_npz", 1, "not a readable .npz file"),
+    ("empty_npz", 1, "holds no images"),
+    ("mismatched_npz", 1, "all splits must hold images of one shape"),
 ])
 def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, fragment):
   """The same `main` as the console script, in-process (no TensorFlow start-up to wait for)."""
   output, _ = trained
   damaged = tmp_path.parent / f"{name}-damaged.keras"
   damaged.write_bytes((output / "model.keras").read_bytes()[:1000])
+  bad_data = tmp_path.parent / f"{name}.npz"  # Outside tmp_path, which must stay empty.
+  if name == "random_bytes_npz":
+    bad_data.write_bytes(np.random.default_rng(0).bytes(4096))
+  elif name == "empty_npz":
+    np.savez(bad_data, x_train=np.zeros((0, 8, 8, 1), np.uint8),
+             x_test=np.zeros((0, 8, 8, 1), np.uint8))
+  else:
+    np.savez(bad_data, x_train=np.zeros((4, 8, 8, 1), np.uint8),
+             x_test=np.zeros((4, 16, 16, 1), np.uint8))
   monkeypatch.chdir(tmp_path)
   argv = {
       "missing_model": ["evaluate", "missing.keras"],
@@ -286,6 +298,9 @@ def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, f
       "unknown_preset": ["train", "--preset", "no_such_preset"],
       "unknown_suffix": ["sample", output / "model.keras", "--output", "grid.xyz"],
       "damaged_model": ["evaluate", damaged],
+      "random_bytes_npz": ["train", "--data", bad_data],
+      "empty_npz": ["train", "--data", bad_data],
+      "mismatched_npz": ["train", "--data", bad_data],
   }[name]
   try:
     returned = cli.main([str(arg) for arg in argv])

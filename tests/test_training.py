@@ -90,3 +90,25 @@ def test_unknown_image_suffix_is_refused(tmp_path):
   with pytest.raises(ValueError, match="cannot write images of type '.xyz'"):
     plotting.save_image_grid(np.zeros((1, 8, 8)), tmp_path / "grid.xyz")
   assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["folder", "npz"])
+def test_a_source_with_a_training_split_only_trains_on_a_held_out_slice(tmp_path, kind):
+  # 60 random 8x8 images: a plain folder (no train/ or test/ sub-folders), or an .npz holding x.
+  pixels = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype=np.uint8)
+  if kind == "folder":
+    source = tmp_path / "my_images"
+    source.mkdir()
+    for index, image in enumerate(pixels):
+      Image.fromarray(image[..., 0]).save(source / f"{index:03d}.png")
+  else:
+    source = tmp_path / "my_images.npz"
+    np.savez(source, x=pixels)
+  result = training.train(source, tmp_path / "run", preset="digits", epochs=1, batch_size=16,
+                          num_scales=1, num_filters=4, num_blocks=1, sample_count=4, verbose=0)
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["config"]["train_split"] == "train[:90%]"
+  assert metrics["test_split"] == metrics["config"]["test_split"] == "train[90%:]"
+  assert metrics["test_examples"] == 6 and np.isfinite(result.test_bits_per_dim)
+  # The folder is named after the data, as for any other source.
+  assert data.run_name(source) == "my_images"

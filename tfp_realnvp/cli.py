@@ -66,14 +66,16 @@ def _load_flow_model(path):
   return model
 
 
-def _check_data_shape(model, model_path, source, data_dir):
-  """Raises unless the images of `source` have the model's event shape."""
-  shape = tuple(data_lib.image_shape(source, data_dir=data_dir))
-  if shape != tuple(model.event_shape):
+def _model_and_data(args):
+  """The saved model of `args.model` and the data source of `args.data`, of the same shape."""
+  model = _load_flow_model(args.model)
+  source = data_lib.get_source(args.data, data_dir=args.data_dir, download=args.download)
+  if source.shape != tuple(model.event_shape):
     raise ValueError(
-        f"shape mismatch: the model {model_path} is for images of shape "
-        f"{tuple(model.event_shape)} (height, width, channels), but the data {source!r} has "
-        f"images of shape {shape}.")
+        f"shape mismatch: the model {args.model} is for images of shape "
+        f"{tuple(model.event_shape)} (height, width, channels), but the data {args.data!r} has "
+        f"images of shape {source.shape}.")
+  return model, source
 
 
 def train_options(args):
@@ -98,15 +100,13 @@ def train(args):
 def evaluate(args):
   """`tfp-realnvp evaluate`."""
   seed = training.TEST_NOISE_SEED if args.seed is None else args.seed
-  model = _load_flow_model(args.model)
-  _check_data_shape(model, args.model, args.data, args.data_dir)
-  ds = data_lib.load_images(args.data, args.split, batch_size=args.batch_size, shuffle=False,
-                            data_dir=args.data_dir, download=args.download, seed=seed)
+  model, source = _model_and_data(args)
+  split = args.split or source.train_test_splits()[1]
+  ds = data_lib.load_images(source, split, batch_size=args.batch_size, shuffle=False, seed=seed)
   model.compile(jit_compile=False)
   results = model.evaluate(ds, return_dict=True, verbose=0)
-  count = data_lib.num_examples(args.data, args.split, data_dir=args.data_dir)
-  print(f"{args.split} bits/dim: {float(results['bits_per_dim']):.4f} ({args.data!r} split "
-        f"{args.split!r}, {count} images, dequantized with seed {seed})")
+  print(f"{split} bits/dim: {float(results['bits_per_dim']):.4f} ({args.data!r} split "
+        f"{split!r}, {source.num_examples(split)} images, dequantized with seed {seed})")
   return 0
 
 
@@ -120,10 +120,10 @@ def sample(args):
   return 0
 
 
-def _test_images(source, indices, data_dir, download):
-  """The 8-bit test images of `source` at `indices`, as floats `k / 256`."""
-  ds = data_lib.load_images(source, "test", batch_size=256, shuffle=False, data_dir=data_dir,
-                            download=download, dequantize=False)
+def _test_images(source, indices):
+  """The 8-bit test (or held-out) images of `source` at `indices`, as floats `k / 256`."""
+  split = source.train_test_splits()[1]
+  ds = data_lib.load_images(source, split, batch_size=256, shuffle=False, dequantize=False)
   needed = max(indices) + 1
   batches, count = [], 0
   for batch in ds:
@@ -131,16 +131,15 @@ def _test_images(source, indices, data_dir, download):
     count += len(batches[-1])
     if count >= needed:
       return np.concatenate(batches)[list(indices)]
-  raise ValueError(f"--indices {max(indices)} is out of range: the test split of {source!r} "
-                   f"has {count} images.")
+  raise ValueError(f"--indices {max(indices)} is out of range: the split {split!r} of "
+                   f"{source.name!r} has {count} images.")
 
 
 def interpolate(args):
   """`tfp-realnvp interpolate`."""
   plotting.image_format(args.output)
-  model = _load_flow_model(args.model)
-  _check_data_shape(model, args.model, args.data, args.data_dir)
-  corners = _test_images(args.data, args.indices, args.data_dir, args.download)
+  model, source = _model_and_data(args)
+  corners = _test_images(source, args.indices)
   grid = model.interpolate(corners, args.steps)
   path = plotting.save_image_grid(grid.numpy(), args.output, ncols=args.steps)
   print(f"Wrote the {args.steps}x{args.steps} interpolation grid between test images "

@@ -20,8 +20,9 @@ bits/dim are restored, and those are evaluated on the test split and saved. On t
 digits the validation curve flattens out after about 10 epochs and rises at the end (1500
 training images overfit): with the defaults, measured, the best epoch was 16 of 20 (validation
 4.862 bits/dim) and the test bits/dim 4.859, against about 4.96 with the last epoch's weights,
-and a rerun reproduced these numbers exactly (see `presets` for the conditions). The best epoch is chosen on the test split (the embedded
-digits have no validation split), so on these data the test figure is slightly optimistic.
+and a rerun reproduced these numbers exactly (see `presets` for the conditions). The best
+epoch is chosen on the test split (the embedded digits have no validation split), so on these
+data the test figure is slightly optimistic.
 
 Resuming: a run that is interrupted (crash, kill, preemption) continues after its last
 finished epoch when `train` is called again with the same `output_dir`: `backup/` holds the
@@ -35,9 +36,13 @@ epoch history is kept in the backup, so a damaged or deleted `metrics.json` lose
 The backup is deleted once the model, metrics and plots of a finished run are written.
 
 Validation and test data: the data set's test split (the embedded digits have no separate
-validation split). The validation curve uses fresh dequantization noise every epoch; the final
-`test_bits_per_dim` is computed on the full test split dequantized once with the fixed seed
-`TEST_NOISE_SEED`, so that two models are compared on the same noise. Like the paper's numbers
+validation split). Data with a training split only (a plain folder of images, an `.npz` holding
+`x` or `x_train` alone) hold out `tfp_realnvp.data.HOLDOUT_FRACTION` (10 %) of it, a fixed
+random subset (`ImageSource.train_test_splits`): the run trains on `train[:90%]` and validates
+and tests on `train[90%:]`; `metrics.json` names both splits. The validation curve uses fresh
+dequantization noise every epoch; the final `test_bits_per_dim` is computed on the full test
+split dequantized once with the fixed seed `TEST_NOISE_SEED`, so that two models are compared
+on the same noise. Like the paper's numbers
 it is the bits/dim of the dequantized data, an upper bound on those of the 8-bit data.
 """
 
@@ -87,15 +92,6 @@ def save_model(model, path):
   with _files.atomic_path(path) as temporary:
     model.save(temporary)
   return pathlib.Path(path)
-
-
-def _run_name(source):
-  """A folder name for a data source: its file or folder name, or the data set's name."""
-  text = os.fspath(source)
-  if os.path.exists(text):
-    path = pathlib.Path(text)
-    return (path.stem if path.is_file() else path.name) or "data"
-  return text.replace("/", "_")
 
 
 def _is_chief(strategy):
@@ -401,18 +397,23 @@ class SampleGrid(keras.callbacks.Callback):
     plotting.save_image_grid(images.numpy(), self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
-def evaluate_test(model, source, batch_size=64, data_dir=None, drop_remainder=False):
-  """Bits/dim of `model` on the whole test split of `source`, dequantized with `TEST_NOISE_SEED`.
+def evaluate_test(model, source, split, batch_size=64, drop_remainder=False):
+  """Bits/dim of `model` on a whole split of `source`, dequantized with `TEST_NOISE_SEED`.
+
+  Args:
+    model: a `FlowModel`.
+    source: a `tfp_realnvp.data.ImageSource`.
+    split: the split to evaluate, e.g. the second split of `source.train_test_splits()`.
+    batch_size: images per evaluation batch.
+    drop_remainder: drop a last, smaller batch (static shapes on TPUs).
 
   Returns:
-    `(bits_per_dim or None if not finite, number of test images)`.
+    `(bits_per_dim or None if not finite, number of images)`.
   """
-  test_ds = data_lib.load_images(source, "test", batch_size=batch_size, shuffle=False,
-                                 data_dir=data_dir, seed=TEST_NOISE_SEED,
-                                 drop_remainder=drop_remainder)
+  test_ds = data_lib.load_images(source, split, batch_size=batch_size, shuffle=False,
+                                 seed=TEST_NOISE_SEED, drop_remainder=drop_remainder)
   results = model.evaluate(test_ds, return_dict=True, verbose=0)
-  return (finite_or_none(results["bits_per_dim"]),
-          data_lib.num_examples(source, "test", data_dir=data_dir))
+  return finite_or_none(results["bits_per_dim"]), source.num_examples(split)
 
 
 @dataclasses.dataclass
@@ -481,11 +482,14 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   """
   strategy = strategy or tf.distribute.get_strategy()
   say = print if verbose != 0 else (lambda *args, **kwargs: None)
-  shape = tuple(data_lib.image_shape(data, data_dir=data_dir))
-  preset = presets.resolve(preset, shape, source=data, **settings)
-  folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / _run_name(data), strategy)
+  source = data_lib.get_source(data, data_dir=data_dir, download=download)
+  shape = source.shape
+  train_split, test_split = source.train_test_splits()
+  preset = presets.resolve(preset, shape, source=source.name, **settings)
+  folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
   record = RunRecord(config={
-      "data": os.fspath(data), "preset": preset.name, "event_shape": list(shape),
+      "data": os.fspath(data), "train_split": train_split, "test_split": test_split,
+      "preset": preset.name, "event_shape": list(shape),
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
       "epochs": preset.epochs, "batch_size": preset.batch_size,
       "learning_rate": preset.learning_rate, "steps_per_epoch": steps_per_epoch,
@@ -494,10 +498,10 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   keras.utils.set_random_seed(seed)
   train_ds = data_lib.load_images(
-      data, "train", batch_size=preset.batch_size, shuffle=True, data_dir=data_dir,
-      download=download, seed=seed, repeat=steps_per_epoch is not None, drop_remainder=tpu)
-  validation_ds = data_lib.load_images(data, "test", batch_size=preset.batch_size, shuffle=False,
-                                       data_dir=data_dir, seed=seed + 1, drop_remainder=tpu)
+      source, train_split, batch_size=preset.batch_size, shuffle=True, seed=seed,
+      repeat=steps_per_epoch is not None, drop_remainder=tpu)
+  validation_ds = data_lib.load_images(source, test_split, batch_size=preset.batch_size,
+                                       shuffle=False, seed=seed + 1, drop_remainder=tpu)
   if mixed_precision:
     keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
   with strategy.scope():
@@ -533,7 +537,7 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   train_seconds = round(time.time() - start, 3)
   if record.best is not None and record.best["epoch"] != record.epochs_done:
     backup.load_best(model, record.best)
-  result = _finish(model, record, folder, data, data_dir, preset, train_seconds,
+  result = _finish(model, record, folder, source, test_split, preset, train_seconds,
                    resumed_at=0 if metadata is None else metadata["epoch"], tpu=tpu)
   if folder.is_chief:
     _report(result, say)
@@ -545,7 +549,8 @@ def _report(result, say):
   folder, metrics = result.folder, result.metrics
   bpd = metrics["test_bits_per_dim"]
   bpd_text = "nan" if bpd is None else f"{bpd:.4f}"
-  say(f"Test bits/dim: {bpd_text} ({metrics['config']['data']!r} test split, "
+  say(f"Test bits/dim: {bpd_text} ({metrics['config']['data']!r} split "
+      f"{metrics['test_split']!r}, "
       f"{metrics['test_examples']} images, dequantized with fixed seed {TEST_NOISE_SEED}; "
       f"weights of epoch {metrics['best_epoch']}, the best of {len(metrics['history'])} by "
       "validation bits/dim)")
@@ -562,9 +567,9 @@ def _report(result, say):
     say(f"TensorBoard: tensorboard --logdir {folder.logs}")
 
 
-def _finish(model, record, folder, data, data_dir, preset, train_seconds, resumed_at, tpu):
+def _finish(model, record, folder, source, test_split, preset, train_seconds, resumed_at, tpu):
   """Evaluates the final model on the test split and writes the model, plot and metrics."""
-  test_bpd, num_test = evaluate_test(model, data, preset.batch_size, data_dir,
+  test_bpd, num_test = evaluate_test(model, source, test_split, preset.batch_size,
                                      drop_remainder=tpu)
   save_model(model, folder.model)
   if record.history:
@@ -572,11 +577,11 @@ def _finish(model, record, folder, data, data_dir, preset, train_seconds, resume
     for key in ("bits_per_dim", MONITOR):
       history[key] = [r.get(key) for r in record.history]
     plotting.save_bits_per_dim_plot(history, folder.plot,
-                                    title=f"Real NVP '{preset.name}' on {os.fspath(data)}")
+                                    title=f"Real NVP '{preset.name}' on {source.name}")
   damaged = folder.remove_damaged_grids()
   record.results = {
       "train_seconds_this_attempt": train_seconds, "test_bits_per_dim": test_bpd,
-      "test_examples": num_test, "test_split": "test",
+      "test_examples": num_test, "test_split": test_split,
       "test_dequantization": (f"uniform noise (k + u) / 256 drawn once with the fixed seed "
                               f"{TEST_NOISE_SEED}; bits/dim of the dequantized data, an upper "
                               "bound on those of the 8-bit data"),
