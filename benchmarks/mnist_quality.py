@@ -250,7 +250,7 @@ def main(argv=None):
     for _ in range(args.precise_bn_steps):
       training_mode_forward(next(calibration_batches))
     result = model.evaluate(test_ds, verbose=0, return_dict=True)["bits_per_dim"]
-    for variable, value in zip(model.non_trainable_variables, saved):
+    for variable, value in zip(model.non_trainable_variables, saved, strict=True):
       variable.assign(value)
     return result
 

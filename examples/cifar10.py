@@ -22,7 +22,8 @@ Data: TFDS `cifar10` in `--data-dir` (TFDS's default folder if omitted), prepare
 nothing is downloaded unless `--download` is given. To prepare it once (about 160 MB), on a
 machine with network access:
 
-  python -c "import tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()"
+  python -c "import tensorflow_datasets as tfds; \
+             tfds.builder('cifar10', data_dir='DIR').download_and_prepare()"
 
 and copy `DIR` to the training machine if needed (or run this script once with `--download`).
 

@@ -183,7 +183,7 @@ def zeros_and_ones(split, batch_size, seed, shuffle=True):
 
 
 def as_arrays(dataset):
-  images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+  images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=True)
   return np.concatenate(images), np.concatenate(labels)
 
 

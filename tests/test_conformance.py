@@ -246,7 +246,7 @@ def test_eager_function_and_xla_agree(case):
   for jit in (False, True):
     compiled = tf.function(both_ways, jit_compile=jit, input_signature=signature)(
         fresh(z), fresh(x), kwargs)
-    for a, b in zip(eager, compiled):
+    for a, b in zip(eager, compiled, strict=True):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-10)
 
 

@@ -181,5 +181,5 @@ def test_distributed_training(tmp_path):
   assert len(history["bits_per_dim"]) == 2
   assert all(math.isfinite(v) for v in history["bits_per_dim"] + history["val_bits_per_dim"])
   # The reported loss is per example for the global batch, not summed over the replicas.
-  for loss, bpd in zip(history["loss"], history["bits_per_dim"]):
+  for loss, bpd in zip(history["loss"], history["bits_per_dim"], strict=True):
     assert abs((loss + 64 * math.log(256)) / (64 * math.log(2)) - bpd) < 0.05

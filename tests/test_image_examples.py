@@ -114,7 +114,7 @@ def _prepare_fake_cifar10(data_dir, num_train, num_test, seed=0):
     images[split] = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, count)
     examples[split] = [(i, {"id": f"{split}_{i:05d}", "image": image, "label": int(label)})
-                       for i, (image, label) in enumerate(zip(images[split], labels))]
+                       for i, (image, label) in enumerate(zip(images[split], labels, strict=True))]
   tfds.dataset_builders.store_as_tfds_dataset(
       name=builder.name, version=builder.version, features=builder.info.features,
       split_datasets=examples, data_dir=os.fspath(data_dir))
