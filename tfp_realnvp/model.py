@@ -119,9 +119,12 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   Data: floating-point inputs (numpy float64 included) are cast to the model's dtype; other
   dtypes are a `TypeError`. An empty batch gives an empty result, and `sample(0)` no images.
 
-  Sample weights: `fit` and `evaluate` report the weighted means of the NLL (`loss`, plus the
-  L2 penalty) and of `bits_per_dim`, and train on the weighted mean of the NLL. Keras averages
-  the loss of successive batches by their sizes, the metric by their weights.
+  Sample weights, the third item of a batch (`(x, None, w)` dataset elements, or
+  `(x, c, w)` and `fit(x, c, sample_weight=w)` for a conditional model; Keras drops the
+  `sample_weight` of arrays given without targets): `fit` and `evaluate` report the weighted
+  means of the NLL (`loss`, plus the L2 penalty) and of `bits_per_dim`, and train on the
+  weighted mean of the NLL. Keras averages the loss of successive batches by their sizes,
+  the metric by their weights.
 
   Args:
     flow: a `tfp_realnvp.FlowLayer`.
@@ -331,7 +334,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     return super().predict_step(self._pack_condition(data))
 
   def call(self, inputs, training=None):
-    # Nested layers read `training` from Keras's call context.
+    # Nested layers read `training` from Keras's call context; it also keys the eager trace.
     if self.condition_spec is None:
       return self._call_log_prob(inputs, None, training)
     if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
