@@ -256,8 +256,11 @@ def test_evaluate_and_predict_take_pairs_and_sample_weights(trained, held_out):
   weights = (np.arange(len(y)) % 2).astype(np.float32)
   result = model.evaluate(x, y, sample_weight=weights, batch_size=len(y), return_dict=True,
                           verbose=0)
-  expected = -np.mean(log_prob * weights) + float(model.regularization_penalty())
+  # The weighted mean of the NLL (the examples of weight 0 do not count), plus the penalty.
+  expected = np.average(-log_prob, weights=weights) + float(model.regularization_penalty())
+  bits = np.average(model.bits_per_dim(x, y).numpy(), weights=weights)
   assert abs(result["loss"] - expected) < 1e-4 * abs(expected)
+  assert abs(result["bits_per_dim"] - bits) < 1e-4 * bits
   np.testing.assert_allclose(model.predict((x, y), batch_size=len(y), verbose=0), log_prob,
                              rtol=1e-4, atol=1e-3)
 

@@ -1,6 +1,8 @@
 """SavedModel export: signatures, reload without this package or TFP, atomic writes."""
 
+import os
 import pathlib
+import stat
 import subprocess
 import sys
 
@@ -73,3 +75,35 @@ def test_export_is_atomic(model, tmp_path, monkeypatch):
 def test_existing_path_needs_overwrite(model, exported):
   with pytest.raises(FileExistsError, match="overwrite"):
     tfp_realnvp.export_saved_model(model, exported)
+
+
+@pytest.fixture
+def umask_022():
+  previous = os.umask(0o022)
+  yield
+  os.umask(previous)
+
+
+def test_export_gets_the_permissions_of_mkdir(model, tmp_path, umask_022):
+  del umask_022
+  target = tfp_realnvp.export_saved_model(model, tmp_path / "flow")
+  reference = tmp_path / "reference"
+  reference.mkdir()
+  assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode) == 0o755
+  assert stat.S_IMODE((target / "saved_model.pb").stat().st_mode) == 0o644
+
+
+def test_a_file_at_the_path_is_refused_or_replaced_without_leftovers(model, tmp_path):
+  target = tmp_path / "flow"
+  target.write_text("not a SavedModel")
+  with pytest.raises(FileExistsError,
+                     match=r"a file\); pass overwrite=True \(--overwrite on the command line\)"):
+    tfp_realnvp.export_saved_model(model, target)
+  assert target.read_text() == "not a SavedModel"
+  assert tfp_realnvp.export_saved_model(model, target, overwrite=True) == target
+  assert (target / "saved_model.pb").is_file()
+  assert list(tmp_path.iterdir()) == [target]
+  x = next(iter(data.load_images("digits", batch_size=2, seed=2)))
+  np.testing.assert_allclose(
+      tf.saved_model.load(str(target)).signatures["log_prob"](x=x)["log_prob"].numpy(),
+      model.log_prob(x).numpy(), rtol=1e-5)

@@ -170,3 +170,127 @@ def test_jit_compile_passes_through_compile():
     assert model.jit_compile is jit
     losses[jit] = model.fit(x, batch_size=32, epochs=1, shuffle=False, verbose=0).history["loss"]
   np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_float64_data_is_cast_to_the_model_dtype_and_integers_are_refused():
+  model = small_model(batch_norm=True)
+  randomize(model.flow, seed=3, stddev=0.1)
+  x = next(iter(digits(seed=5))).numpy()
+  images = np.floor(x * 256.0).astype(np.uint8) / 256.0  # float64, as `images / 256.0` gives
+  assert images.dtype == np.float64
+  log_prob = model.log_prob(images)
+  assert log_prob.dtype == tf.float32
+  np.testing.assert_allclose(log_prob.numpy(), model.log_prob(images.astype(np.float32)).numpy(),
+                             rtol=1e-6)
+  np.testing.assert_allclose(model.bits_per_dim(images).numpy(),
+                             model.bits_from_log_prob(log_prob).numpy(), rtol=1e-6)
+  for data in (np.zeros([2, 8, 8, 1], np.int64), tf.zeros([2, 8, 8, 1], tf.uint8)):
+    with pytest.raises(TypeError, match="floating-point data .* got dtype u?int"):
+      model.log_prob(data)
+
+
+def test_empty_batches_give_empty_results():
+  model = small_model(batch_norm=True)
+  moving = [v.numpy().copy() for v in model.non_trainable_variables]
+  empty = np.zeros([0, 8, 8, 1], np.float32)
+  assert model.log_prob(empty).shape == (0,)
+  assert model.bits_per_dim(empty).shape == (0,)
+  assert model(empty, training=True).shape == (0,)
+  assert model(empty, training=False).shape == (0,)
+  assert tf.function(model.log_prob)(empty).shape == (0,)
+  assert model.sample(0).shape == (0, 8, 8, 1)
+  assert model.sample(np.int64(0), seed=2).dtype == tf.float32
+  for variable, before in zip(model.non_trainable_variables, moving):
+    np.testing.assert_array_equal(variable.numpy(), before)
+
+
+def test_the_number_of_samples_must_be_a_non_negative_integer():
+  model = small_model()
+  with pytest.raises(ValueError, match="non-negative, got -1"):
+    model.sample(-1)
+  for n in (2.5, True, "3", np.float32(2.0), tf.constant([2])):
+    with pytest.raises(TypeError, match="must be an integer"):
+      model.sample(n)
+  assert model.sample(np.int64(2), seed=1).shape == (2, 8, 8, 1)
+  assert model.sample(tf.constant(3), seed=1).shape == (3, 8, 8, 1)
+
+
+def weighted(x, weights):
+  """A batch of `x` with sample weights (Keras drops weights of arrays without targets)."""
+  return tf.data.Dataset.from_tensor_slices((x, None, weights)).batch(len(x))
+
+
+def weighted_means(model, log_prob, weights):
+  nll = np.average(-log_prob, weights=weights) + float(model.regularization_penalty())
+  bits = np.average(np.asarray(model.bits_from_log_prob(log_prob)), weights=weights)
+  return nll, bits
+
+
+def test_evaluate_reports_weighted_means(trained):
+  model, _, _ = trained
+  x = next(iter(digits("test", batch_size=120, seed=6))).numpy()
+  weights = np.random.default_rng(0).uniform(0.0, 3.0, size=len(x)).astype(np.float32)
+  result = model.evaluate(weighted(x, weights), return_dict=True, verbose=0)
+  loss, bits = weighted_means(model, model.predict(x, batch_size=len(x), verbose=0), weights)
+  assert result["loss"] == pytest.approx(loss, rel=1e-5)
+  assert result["bits_per_dim"] == pytest.approx(bits, rel=1e-5)
+  unweighted = model.evaluate(x, batch_size=len(x), return_dict=True, verbose=0)
+  assert abs(unweighted["bits_per_dim"] - result["bits_per_dim"]) > 1e-3
+
+
+def test_fit_reports_weighted_means():
+  model = small_model(seed=4)
+  randomize(model.flow, seed=4, stddev=0.1)
+  model.compile(optimizer=keras.optimizers.Adam(0.0))  # Reports the loss of fixed weights.
+  x = next(iter(digits(batch_size=64, seed=7))).numpy()
+  weights = np.random.default_rng(1).uniform(0.0, 3.0, size=len(x)).astype(np.float32)
+  reported = model.fit(weighted(x, weights), epochs=1, verbose=0).history
+  loss, bits = weighted_means(model, model(x, training=True).numpy(), weights)
+  assert reported["loss"][0] == pytest.approx(loss, rel=1e-5)
+  assert reported["bits_per_dim"][0] == pytest.approx(bits, rel=1e-5)
+
+
+def test_calling_the_model_follows_the_training_flag():
+  model = small_model(batch_norm=True)
+  randomize(model.flow, seed=6, stddev=0.1)
+  x = next(iter(digits(seed=8))).numpy()
+  inference = model(x, training=False).numpy()
+  assert np.max(np.abs(model(x, training=True).numpy() - inference)) > 1e-2
+  np.testing.assert_allclose(model(x, training=False).numpy(),
+                             model.predict(x, batch_size=len(x), verbose=0), rtol=1e-5)
+
+
+class Identity(tfp_realnvp.FlowLayer):
+  """The smallest flow: no network, an identity bijector on vectors `[3]`."""
+
+  def __init__(self, **kwargs):
+    super().__init__(event_shape=(3,), **kwargs)
+    self._set_bijector(tfp_realnvp.bijectors.ConditionalChain([]))
+
+
+def test_flow_layer_carries_the_protocol_of_flow_model():
+  flow = Identity(name="identity")
+  assert flow.event_shape == (3,) and flow.condition_spec is None
+  assert flow.bijector_kwargs() == {} and flow.bijector_kwargs(None) == {}
+  with pytest.raises(ValueError, match="Identity 'identity' is unconditional"):
+    flow.bijector_kwargs(1)
+  model = tfp_realnvp.FlowModel(flow, preprocessing=None)
+  x = np.array([[0.0, 1.0, 2.0]])
+  expected = -0.5 * (np.sum(x ** 2) + 3 * math.log(2 * math.pi))
+  np.testing.assert_allclose(model.log_prob(x).numpy(), [expected], rtol=1e-6)
+  np.testing.assert_array_equal(flow(x).numpy(), x)
+  with pytest.raises(ValueError, match="is unconditional"):
+    model.log_prob(x, 1)
+  with pytest.raises(TypeError, match=r"FlowLayer .*got Dense\. Use tfp_realnvp\.RealNVP"):
+    tfp_realnvp.FlowModel(keras.layers.Dense(3))
+
+
+def test_tfp_objects_are_untracked_so_each_variable_is_saved_once(tmp_path):
+  model = small_model(batch_norm=True)
+  model.log_prob(next(iter(digits(seed=3))))  # Creates the model's traced functions.
+  assert "log_prob" in model._graph_functions  # pylint: disable=protected-access
+  path = tfp_realnvp.export_saved_model(model, tmp_path / "flow")
+  saved = [name for name, _ in tf.train.list_variables(str(path / "variables" / "variables"))
+           if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
+  assert len(saved) == len(model.variables) == len({id(v) for v in model.variables})
+  assert all(name.startswith("model/flow/") for name in saved), saved

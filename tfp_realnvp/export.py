@@ -2,8 +2,8 @@
 
 import os
 import pathlib
+import secrets
 import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -66,15 +66,18 @@ def export_saved_model(model, path, overwrite=False):
     whole chain including the preprocessing.
 
   `z` has shape `[batch] + model.event_shape` (the base's) and `x` the shape
-  `[batch] + model.distribution.event_shape` of the data. For a conditional model every signature takes
-  one more input, `condition`, of shape `[batch] + model.condition_spec.shape` (int32 class
-  labels `[batch]`, or float vectors `[batch, K]`): one condition per example, or for `sample`
-  one per image or a single one (`[1]` labels, `[1, K]` vectors) for all of them. The
-  unconditional signatures are unchanged.
+  `[batch] + model.distribution.event_shape` of the data. For a conditional model every
+  signature takes one more input, `condition`, of shape
+  `[batch] + model.condition_spec.shape` (int32 class labels `[batch]`, or float vectors
+  `[batch, K]`): one condition per example, or for `sample` one per image or a single one
+  (`[1]` labels, `[1, K]` vectors) for all of them. The unconditional signatures are unchanged.
 
   The export is atomic: the SavedModel is written to a temporary folder beside `path` and
   renamed into place only once complete, so a failed export leaves nothing behind and never a
-  half-written `path`.
+  half-written `path`; with `overwrite`, the previous `path` (a folder or a file) is removed
+  only once the new export is in place. The folder gets the permissions of a plain `mkdir`
+  under the process's umask, so that other users (a serving container) can read it as they
+  can read its parent.
 
   ```python
   tfp_realnvp.export_saved_model(model, "exported/flow")
@@ -86,7 +89,8 @@ def export_saved_model(model, path, overwrite=False):
   Args:
     model: a `tfp_realnvp.FlowModel`.
     path: the SavedModel folder to create.
-    overwrite: replace an existing `path`; otherwise an existing `path` is an error.
+    overwrite: replace an existing `path` (a folder or a file); otherwise an existing `path`
+      is an error.
 
   Returns:
     The `pathlib.Path` of the SavedModel.
@@ -95,23 +99,51 @@ def export_saved_model(model, path, overwrite=False):
     FileExistsError: `path` exists and `overwrite` is false.
   """
   path = pathlib.Path(path)
-  if path.exists() and not overwrite:
-    raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+  exists = path.exists() or path.is_symlink()
+  if exists and not overwrite:
+    what = "a folder" if path.is_dir() else "a file"
+    raise FileExistsError(f"{path} already exists ({what}); pass overwrite=True (--overwrite on "
+                          f"the command line) to replace it.")
   path.parent.mkdir(parents=True, exist_ok=True)
   serving = _FlowServing(model)
   signatures = {name: getattr(serving, name) for name in SIGNATURES}
   signatures["serving_default"] = serving.log_prob
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+  staging = _make_staging_folder(path)
+  retired = staging.with_name(staging.name + ".old")
   try:
     tf.saved_model.save(serving, str(staging), signatures=signatures)
-    if path.exists():
-      retired = staging.with_name(staging.name + ".old")
+    if exists:
       os.replace(path, retired)
-      os.replace(staging, path)
-      shutil.rmtree(retired)
+      try:
+        os.replace(staging, path)
+      except BaseException:
+        os.replace(retired, path)  # Puts the previous export back.
+        raise
     else:
       os.replace(staging, path)
   finally:
-    if staging.exists():
-      shutil.rmtree(staging)
+    for leftover in (staging, retired):
+      _remove(leftover)
   return path
+
+
+def _make_staging_folder(path):
+  """Creates an empty hidden folder beside `path`, with a plain `mkdir`'s permissions.
+
+  `tempfile.mkdtemp` would create it with mode 0700, which the export would keep.
+  """
+  while True:
+    staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+      staging.mkdir()
+      return staging
+    except FileExistsError:
+      continue
+
+
+def _remove(path):
+  """Removes a folder tree, a file or a symbolic link at `path`, if there is one."""
+  if path.is_dir() and not path.is_symlink():
+    shutil.rmtree(path)
+  elif path.exists() or path.is_symlink():
+    path.unlink()

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
@@ -14,14 +15,14 @@ from tfp_realnvp.networks import weight_norm
 __all__ = ["FlowLayer", "RealNVP"]
 
 
-class FlowLayer(keras.layers.Layer):
+class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
   """Base class of the Keras 3 layers that own the networks of a TFP bijector.
 
   Keras 3 does not look inside TFP objects, so a flow that Keras trains, saves and exports is a
   layer that owns every network its bijector uses. A subclass creates (and builds) those
   networks in `__init__`, so that their variables exist before an optimizer is built, then
-  hands the bijector to `_set_bijector`. `tfp_realnvp.FlowModel` trains any such layer, and
-  applies its L2 penalty to every `WeightNormConv2D` inside it.
+  hands the bijector to `_set_bijector`, which keeps it out of Keras's and tf.train's tracking
+  (see `tfp_realnvp._seam`): saving then sees each variable once, through its network.
 
   ```python
   class TwoCouplings(tfp_realnvp.FlowLayer):
@@ -33,25 +34,70 @@ class FlowLayer(keras.layers.Layer):
           for parity, net in enumerate(self.networks)]))
   ```
 
+  The protocol that `tfp_realnvp.FlowModel` relies on, all of it defined here:
+
+  * `bijector`: the flow's `tfb.Bijector` (`forward`: latent -> data);
+  * `event_shape`: the shape of one latent example (the base distribution's event);
+  * `condition_spec`: the `tf.TensorSpec` of the condition of one example, `None` (the
+    default) for an unconditional flow;
+  * `bijector_kwargs(condition=None)`: the keyword arguments of `bijector` for a raw
+    condition; by default `{}`, and a `ValueError` for a condition.
+
+  A conditional flow overrides `condition_spec` and `bijector_kwargs` (as `RealNVP` does).
+  Calling the layer maps data to the latent space:
+  `flow(x, conditional_input=c) == flow.bijector.inverse(x, **flow.bijector_kwargs(c))`.
+  `FlowModel` trains any such layer, and applies its L2 penalty to every `WeightNormConv2D`
+  inside it.
+
   Args:
     event_shape: shape of one example of the base distribution (the latent).
     **kwargs: `keras.layers.Layer` arguments.
   """
+
+  _bijector = _seam.Untracked("The flow's bijector, untracked: its variables are the layer's.")
 
   def __init__(self, event_shape, **kwargs):
     super().__init__(**kwargs)
     self.event_shape = tuple(int(d) for d in event_shape)
 
   def _set_bijector(self, bijector):
-    # The bijector is a tf.Module that only refers to this layer's networks; keep it out of
-    # Keras's and tf.train's object tracking so that saving sees each variable once.
-    object.__setattr__(self, "_bijector", bijector)
+    """Sets the flow's bijector, which only refers to networks that this layer owns."""
+    self._bijector = bijector
     self.built = True
 
   @property
   def bijector(self):
     """The flow's bijector (`forward`: latent -> data, `inverse`: data -> latent)."""
     return self._bijector
+
+  @property
+  def condition_spec(self):
+    """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow."""
+    return None
+
+  def bijector_kwargs(self, condition=None):
+    """The keyword arguments of `.bijector` for `condition`: `{}` for an unconditional flow.
+
+    Use them as `bijector.forward(z, **kwargs)` or
+    `dist.log_prob(x, bijector_kwargs=kwargs)`.
+
+    Args:
+      condition: `None` for an unconditional flow; a conditional flow documents what it takes.
+
+    Returns:
+      A dict, empty for an unconditional flow.
+
+    Raises:
+      ValueError: a condition for an unconditional flow.
+    """
+    if condition is not None:
+      raise ValueError(
+          f"{type(self).__name__} {self.name!r} is unconditional (its condition_spec is None) "
+          f"but got a condition; use a flow built to take one.")
+    return {}
+
+  def call(self, inputs, conditional_input=None):
+    return self._bijector.inverse(inputs, **self.bijector_kwargs(conditional_input))
 
   @property
   def weight_scales(self):
@@ -216,11 +262,7 @@ class RealNVP(FlowLayer):
         size.
     """
     if self.conditional_size is None:
-      if condition is not None:
-        raise ValueError(
-            f"RealNVP {self.name!r} is unconditional but got a condition; build it with "
-            f"num_classes=K (class labels) or conditional_size=K (vectors) to condition it.")
-      return {}
+      return super().bijector_kwargs(condition)
     if condition is None:
       raise ValueError(
           f"RealNVP {self.name!r} is conditional and needs a condition: "
@@ -265,9 +307,6 @@ class RealNVP(FlowLayer):
                                    message=message)]):
         condition = tf.identity(condition)
     return tf.one_hot(condition, self.num_classes, dtype=dtype)
-
-  def call(self, inputs, conditional_input=None):
-    return self._bijector.inverse(inputs, **self.bijector_kwargs(conditional_input))
 
   def compute_output_shape(self, input_shape):
     return input_shape

@@ -8,6 +8,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp import _seam
+from tfp_realnvp import _validation
+from tfp_realnvp import flows
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
 from tfp_realnvp.networks import weight_norm
@@ -34,6 +37,24 @@ def _as_tensor(value):
   return None if value is None else tf.convert_to_tensor(value)
 
 
+def _sample_count(n):
+  """`n` as a number of samples: an `int` >= 0, or (in a traced function) an int32 tensor.
+
+  Raises:
+    TypeError: `n` is not an integer (a float, a bool, a non-scalar or non-integer tensor).
+    ValueError: `n` is negative.
+  """
+  if tf.is_tensor(n) and n.dtype.is_integer and n.shape.rank == 0:
+    if not tf.executing_eagerly() and tf.get_static_value(n) is None:
+      return tf.cast(n, tf.int32)
+    n = int(tf.get_static_value(n))
+  if not _validation.is_integer(n):
+    raise TypeError(f"The number of samples must be an integer, got {n!r}.")
+  if n < 0:
+    raise ValueError(f"The number of samples must be non-negative, got {n}.")
+  return int(n)
+
+
 def _in_multi_worker_mode(strategy):
   """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -42,11 +63,12 @@ def _in_multi_worker_mode(strategy):
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class FlowModel(keras.Model):
+class FlowModel(_seam.HoldsUntracked, keras.Model):
   """A Keras 3 model that owns a flow and its base distribution and trains it by likelihood.
 
-  `flow` is a `tfp_realnvp.RealNVP` layer, or any Keras 3 layer that exposes `.bijector`
-  (`forward`: latent -> data) and owns the bijector's variables. The model's distribution is
+  `flow` is a `tfp_realnvp.RealNVP` layer, or any other `tfp_realnvp.FlowLayer` (which owns
+  its bijector's variables and exposes `bijector`, `event_shape`, `condition_spec` and
+  `bijector_kwargs`). The model's distribution is
   `tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0, 1), event_shape), bijector)` where, by
   default, `bijector = Chain([Logit(alpha), flow.bijector])` (a
   `tfp_realnvp.bijectors.conditional.ConditionalChain`, so that a condition reaches the flow
@@ -90,12 +112,22 @@ class FlowModel(keras.Model):
   Keras reads a pair `(x, c)` as inputs and targets and calls a model on the inputs alone, so
   the model's `train_step`, `test_step` and `predict_step` repack each batch as inputs
   `(x, c)` without targets and hand it to Keras's own steps, which keep the loss tracking, the
-  per-replica loss scaling and the metrics. A flow other than `RealNVP` is conditional when it
-  exposes `condition_spec` (the `tf.TensorSpec` of one condition, not `None`) and
-  `bijector_kwargs(condition)`.
+  per-replica loss scaling and the metrics. A flow other than `RealNVP` is conditional when its
+  `condition_spec` (the `tf.TensorSpec` of one condition) is not `None`; its
+  `bijector_kwargs(condition)` then encodes a condition.
+
+  Data: floating-point inputs (numpy float64 included) are cast to the model's dtype; other
+  dtypes are a `TypeError`. An empty batch gives an empty result, and `sample(0)` no images.
+
+  Sample weights, the third item of a batch (`(x, None, w)` dataset elements, or
+  `(x, c, w)` and `fit(x, c, sample_weight=w)` for a conditional model; Keras drops the
+  `sample_weight` of arrays given without targets): `fit` and `evaluate` report the weighted
+  means of the NLL (`loss`, plus the L2 penalty) and of `bits_per_dim`, and train on the
+  weighted mean of the NLL. Keras averages the loss of successive batches by their sizes,
+  the metric by their weights.
 
   Args:
-    flow: Keras 3 layer exposing `.bijector`.
+    flow: a `tfp_realnvp.FlowLayer`.
     event_shape: shape of one example; defaults to `flow.event_shape`.
     preprocessing: `"logit"` (data in `[0, 1)`) or `None`.
     alpha: margin of the logit preprocessing (0.05 in the paper).
@@ -107,16 +139,19 @@ class FlowModel(keras.Model):
       variable dtype (float32 under mixed precision, so densities stay float32).
   """
 
+  _distribution = _seam.Untracked("The distribution, untracked: its variables are the flow's.")
+  _graph_functions = _seam.Untracked("`tf.function`s by name, see `_graph_function`.", dict)
+
   def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
                num_levels=256, validate_args=False, **kwargs):
-    if not hasattr(flow, "bijector"):
+    if not isinstance(flow, flows.FlowLayer):
       raise TypeError(
-          f"flow must be a Keras layer exposing `.bijector`, got {type(flow).__name__}.")
+          f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
+          f"networks), got {type(flow).__name__}. Use tfp_realnvp.RealNVP, or subclass "
+          f"FlowLayer and hand the bijector to _set_bijector.")
     if preprocessing not in PREPROCESSINGS:
       raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
-    event_shape = event_shape if event_shape is not None else getattr(flow, "event_shape", None)
-    if event_shape is None:
-      raise ValueError("event_shape is required when the flow has no `event_shape` attribute.")
+    event_shape = flow.event_shape if event_shape is None else event_shape
     kwargs.setdefault("dtype", flow.dtype_policy.variable_dtype)
     super().__init__(**kwargs)
     self.flow = flow
@@ -134,8 +169,7 @@ class FlowModel(keras.Model):
       bijector = conditional_lib.ConditionalChain(
           [logit_lib.Logit(self.alpha, validate_args=self.validate_args), bijector])
     base = tfd.Sample(tfd.Normal(tf.zeros([], self.compute_dtype), 1.0), list(self.event_shape))
-    # A TFP object that only refers to the flow's layers: keep it out of Keras's tracking.
-    object.__setattr__(self, "_distribution", tfd.TransformedDistribution(base, bijector))
+    self._distribution = tfd.TransformedDistribution(base, bijector)
     self.built = True
 
   @property
@@ -150,22 +184,16 @@ class FlowModel(keras.Model):
   @property
   def condition_spec(self):
     """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional model."""
-    return getattr(self.flow, "condition_spec", None)
+    return self.flow.condition_spec
 
   def bijector_kwargs(self, condition=None):
     """The keyword arguments of `distribution.bijector` for `condition` (`{}` if `None`).
 
     Raises:
       ValueError: a condition for an unconditional model, none for a conditional one, or a
-        condition the flow rejects.
+        condition the flow rejects (see `FlowLayer.bijector_kwargs`).
     """
-    if self.condition_spec is not None:
-      return self.flow.bijector_kwargs(condition)
-    if condition is not None:
-      raise ValueError(
-          f"FlowModel {self.name!r} is unconditional (its flow {self.flow.name!r} takes no "
-          f"condition) but got a condition.")
-    return {}
+    return self.flow.bijector_kwargs(condition)
 
   def _graph_function(self, name, python_function):
     """`python_function` as a `tf.function` made once per model (for eager callers).
@@ -173,24 +201,55 @@ class FlowModel(keras.Model):
     Traced once per input shape: relaxing shapes (`reduce_retracing`) would hide the size of
     a condition's last axis, which the couplings need statically.
     """
-    functions = self.__dict__.setdefault("_graph_functions", {})
+    functions = self._graph_functions
     if name not in functions:
       # No autograph: the flow has no tensor-dependent Python control flow to convert.
       functions[name] = tf.function(python_function, autograph=False)
     return functions[name]
 
+  def _as_data(self, x):
+    """`x` as a tensor of the model's dtype.
+
+    Raises:
+      TypeError: `x` is not floating-point.
+    """
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+      raise TypeError(
+          f"FlowModel {self.name!r} takes floating-point data (e.g. dequantized images in "
+          f"[0, 1), see tfp_realnvp.data), got dtype {x.dtype.name}.")
+    return tf.cast(x, self.compute_dtype)
+
   def log_prob(self, x, condition=None):
     """Log-density of `x` per example (nats), given `condition` for a conditional model.
 
+    Floating-point `x` is cast to the model's dtype; an empty batch gives an empty result.
     Called eagerly, it runs as a `tf.function` traced once per input shape (rather than TFP's
     bijectors op by op); inside a traced function it is inlined.
+
+    Raises:
+      TypeError: `x` is not floating-point.
     """
+    return self._call_log_prob(x, condition, training=None)
+
+  def _call_log_prob(self, x, condition, training):
+    """`log_prob`, traced apart for each value of Keras's `training` flag when eager."""
+    x = self._as_data(x)
     if tf.executing_eagerly():
-      return self._graph_function("log_prob", self._log_prob)(x, _as_tensor(condition))
+      # The nested layers read `training` from Keras's call context while they are traced: it
+      # is an argument of the traced function so that each value gets its own trace.
+      return self._graph_function("log_prob", self._log_prob)(
+          x, _as_tensor(condition), training)
     return self._log_prob(x, condition)
 
-  def _log_prob(self, x, condition):
-    return self._distribution.log_prob(x, bijector_kwargs=self.bijector_kwargs(condition))
+  def _log_prob(self, x, condition, training=None):
+    del training  # Keys the trace only, see `_call_log_prob`.
+    kwargs = self.bijector_kwargs(condition)
+    batch_shape = x.shape[:-len(self._distribution.event_shape) or None]
+    if batch_shape.num_elements() == 0:
+      # No example to run the networks on (TF's fused batch norm rejects an empty batch).
+      return tf.zeros(batch_shape, x.dtype)
+    return self._distribution.log_prob(x, bijector_kwargs=kwargs)
 
   def bits_from_log_prob(self, log_prob):
     """Converts per-example log-densities to bits per dimension."""
@@ -210,7 +269,7 @@ class FlowModel(keras.Model):
     the real line onto `(-a, 1 + a) / (1 - 2a)`, slightly wider than the pixel range.
 
     Args:
-      n: number of samples.
+      n: number of samples, an integer >= 0.
       condition: for a conditional model, one condition for all samples (a class label, or a
         vector `[K]`) or one per sample (`[n]` labels, `[n, K]` vectors); else `None`.
       temperature: scale of the base distribution's standard deviation.
@@ -219,22 +278,38 @@ class FlowModel(keras.Model):
 
     Called eagerly, it runs as a `tf.function` traced once per `n` (and kind of condition and
     seed); `temperature` and the seed's value do not retrace it.
+
+    Raises:
+      TypeError: `n` is not an integer (floats and bools included).
+      ValueError: `n` is negative.
     """
+    n = _sample_count(n)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
     temperature = tf.convert_to_tensor(temperature, dtype=self.compute_dtype)
     if tf.executing_eagerly():
       return self._graph_function("sample", self._sample)(
-          int(n), _as_tensor(condition), temperature, seed)
+          n, _as_tensor(condition), temperature, seed)
     return self._sample(n, condition, temperature, seed)
 
   def _sample(self, n, condition, temperature, seed):
     kwargs = self.bijector_kwargs(condition)
+    if isinstance(n, int) and n == 0:
+      # No example to run the networks on (TF's fused batch norm rejects an empty batch).
+      return tf.zeros([0] + self._distribution.event_shape.as_list(), self.compute_dtype)
     z = self._distribution.distribution.sample(n, seed=seed)
-    x = self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs)
-    if self.preprocessing == "logit":
-      x = tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
-    return x
+    return self._to_data_range(
+        self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs))
+
+  def _to_data_range(self, x):
+    """With the logit preprocessing, clips images made by `forward` to `[0, 1)`.
+
+    The inverse logit maps the real line onto `(-a, 1 + a) / (1 - 2a)`, slightly wider than
+    the pixel range.
+    """
+    if self.preprocessing != "logit":
+      return x
+    return tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
 
   def make_train_function(self, force=False):
     """Builds the optimizer's variables eagerly, then Keras's training function.
@@ -267,14 +342,14 @@ class FlowModel(keras.Model):
     return super().predict_step(self._pack_condition(data))
 
   def call(self, inputs, training=None):
-    del training  # Nested layers read it from Keras's call context.
+    # Nested layers read `training` from Keras's call context; it also keys the eager trace.
     if self.condition_spec is None:
-      return self.log_prob(inputs)
+      return self._call_log_prob(inputs, None, training)
     if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
       raise ValueError(
           f"FlowModel {self.name!r} is conditional: call it on a pair (x, condition), and give "
           f"fit, evaluate and predict (x, condition) pairs; got {type(inputs).__name__}.")
-    return self.log_prob(*inputs)
+    return self._call_log_prob(*inputs, training)
 
   def regularization_penalty(self):
     """`l2 * sum(g ** 2)` over the weight-norm scales of every network inside the flow."""
@@ -284,14 +359,23 @@ class FlowModel(keras.Model):
     return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(g)) for g in scales]))
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """The mean NLL of the batch (weighted by `sample_weight`, if any) plus the L2 penalty."""
     del x, y, training
-    nll = -y_pred if sample_weight is None else -y_pred * ops.cast(sample_weight, y_pred.dtype)
-    loss = ops.mean(nll) + ops.cast(self.regularization_penalty(), y_pred.dtype)
+    if sample_weight is None:
+      nll = -ops.mean(y_pred)
+    else:
+      weights = ops.cast(sample_weight, y_pred.dtype)
+      if len(weights.shape) > len(y_pred.shape):  # E.g. `[N, 1]` weights of `[N]` examples.
+        weights = ops.reshape(weights, ops.shape(y_pred))
+      weights = ops.broadcast_to(weights, ops.shape(y_pred))
+      nll = ops.divide_no_nan(-ops.sum(y_pred * weights), ops.sum(weights))
+    loss = nll + ops.cast(self.regularization_penalty(), y_pred.dtype)
     return _scale_loss_for_distribution(loss)
 
   def compute_metrics(self, x, y, y_pred, sample_weight=None):
-    del x, y, sample_weight
-    self.bits_per_dim_tracker.update_state(self.bits_from_log_prob(y_pred))
+    del x, y
+    self.bits_per_dim_tracker.update_state(self.bits_from_log_prob(y_pred),
+                                           sample_weight=sample_weight)
     results = self.get_metrics_result()
     if _in_multi_worker_mode(self.distribute_strategy):
       # Keras 3 reduces every log across workers along axis 0, which fails on scalars under
@@ -336,8 +420,6 @@ class FlowModel(keras.Model):
     Raises:
       ValueError: for another number of images or a bad `steps`.
     """
-    from tfp_realnvp import _validation  # pylint: disable=g-import-not-at-top
-
     steps = _validation.positive_int(steps, "steps")
     corners = tf.convert_to_tensor(corners, self.compute_dtype)
     if corners.shape[0] != 4 or tuple(corners.shape[1:]) != self.event_shape:
@@ -353,9 +435,6 @@ class FlowModel(keras.Model):
       bijector = self._distribution.bijector
       z = bijector.inverse(corners, **kwargs)
       latents = tf.tensordot(tf.constant(weights, z.dtype), z, axes=1)
-      x = bijector.forward(latents, **kwargs)
-      if self.preprocessing == "logit":
-        x = tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
-      return x
+      return self._to_data_range(bijector.forward(latents, **kwargs))
 
     return self._graph_function(f"interpolate_{steps}", grid)(corners, _as_tensor(condition))

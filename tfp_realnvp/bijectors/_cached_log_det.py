@@ -1,12 +1,11 @@
 """Base class for bijectors that compute their log-determinant along with the transform."""
 
-from tensorflow_probability.python.bijectors import bijector as bijector_lib
-from tensorflow_probability.python.internal import cache_util
+from tfp_realnvp import _tfp_internals
 
 __all__ = ["CachedLogDetBijector"]
 
 
-class CachedLogDetBijector(bijector_lib.Bijector):
+class CachedLogDetBijector(_tfp_internals.GreedyAttributesBijector):
   """A bijector whose `forward`/`inverse` also return the log-determinant, kept in the cache.
 
   Subclasses implement `_augmented_forward(z)` and `_augmented_inverse(x)`, each returning the
@@ -14,9 +13,6 @@ class CachedLogDetBijector(bijector_lib.Bijector):
   dims) log-determinants. A `log_prob` then runs the transform once instead of twice: TFP's
   cache stores the dict on the edge between the input and the output tensors.
   """
-
-  _cache = cache_util.BijectorCacheWithGreedyAttrs(
-      forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
   @classmethod
   def _parameter_properties(cls, dtype):
@@ -29,13 +25,13 @@ class CachedLogDetBijector(bijector_lib.Bijector):
     return self._augmented_inverse(x, **kwargs)[0]
 
   def _forward_log_det_jacobian(self, z, **kwargs):
-    cached = self._cache.forward_attributes(z, **kwargs)
+    cached = self._forward_attributes(z, **kwargs)
     if "fldj" not in cached:
       cached.update(self._augmented_forward(z, **kwargs)[1])
     return cached["fldj"]
 
   def _inverse_log_det_jacobian(self, x, **kwargs):
-    cached = self._cache.inverse_attributes(x, **kwargs)
+    cached = self._inverse_attributes(x, **kwargs)
     if "ildj" not in cached:
       cached.update(self._augmented_inverse(x, **kwargs)[1])
     return cached["ildj"]

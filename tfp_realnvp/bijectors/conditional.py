@@ -1,6 +1,6 @@
 """A chain that hands one conditional input to every bijector of a flow that takes it."""
 
-from tensorflow_probability.python.bijectors import chain as chain_lib
+from tfp_realnvp import _tfp_internals
 
 __all__ = ["ConditionalChain", "takes_conditional_input"]
 
@@ -14,7 +14,7 @@ def takes_conditional_input(bijector):
   return bool(getattr(bijector, "takes_conditional_input", False))
 
 
-class ConditionalChain(chain_lib._Chain):  # pylint: disable=protected-access
+class ConditionalChain(_tfp_internals.RoutingChain):
   """`tfb.Chain` that passes its keyword arguments to every bijector that takes a condition.
 
   TFP's convention for conditional bijectors is a keyword argument, e.g.
@@ -47,17 +47,5 @@ class ConditionalChain(chain_lib._Chain):  # pylint: disable=protected-access
 
   takes_conditional_input = True
 
-  def _walk_forward(self, step_fn, x, **kwargs):
-    for bijector in reversed(self._bijectors):
-      x = step_fn(bijector, x, **_routed(bijector, kwargs))
-    return x
-
-  def _walk_inverse(self, step_fn, y, **kwargs):
-    for bijector in self._bijectors:
-      y = step_fn(bijector, y, **_routed(bijector, kwargs))
-    return y
-
-
-def _routed(bijector, kwargs):
-  """The keyword arguments of a chain that `bijector` receives: all of them, or none."""
-  return kwargs if takes_conditional_input(bijector) else {}
+  def _route(self, bijector, kwargs):
+    return kwargs if takes_conditional_input(bijector) else {}
