@@ -82,6 +82,8 @@ class AutoregressiveFlow(tfp_realnvp.FlowLayer):
   autoregressive order. The layer owns every `MADE`.
   """
 
+  _vector_bijector = tfp_realnvp.Untracked("The bijector without the reshape (TFP object).")
+
   def __init__(self, num_layers=2, hidden_units=(256, 256), inverse_autoregressive=False,
                **kwargs):
     super().__init__(event_shape=(EVENT_SIZE,), **kwargs)
@@ -99,7 +101,7 @@ class AutoregressiveFlow(tfp_realnvp.FlowLayer):
     bijector = tfb.Chain([
         tfb.Reshape(event_shape_out=list(IMAGE_SHAPE), event_shape_in=[EVENT_SIZE]),
         vector_bijector])
-    object.__setattr__(self, "_vector_bijector", vector_bijector)  # TFP object: untracked.
+    self._vector_bijector = vector_bijector
     self._set_bijector(bijector)
 
   @property

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets up .venv and runs the default test suite (slow tests excluded; `-m slow` runs them).
+# Sets up .venv, checks the code with ruff (configured in pyproject.toml), then runs the default
+# test suite (slow tests excluded; `-m slow` runs them). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/ruff check --quiet .
 exec .venv/bin/python -m pytest -n 2 "$@"

@@ -50,7 +50,7 @@ def test_fit_reports_real_loss_and_bits_per_dim(trained):
   # The reported loss is the NLL in nats per example (+ the small L2 term), consistent with
   # the reported bits/dim: bpd = (NLL + D ln 256) / (D ln 2).
   d = 64
-  for loss, bpd in zip(losses, history.history["bits_per_dim"]):
+  for loss, bpd in zip(losses, history.history["bits_per_dim"], strict=True):
     assert abs((loss + d * math.log(256)) / (d * math.log(2)) - bpd) < 0.02
   assert losses[-1] < losses[0] - 20, "training must lower the NLL"
 
@@ -85,13 +85,13 @@ def test_batch_norm_follows_the_keras_training_flag(trained):
   statistics = model.flow.batch_norms[0]
   moving = [v for v in statistics.variables if "moving" in v.path]
   after_fit = [v.numpy().copy() for v in moving]
-  assert any(np.max(np.abs(a - b)) > 1e-3 for a, b in zip(after_fit, moving_before)), \
+  assert any(np.max(np.abs(a - b)) > 1e-3 for a, b in zip(after_fit, moving_before, strict=True)), \
       "fit must update the moving averages"
   model.evaluate(digits("test"), verbose=0)
   model.predict(digits("test"), verbose=0)
   model.sample(8, seed=1)
   model.log_prob(next(iter(digits("test"))))
-  for v, before in zip(moving, after_fit):
+  for v, before in zip(moving, after_fit, strict=True):
     np.testing.assert_array_equal(v.numpy(), before)
   assert all(not v.trainable for v in moving)
   assert {v.path for v in moving} <= {v.path for v in model.non_trainable_variables}
@@ -115,7 +115,7 @@ def test_keras_file_round_trip(trained, tmp_path):
   assert isinstance(restored, tfp_realnvp.FlowModel)
   x = next(iter(digits("test", seed=9)))
   np.testing.assert_allclose(restored.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-6)
-  for a, b in zip(restored.non_trainable_variables, model.non_trainable_variables):
+  for a, b in zip(restored.non_trainable_variables, model.non_trainable_variables, strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
@@ -184,9 +184,9 @@ def test_float64_data_is_cast_to_the_model_dtype_and_integers_are_refused():
                              rtol=1e-6)
   np.testing.assert_allclose(model.bits_per_dim(images).numpy(),
                              model.bits_from_log_prob(log_prob).numpy(), rtol=1e-6)
-  for data in (np.zeros([2, 8, 8, 1], np.int64), tf.zeros([2, 8, 8, 1], tf.uint8)):
+  for pixels in (np.zeros([2, 8, 8, 1], np.int64), tf.zeros([2, 8, 8, 1], tf.uint8)):
     with pytest.raises(TypeError, match="floating-point data .* got dtype u?int"):
-      model.log_prob(data)
+      model.log_prob(pixels)
 
 
 def test_empty_batches_give_empty_results():
@@ -200,7 +200,7 @@ def test_empty_batches_give_empty_results():
   assert tf.function(model.log_prob)(empty).shape == (0,)
   assert model.sample(0).shape == (0, 8, 8, 1)
   assert model.sample(np.int64(0), seed=2).dtype == tf.float32
-  for variable, before in zip(model.non_trainable_variables, moving):
+  for variable, before in zip(model.non_trainable_variables, moving, strict=True):
     np.testing.assert_array_equal(variable.numpy(), before)
 
 

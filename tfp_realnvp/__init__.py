@@ -11,6 +11,9 @@ _backend.ensure_tensorflow_backend()
 from tfp_realnvp import bijectors
 from tfp_realnvp import data
 from tfp_realnvp import networks
+from tfp_realnvp import presets
+from tfp_realnvp import training
+from tfp_realnvp._seam import Untracked
 from tfp_realnvp.export import export_saved_model
 from tfp_realnvp.flows import FlowLayer
 from tfp_realnvp.flows import RealNVP
@@ -18,5 +21,5 @@ from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowLayer", "FlowModel", "RealNVP", "export_saved_model", "bijectors", "data",
-           "networks", "__version__"]
+__all__ = ["FlowLayer", "FlowModel", "RealNVP", "Untracked", "export_saved_model", "bijectors",
+           "data", "networks", "presets", "training", "__version__"]

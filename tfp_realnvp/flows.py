@@ -44,6 +44,9 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
     condition; by default `{}`, and a `ValueError` for a condition.
 
   A conditional flow overrides `condition_spec` and `bijector_kwargs` (as `RealNVP` does).
+  Any other TFP object a subclass keeps (e.g. a part of its bijector) is declared as a class
+  attribute `_part = tfp_realnvp.Untracked("...")` and assigned as usual, which keeps it out of
+  the tracking too.
   Calling the layer maps data to the latent space:
   `flow(x, conditional_input=c) == flow.bijector.inverse(x, **flow.bijector_kwargs(c))`.
   `FlowModel` trains any such layer, and applies its L2 penalty to every `WeightNormConv2D`

@@ -2,14 +2,14 @@
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_probability.python.bijectors import bijector as bijector_lib
+import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import _checks
 
 __all__ = ["Logit"]
 
 
-class Logit(bijector_lib.Bijector):
+class Logit(tfp.bijectors.Bijector):
   """Maps dequantized pixels `x` in `[0, 1)` to logits, as the Real NVP paper does.
 
   Direction follows TFP: `forward` maps the real line (where the flow lives) to pixels and

@@ -1,6 +1,6 @@
 """The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
 
-from tensorflow_probability.python.bijectors import invert as invert_lib
+import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import conditional
@@ -111,7 +111,7 @@ def multiscale_real_nvp(event_shape,
     # Chain lists the steps in the order `inverse` (data -> latent) applies them.
     steps = (
         couplings("checkerboard", CHECKERBOARD_COUPLINGS, shape, prefix)
-        + [invert_lib.Invert(squeeze, validate_args=validate_args)]
+        + [tfp.bijectors.Invert(squeeze, validate_args=validate_args)]
         + couplings("channel", CHANNEL_COUPLINGS, squeezed, prefix)
         + [factor_out_lib.FactorOut(scale(index + 1), validate_args=validate_args,
                                     name=f"{prefix}_factor_out"),

@@ -1,7 +1,7 @@
 """Squeeze: trade spatial resolution for channels, `[H, W, C] <-> [H/2, W/2, 4C]`."""
 
 import tensorflow as tf
-from tensorflow_probability.python.bijectors import bijector as bijector_lib
+import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
@@ -23,7 +23,7 @@ def _check_channels(channels, owner):
         f"{owner}: unsqueezing needs a number of channels divisible by 4, got {channels}.")
 
 
-class Squeeze(bijector_lib.Bijector):
+class Squeeze(tfp.bijectors.Bijector):
   """Squeeze of Real NVP: every 2x2 block of pixels becomes 4 channels of one pixel.
 
   `forward` maps `[..., H, W, C]` to `[..., H/2, W/2, 4C]` and `inverse` maps it back
