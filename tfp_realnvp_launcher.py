@@ -200,7 +200,8 @@ def build_parser():
   _add_data_arguments(interpolate)
   interpolate.add_argument("--indices", type=_non_negative_int, nargs=4, default=[0, 1, 2, 3],
                            metavar=("I1", "I2", "I3", "I4"),
-                           help="positions of the 4 images in the test split (default: 0 1 2 3)")
+                           help="positions of the 4 images in the test split (the held-out "
+                                "slice for data with a training split only; default: 0 1 2 3)")
   interpolate.add_argument("--steps", type=_int_at_least(2), default=8,
                            help="rows and columns of the grid (default: 8)")
   interpolate.add_argument("--output", default="interpolation.png",
