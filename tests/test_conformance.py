@@ -92,6 +92,30 @@ def batch_norm_case(event_shape):
   return Case(f"batch-norm-{'x'.join(map(str, event_shape))}", build, event_shape)
 
 
+def actnorm_case(event_shape):
+  def build(dtype="float64", validate_args=False):
+    layer = tfp_realnvp.networks.ActNormParameters(dtype=dtype)
+    layer.build((None,) + event_shape)
+    randomize(layer, seed=4)
+    assert layer.initialized.numpy()  # Randomised, so it must never initialise again.
+    return rb.ActNorm(layer, validate_args=validate_args)
+  return Case(f"actnorm-{'x'.join(map(str, event_shape))}", build, event_shape)
+
+
+def conv1x1_case(event_shape, lu=True):
+  def build(dtype="float64", validate_args=False):
+    layer = tfp_realnvp.networks.InvertibleConv1x1Parameters(lu=lu, seed=5, dtype=dtype)
+    layer.build((None,) + event_shape)
+    # Randomise the learned factors; the permutation and the signs are fixed constants.
+    constants = [v.numpy() for v in layer.non_trainable_variables]
+    randomize(layer, seed=5)
+    for variable, value in zip(layer.non_trainable_variables, constants, strict=True):
+      variable.assign(value)
+    return rb.InvertibleConv1x1(layer, validate_args=validate_args)
+  kind = "lu" if lu else "full"
+  return Case(f"conv1x1-{kind}-{'x'.join(map(str, event_shape))}", build, event_shape)
+
+
 def logit_case(event_shape):
   def build(dtype="float64", validate_args=False):
     del dtype
@@ -139,6 +163,9 @@ CASES = [
     factor_out_case((4, 4, 4)),
     batch_norm_case((4, 4, 3)),
     logit_case((4, 4, 2)),
+    actnorm_case((4, 3, 3)),
+    conv1x1_case((4, 3, 4)),
+    conv1x1_case((3, 4, 4), lu=False),
     real_nvp_case((8, 8, 1), 2),
     real_nvp_case((8, 8, 1), 3),
     real_nvp_case((16, 16, 3), 2),

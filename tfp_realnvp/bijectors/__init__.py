@@ -4,10 +4,12 @@ Every bijector follows TensorFlow Probability's direction: `forward` maps latent
 (sampling), `inverse` maps data to latent (density evaluation).
 """
 
+from tfp_realnvp.bijectors.actnorm import ActNorm
 from tfp_realnvp.bijectors.batch_norm import BatchNorm
 from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
+from tfp_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tfp_realnvp.bijectors.logit import Logit
 from tfp_realnvp.bijectors.masks import ChannelMask
 from tfp_realnvp.bijectors.masks import CheckerboardMask
@@ -16,12 +18,14 @@ from tfp_realnvp.bijectors.multiscale import scale_shapes
 from tfp_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
+    "ActNorm",
     "AffineCoupling",
     "BatchNorm",
     "ChannelMask",
     "ConditionalChain",
     "CheckerboardMask",
     "FactorOut",
+    "InvertibleConv1x1",
     "Logit",
     "Squeeze",
     "multiscale_real_nvp",
