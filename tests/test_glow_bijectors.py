@@ -99,12 +99,13 @@ def test_inference_calls_never_initialise_and_leave_the_identity():
   np.testing.assert_array_equal(bijector.forward_log_det_jacobian(x, event_ndims=3), 0.0)
 
 
-def test_traced_train_step_initialises_on_its_first_run_only():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_traced_train_step_initialises_on_its_first_run_only(jit_compile):
   layer, bijector = actnorm()
   step_layer = Inverse(bijector)
   optimizer = keras.optimizers.SGD(0.1)
 
-  @tf.function
+  @tf.function(jit_compile=jit_compile)
   def train_step(x):
     with tf.GradientTape() as tape:
       z = step_layer(x, training=True)
