@@ -4,6 +4,8 @@ import tensorflow as tf
 
 from tfp_realnvp.bijectors import _checks
 
+__all__ = ["log_det_per_example"]
+
 
 def log_det_per_example(x, per_pixel):
   """`H * W * per_pixel` for each example of `x` `[..., H, W, C]` (shape: `x`'s batch shape).
