@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tfp_realnvp.bijectors import _checks
+from tfp_realnvp.bijectors import _pixelwise
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.networks import batch_norm_statistics
 
@@ -72,8 +73,7 @@ class BatchNorm(_cached_log_det.CachedLogDetBijector):
 
   def _log_det(self, x, log_scale, variance):
     per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._statistics.epsilon))
-    height, width = x.shape[-3], x.shape[-2]
-    return tf.fill(tf.shape(x)[:-_checks.EVENT_NDIMS], per_pixel * (height * width))
+    return _pixelwise.log_det_per_example(x, per_pixel)
 
   def _augmented_inverse(self, x):
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)

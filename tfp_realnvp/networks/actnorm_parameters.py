@@ -81,7 +81,7 @@ class ActNormParameters(keras.layers.Layer):
 
   def call(self, inputs, training=False):
     # pylint: disable-next=protected-access
-    if training and batch_normalization._replicas_in_sync() > 1:
+    if training and batch_normalization.replicas_in_sync() > 1:
       self._initialize_synchronized(inputs)
     elif training:
       tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,

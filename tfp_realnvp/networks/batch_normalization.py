@@ -4,10 +4,10 @@ import keras
 from keras import ops
 import tensorflow as tf
 
-__all__ = ["FusedBatchNormalization", "batch_moments"]
+__all__ = ["FusedBatchNormalization", "batch_moments", "replicas_in_sync"]
 
 
-def _replicas_in_sync():
+def replicas_in_sync():
   """Replicas whose batches make up the global batch (1 outside a `tf.distribute` strategy)."""
   context = tf.distribute.get_replica_context()
   return 1 if context is None else context.num_replicas_in_sync
@@ -29,7 +29,7 @@ def batch_moments(x, axes):
   Returns:
     `(mean, variance)` with `axes` removed.
   """
-  if _replicas_in_sync() > 1:
+  if replicas_in_sync() > 1:
     return ops.moments(x, axes=axes, synchronized=True)
   return tf.nn.moments(x, axes=axes)
 
@@ -83,7 +83,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       return False
     if keras.backend.standardize_dtype(inputs.dtype) not in ("float32", "bfloat16", "float16"):
       return False
-    return not (training and self.synchronized and _replicas_in_sync() > 1)
+    return not (training and self.synchronized and replicas_in_sync() > 1)
 
   def call(self, inputs, training=None, mask=None):
     training = bool(training) and self.trainable
