@@ -9,7 +9,8 @@ With its defaults it trains the `"digits"` preset on the embedded 8x8 scikit-lea
   so the grids show how one set of latents evolves);
 * `metrics.json`: the resolved configuration, the per-epoch history (`loss`, `bits_per_dim`,
   `val_loss`, `val_bits_per_dim`, seconds, and the `attempt` that ran the epoch), `best_epoch`
-  (lowest validation bits/dim) and the final `test_bits_per_dim`;
+  (lowest validation bits/dim), the `state` of extra callbacks (see below) and the final
+  `test_bits_per_dim`;
 * `bits_per_dim.png`: training and validation bits/dim per epoch;
 * `model.keras`: the `FlowModel` with the weights of the best epoch (`keras.models.load_model`
   after `import tfp_realnvp`);
