@@ -91,6 +91,34 @@ def append_jsonl(path, obj):
     os.fsync(f.fileno())
 
 
+def keep_lines(path, keep):
+  """Keeps the lines of a JSON-lines file whose object satisfies `keep` (atomically).
+
+  Lines that do not parse (the last one, cut by a kill) are dropped too.
+
+  Args:
+    path: a `pathlib.Path`; a missing file is left missing.
+    keep: a function from a line's object to whether to keep the line.
+
+  Returns:
+    The number of lines dropped.
+  """
+  if not path.exists():
+    return 0
+  lines = path.read_text(encoding="utf-8").splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if keep(json.loads(line)):
+        kept.append(line)
+    except ValueError:
+      continue
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+  os.replace(tmp, path)
+  return len(lines) - len(kept)
+
+
 def peak_rss_mb():
   """Peak resident memory of this process so far, in MB."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,23 +1,35 @@
 #!/usr/bin/env python
 """Quality benchmark: test bits/dim of a Real NVP on MNIST after a fixed training-time budget.
 
-Trains `tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(...))` on the 60,000 MNIST training images
-with `model.fit` (Adam, batch 64, the paper's logit preprocessing and L2 penalty) for a budget
-of *training* wall-clock minutes, and at each evaluation mark reports bits/dim on the full
-10,000-image test set. The training clock excludes evaluation, checkpointing and the first
-step (which traces the graph); the first step's time is recorded separately.
+Trains the `mnist` preset (a `tfp_realnvp.FlowModel` of `tfp_realnvp.RealNVP`: Adam, batch 64,
+the paper's logit preprocessing and L2 penalty) on the 60,000 MNIST training images with
+`tfp_realnvp.training.train`, for a budget of *training* wall-clock minutes, and at each
+evaluation mark reports bits/dim on the full 10,000-image test set. The training clock excludes
+evaluation, checkpointing and the first step of each process (which traces the graph); the
+first step's time is recorded separately.
 
-Everything is written to the output folder as it happens, so a killed run keeps its results:
+The chunks of `--steps-per-epoch` steps are `training.train`'s epochs (without per-epoch
+validation), so the run folder is `train`'s: its backup after every chunk, and its run record
+`metrics.json`, whose `state` holds this benchmark's description, clock and counters. A
+callback keeps the clock, evaluates at the marks and stops training at the budget. Everything
+is written as it happens, so a killed run keeps its results:
 
-* `run.json`: configuration, machine, library versions, parameter count, and a summary that
-  is rewritten at each mark (steps, steps/s, non-finite count, the marks so far).
+* `metrics.json`: `train`'s configuration and per-chunk history; `state`: command, data,
+  the benchmark's own settings, machine, library versions, parameter count, the clock and
+  counters (steps, training seconds, marks done, non-finite steps, tracing times, resumes), and
+  `summary` (steps/s, the marks so far), as of the last chunk; at the end, `train`'s test
+  figure of the final model.
 * `results.jsonl`: one line per evaluation mark,
-  `{train_minutes, steps, test_bpd, train_bpd, ...}`.
+  `{train_minutes, steps, test_bpd, train_bpd, ...}`: the benchmark's figures.
 * `progress.jsonl`: one line per chunk of `--steps-per-epoch` steps (mean training loss and
   bits/dim over all the steps of the chunk, an evaluation mark inside it or not; steps/s, load
   average), to see divergence as it happens.
-* `checkpoint.keras` and `state.json`: the model with its optimizer state, and the clock, so
-  that `--resume` continues where the run stopped.
+* `backup/` (while the run is unfinished), `model.keras`, `samples/`, `logs/`,
+  `bits_per_dim.png`: as for any `train` run.
+
+A run that is killed resumes when the same command is run again with the same `--output`:
+from its last finished chunk, with its clock and counters; the lines of `results.jsonl` and
+`progress.jsonl` written after that chunk are dropped, since their steps are trained again.
 
 Example (from the repository root):
 
@@ -45,6 +57,10 @@ import _runlog
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 NUM_TEST_IMAGES = 10000
+# The chunks are `training.train`'s epochs: the budget, not their number, ends the run.
+MAX_CHUNKS = 10**6
+# The benchmark's settings that a resumed run must share (`train` checks the flow's).
+RESUME_SETTINGS = ("test_seed", "eval_batch_size", "precise_bn_steps", "terminate_on_nan")
 
 
 def parse_args(argv=None):
@@ -55,10 +71,12 @@ def parse_args(argv=None):
   parser.add_argument("--data", default=str(DEFAULT_DATA),
                       help="MNIST .npz with uint8 x_train (60000, 28, 28[, 1]) and x_test.")
   parser.add_argument("--output", default=str(_REPO_ROOT / "benchmarks" / "runs" / "mnist"),
-                      help="Folder for run.json, results.jsonl, progress.jsonl, checkpoint.")
+                      help="Folder of the run (metrics.json, results.jsonl, progress.jsonl, "
+                           "backup/); a run interrupted there resumes.")
   _runlog.add_budget_arguments(parser, default_marks=(5.0, 10.0, 20.0, 30.0))
   parser.add_argument("--resume", action="store_true",
-                      help="Continue the run in --output from its last checkpoint.")
+                      help="Accepted for old command lines and ignored: an interrupted run in "
+                           "--output always resumes.")
   parser.add_argument("--num-scales", type=int, default=3)
   parser.add_argument("--num-filters", type=int, default=32)
   parser.add_argument("--num-blocks", type=int, default=2)
@@ -67,7 +85,8 @@ def parse_args(argv=None):
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--steps-per-epoch", type=int, default=100,
-                      help="Size of the chunks model.fit trains in (progress log granularity).")
+                      help="Steps per chunk (training.train's epochs): one progress line and "
+                           "one backup per chunk.")
   parser.add_argument("--eval-batch-size", type=int, default=500)
   parser.add_argument("--seed", type=int, default=0,
                       help="Seed of the weights, shuffling and training dequantization noise.")
@@ -150,22 +169,33 @@ class ChunkMeans:
             for key in self.KEYS}
 
 
+def _done(state, args):
+  """Whether a run whose state is `state` has evaluated all its marks, or reached its steps."""
+  return (all(mark in state["marks_done"] for mark in args.eval_at)
+          or bool(args.max_steps and state["steps"] >= args.max_steps))
+
+
+def _epochs(metrics_path, args):
+  """`train`'s epochs: `MAX_CHUNKS`, or the chunks done by a run whose record says it is done.
+
+  Such a run was killed during `train`'s final evaluation: it resumes without training.
+  """
+  try:
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    if _done(metrics["state"], args):
+      return metrics["history"][-1]["epoch"]
+  except (OSError, ValueError, KeyError, TypeError, IndexError):
+    pass  # No record to read: resume as usual.
+  return MAX_CHUNKS
+
+
 def main(argv=None):
   """Runs the benchmark; returns the process exit status."""
   args = parse_args(argv)
   data_path = _check_data(args.data)
   output = pathlib.Path(args.output)
-  output.mkdir(parents=True, exist_ok=True)
-  checkpoint_path = output / "checkpoint.keras"
-  state_path = output / "state.json"
-  run_path = output / "run.json"
   results_path = output / "results.jsonl"
   progress_path = output / "progress.jsonl"
-  if not args.resume and (results_path.exists() or checkpoint_path.exists()):
-    sys.exit(f"error: {output} already holds a run; pass --resume to continue it or choose "
-             "another --output.")
-  if args.resume and not (checkpoint_path.exists() and state_path.exists()):
-    sys.exit(f"error: --resume but no checkpoint.keras/state.json in {output}.")
 
   # pylint: disable=g-import-not-at-top
   import keras
@@ -176,58 +206,18 @@ def main(argv=None):
   # pylint: enable=g-import-not-at-top
   finite_or_none = training.finite_or_none
 
-  # --- Model ------------------------------------------------------------------------------------
-  if args.resume:
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    run = json.loads(run_path.read_text(encoding="utf-8"))
-    model = keras.models.load_model(checkpoint_path)
-    run.setdefault("resumes", []).append({"date_utc": _runlog.utc_now(), "at_steps": state["steps"],
-                                          "at_train_minutes": state["train_seconds"] / 60.0,
-                                          "loadavg": list(os.getloadavg())})
-    run["budget_minutes"] = args.minutes
-    run["eval_at_minutes"] = args.eval_at
-    config = run["config"]
-  else:
-    keras.utils.set_random_seed(args.seed)
-    flow = tfp_realnvp.RealNVP(event_shape=(28, 28, 1), num_scales=args.num_scales,
-                               num_filters=args.num_filters, num_blocks=args.num_blocks,
-                               batch_norm=args.batch_norm)
-    model = tfp_realnvp.FlowModel(flow)
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    state = {"steps": 0, "train_seconds": 0.0, "marks_done": [], "nonfinite_steps": 0,
-             "first_nonfinite_step": None, "trace_seconds": []}
-    config = {"event_shape": [28, 28, 1], "num_scales": args.num_scales,
-              "num_filters": args.num_filters, "num_blocks": args.num_blocks,
-              "batch_norm": args.batch_norm, "preprocessing": "logit", "alpha": model.alpha,
-              "l2": model.l2, "optimizer": "Adam", "learning_rate": args.learning_rate,
-              "batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch,
-              "eval_batch_size": args.eval_batch_size, "seed": args.seed,
-              "test_seed": args.test_seed,
-              "precise_bn_steps": args.precise_bn_steps,
-              "terminate_on_nan": not args.no_terminate_on_nan}
-    run = {"benchmark": "mnist_quality", "date_utc": _runlog.utc_now(),
-           "command": " ".join([sys.executable] + sys.argv), "data": str(data_path.resolve()),
-           "budget_minutes": args.minutes, "eval_at_minutes": args.eval_at, "config": config,
-           "machine": _runlog.machine_info(), "versions": library_versions(),
-           "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                          "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-           "clock": "training wall clock; excludes test evaluation, checkpointing and the first "
-                    "step of each process (graph tracing), which is in summary.trace_seconds"}
-  num_params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-  run["num_trainable_params"] = num_params
-  run["pid"] = os.getpid()
+  folder = training.RunFolder.for_process(output, tf.distribute.get_strategy())
+  if not training.Backup(folder.backup).exists() and (
+      folder.metrics.exists() or results_path.exists()):
+    sys.exit(f"error: {output} holds a finished run (or one stopped before its first chunk "
+             "ended, or one of an older version of this script); choose another --output.")
+  epochs = _epochs(folder.metrics, args)
 
-  # --- Data -------------------------------------------------------------------------------------
-  # New shuffling and noise streams after a resume, so that a resumed run does not replay the
-  # same batches.
-  train_seed = args.seed + 1000 * len(run.get("resumes", []))
-  train_ds = tfp_realnvp.data.load_images(
-      str(data_path), split="train", batch_size=config["batch_size"], seed=train_seed,
-      repeat=True, shuffle=True, drop_remainder=True)
+  # --- Test data --------------------------------------------------------------------------------
   # The test set is dequantized once, with a fixed seed, so every evaluation (and every run)
   # sees exactly the same 10,000 continuous images.
   test_images = np.concatenate(list(tfp_realnvp.data.load_images(
-      str(data_path), split="test", batch_size=1000, seed=config["test_seed"], shuffle=False,
+      str(data_path), split="test", batch_size=1000, seed=args.test_seed, shuffle=False,
       repeat=False).as_numpy_iterator()))
   if len(test_images) != NUM_TEST_IMAGES:
     sys.exit(f"error: expected {NUM_TEST_IMAGES} test images in {data_path}, got "
@@ -235,24 +225,14 @@ def main(argv=None):
   test_ds = tf.data.Dataset.from_tensor_slices(test_images).batch(args.eval_batch_size)
   # Training batches for re-estimating the normalisation statistics (precise BN).
   calibration_batches = iter(tfp_realnvp.data.load_images(
-      str(data_path), split="train", batch_size=config["batch_size"],
-      seed=config["test_seed"] + 1, repeat=True, shuffle=True, drop_remainder=True))
+      str(data_path), split="train", batch_size=args.batch_size, seed=args.test_seed + 1,
+      repeat=True, shuffle=True, drop_remainder=True))
 
-  @tf.function
-  def training_mode_forward(x):
-    # In training mode every batch-norm layer and bijector normalises with the batch's
-    # statistics and updates its moving averages; nothing else changes.
-    return model(x, training=True)
-
-  def precise_bn_test_bpd():
-    """Test bits/dim with moving statistics re-estimated at the current weights."""
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    for _ in range(args.precise_bn_steps):
-      training_mode_forward(next(calibration_batches))
-    result = model.evaluate(test_ds, verbose=0, return_dict=True)["bits_per_dim"]
-    for variable, value in zip(model.non_trainable_variables, saved, strict=True):
-      variable.assign(value)
-    return result
+  settings = {"test_seed": args.test_seed, "eval_batch_size": args.eval_batch_size,
+              "precise_bn_steps": args.precise_bn_steps,
+              "terminate_on_nan": not args.no_terminate_on_nan}
+  # The record's state (`training.train` restores it in place when the run resumes).
+  state = {}
 
   def summary():
     seconds = state["train_seconds"]
@@ -265,28 +245,71 @@ def main(argv=None):
             "marks_done": state["marks_done"], "updated_utc": _runlog.utc_now(),
             "loadavg": list(os.getloadavg())}
 
-  run["summary"] = summary()
-  _runlog.write_json(run_path, run)
-  print(f"{num_params} trainable parameters; config {config}", flush=True)
-
   class QualityBenchmark(keras.callbacks.Callback):
     """Keeps the training clock, counts non-finite losses, evaluates at the marks, stops."""
 
-    def __init__(self):
-      super().__init__()
+    def on_train_begin(self, logs=None):
+      del logs
+      if state:
+        self._resume()
+      else:
+        self._start()
+      state.update(budget_minutes=args.minutes, eval_at_minutes=args.eval_at, pid=os.getpid())
+      self.pending = [m for m in args.eval_at if m not in state["marks_done"]]
       self._last = None
       self._first_batch = True
       self._chunk_start_steps = state["steps"]
       self._chunk_start_seconds = state["train_seconds"]
       self.chunk = ChunkMeans()
-      self.pending = [m for m in args.eval_at if m not in state["marks_done"]]
+      self._training_mode_forward = tf.function(
+          # In training mode every batch-norm layer and bijector normalises with the batch's
+          # statistics and updates its moving averages; nothing else changes.
+          lambda x: self.model(x, training=True))
+      print(f"{state['num_trainable_params']} trainable parameters; settings {settings}; "
+            f"{state['steps']} steps and {state['train_seconds'] / 60:.2f} training minutes "
+            f"done; marks to go {self.pending}", flush=True)
+
+    def _start(self):
+      """A new run: its description, and its clock and counters at zero."""
+      model = self.model
+      state.update({
+          "benchmark": "mnist_quality", "date_utc": _runlog.utc_now(),
+          "command": " ".join([sys.executable] + sys.argv), "data": str(data_path.resolve()),
+          "config": {**settings, "preprocessing": "logit", "alpha": model.alpha,
+                     "l2": model.l2, "optimizer": "Adam"},
+          "machine": _runlog.machine_info(), "versions": library_versions(),
+          "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                         "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+          "clock": "training wall clock; excludes test evaluation, checkpointing and the first "
+                   "step of each process (graph tracing), which is in summary.trace_seconds",
+          "num_trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+          "steps": 0, "train_seconds": 0.0, "marks_done": [], "nonfinite_steps": 0,
+          "first_nonfinite_step": None, "trace_seconds": [], "resumes": []})
+      for path in (results_path, progress_path):
+        path.unlink(missing_ok=True)
+
+    def _resume(self):
+      """An interrupted run: same settings; drops the lines of the steps trained again."""
+      started = {key: state["config"][key] for key in RESUME_SETTINGS}
+      if started != settings:
+        raise training.RunError(
+            f"{output} holds a run started with other settings ({started}); run its command "
+            "again to resume it, or choose another --output.")
+      dropped = sum(_runlog.keep_lines(path, lambda line: line["steps"] <= state["steps"])
+                    for path in (results_path, progress_path))
+      state["resumes"].append({"date_utc": _runlog.utc_now(), "at_steps": state["steps"],
+                               "at_train_minutes": state["train_seconds"] / 60.0,
+                               "lines_dropped": dropped, "command": " ".join(sys.argv),
+                               "loadavg": list(os.getloadavg())})
+      print(f"Resuming the run in {output} at step {state['steps']} ({dropped} result and "
+            "progress lines after it dropped)", flush=True)
 
     def on_epoch_begin(self, epoch, logs=None):
       del epoch, logs
       self.chunk.start()  # Keras has reset its metrics for the new chunk.
 
     def on_train_batch_begin(self, batch, logs=None):
-      if self._last is None:
+      if self._last is None:  # The clock restarts after a chunk's end (backup, samples).
         self._last = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -313,19 +336,20 @@ def main(argv=None):
         self._evaluate(self.pending.pop(0))
       if self.pending and args.max_steps and state["steps"] >= args.max_steps:
         self._evaluate(None)  # A final evaluation at the step limit.
+      if _done(state, args):
         self.model.stop_training = True
-      if not self.pending:
-        self.model.stop_training = True
-      # Evaluation and checkpointing are not training time.
+      # Evaluation is not training time.
       self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-      del epoch, logs  # Keras's epoch logs miss the steps before a mark's metric reset.
+      del epoch
+      self._last = None
       seconds = state["train_seconds"] - self._chunk_start_seconds
       steps = state["steps"] - self._chunk_start_steps
-      if steps == 0:  # The chunk that ended right after the last evaluation: nothing to log.
-        return
       means = self.chunk.means()
+      # Keras's epoch logs miss the steps before a mark's metric reset: the run record gets
+      # the chunk's means over all its steps instead.
+      logs.update(means)
       record = {"steps": state["steps"], "train_minutes": state["train_seconds"] / 60.0,
                 "chunk_steps": steps, "train_loss": finite_or_none(means["loss"]),
                 "train_bpd": finite_or_none(means["bits_per_dim"]),
@@ -336,6 +360,27 @@ def main(argv=None):
       print(json.dumps(record), flush=True)
       self._chunk_start_steps = state["steps"]
       self._chunk_start_seconds = state["train_seconds"]
+      state["summary"] = summary()
+
+    def on_train_end(self, logs=None):
+      del logs
+      state["summary"] = summary()
+      state["finished_utc"] = _runlog.utc_now()
+      state["stopped_because"] = (
+          "budget reached" if not self.pending
+          else "max steps reached" if args.max_steps and state["steps"] >= args.max_steps
+          else "non-finite loss (TerminateOnNaN)")
+
+    def _precise_bn_test_bpd(self):
+      """Test bits/dim with moving statistics re-estimated at the current weights."""
+      variables = self.model.non_trainable_variables
+      saved = [v.numpy() for v in variables]
+      for _ in range(args.precise_bn_steps):
+        self._training_mode_forward(next(calibration_batches))
+      result = self.model.evaluate(test_ds, verbose=0, return_dict=True)["bits_per_dim"]
+      for variable, value in zip(variables, saved, strict=True):
+        variable.assign(value)
+      return result
 
     def _evaluate(self, mark):
       start = time.perf_counter()
@@ -346,7 +391,7 @@ def main(argv=None):
       precise_bpd = None
       if args.precise_bn_steps > 0:
         start = time.perf_counter()
-        precise_bpd = finite_or_none(precise_bn_test_bpd())
+        precise_bpd = finite_or_none(self._precise_bn_test_bpd())
         precise_seconds = round(time.perf_counter() - start, 1)
       self.model.reset_metrics()
       self.chunk.metrics_reset()
@@ -364,31 +409,25 @@ def main(argv=None):
         record["precise_bn_seconds"] = precise_seconds
       if mark is not None:
         state["marks_done"].append(mark)
-      start = time.perf_counter()
-      training.save_model(self.model, checkpoint_path)  # Atomically: a kill keeps the old one.
-      _runlog.write_json(state_path, state)
-      record["checkpoint_seconds"] = round(time.perf_counter() - start, 1)
       _runlog.append_jsonl(results_path, record)
-      run["summary"] = summary()
-      _runlog.write_json(run_path, run)
+      state["summary"] = summary()
       print("EVAL " + json.dumps(record), flush=True)
 
-  benchmark = QualityBenchmark()
-  callbacks = [benchmark]
-  if config.get("terminate_on_nan", True) and not args.no_terminate_on_nan:
+  callbacks = [QualityBenchmark()]
+  if not args.no_terminate_on_nan:
     callbacks.append(keras.callbacks.TerminateOnNaN())
-  if benchmark.pending:
-    initial_epoch = state["steps"] // config["steps_per_epoch"]
-    model.fit(train_ds, epochs=initial_epoch + 10**7, initial_epoch=initial_epoch,
-              steps_per_epoch=config["steps_per_epoch"], callbacks=callbacks, verbose=0)
-  run["summary"] = summary()
-  run["finished_utc"] = _runlog.utc_now()
-  run["stopped_because"] = (
-      "non-finite loss (TerminateOnNaN)" if state["nonfinite_steps"] and benchmark.pending
-      else "budget reached" if not benchmark.pending else "max steps reached")
-  _runlog.write_json(state_path, state)
-  _runlog.write_json(run_path, run)
-  print(json.dumps(run["summary"], indent=2), flush=True)
+  try:
+    result = training.train(
+        str(data_path), output, "mnist", steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+        verbose=0, callbacks=callbacks, validation_freq=0, state=state, epochs=epochs,
+        num_scales=args.num_scales, num_filters=args.num_filters, num_blocks=args.num_blocks,
+        batch_norm=args.batch_norm, batch_size=args.batch_size,
+        learning_rate=args.learning_rate)
+  except training.RunError as error:
+    sys.exit(f"error: {error}")
+  print(json.dumps(state["summary"], indent=2), flush=True)
+  print(f"Stopped: {state['stopped_because']}. Results: {results_path}; run record: "
+        f"{result.folder.metrics}", flush=True)
   return 0
 
 

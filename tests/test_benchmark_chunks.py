@@ -1,12 +1,18 @@
-"""`benchmarks/mnist_quality.py`'s progress lines cover every step of their chunk."""
+"""`benchmarks/mnist_quality.py`: progress lines cover every step of their chunk, and a run
+interrupted after its last chunk resumes through `training.train` with its clock and marks."""
 
+import json
 import math
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
+from tfp_realnvp import training
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import _runlog  # pylint: disable=g-import-not-at-top,wrong-import-position
 import mnist_quality  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -24,3 +30,60 @@ def test_chunk_means_span_a_metric_reset():
   assert chunk.means() == pytest.approx({"loss": 6.0, "bits_per_dim": 3.0})
   chunk.start()
   assert chunk.steps == 0
+
+
+def test_keep_lines_drops_later_and_cut_lines(tmp_path):
+  path = tmp_path / "results.jsonl"
+  for steps in (3, 6, 9):
+    _runlog.append_jsonl(path, {"steps": steps})
+  with open(path, "a", encoding="utf-8") as stream:
+    stream.write('{"steps": 1')  # Cut by a kill.
+  assert _runlog.keep_lines(path, lambda line: line["steps"] <= 6) == 2
+  assert path.read_text() == '{"steps": 3}\n{"steps": 6}\n'
+  assert _runlog.keep_lines(tmp_path / "missing.jsonl", bool) == 0
+
+
+class _Interrupted(Exception):
+  pass
+
+
+def _interrupt(*args, **kwargs):
+  del args, kwargs
+  raise _Interrupted()
+
+
+def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch):
+  """Killed after 6 steps, rerun with 9, killed again, rerun: it ends without training.
+
+  Both kills are during `train`'s final evaluation, after the last chunk's backup.
+  """
+  pixels = np.random.default_rng(0).integers(0, 256, (10256, 28, 28, 1), dtype=np.uint8)
+  np.savez(tmp_path / "mnist.npz", x_train=pixels[:256], x_test=pixels[256:])
+  output = tmp_path / "run"
+  argv = ["--data", str(tmp_path / "mnist.npz"), "--output", str(output), "--minutes", "60",
+          "--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "16",
+          "--steps-per-epoch", "3", "--precise-bn-steps", "1", "--eval-batch-size", "5000"]
+  with monkeypatch.context() as patch:
+    patch.setattr(training, "_finish", _interrupt)
+    for steps in ("6", "9"):
+      with pytest.raises(_Interrupted):
+        mnist_quality.main(argv + ["--max-steps", steps])
+  assert mnist_quality.main(argv + ["--max-steps", "9"]) == 0
+  metrics = json.loads((output / "metrics.json").read_text())
+  state = metrics["state"]
+  assert metrics["status"] == "finished" and metrics["best_epoch"] is None
+  assert [(r["epoch"], r["attempt"]) for r in metrics["history"]] == [(1, 1), (2, 1), (3, 2)]
+  assert state["steps"] == 9 and len(state["trace_seconds"]) == 2
+  assert [r["at_steps"] for r in state["resumes"]] == [6, 9]
+  assert state["stopped_because"] == "max steps reached"
+  results = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
+  assert [r["steps"] for r in results] == [6, 9]
+  assert all(math.isfinite(r["test_bpd"]) and r["test_bpd_precise_bn"] for r in results)
+  progress = [json.loads(line) for line in (output / "progress.jsonl").read_text().splitlines()]
+  assert [(r["steps"], r["chunk_steps"]) for r in progress] == [(3, 3), (6, 3), (9, 3)]
+  # The run record's chunk means are the progress lines' (all the steps of the chunk).
+  assert [r["loss"] for r in metrics["history"]] == pytest.approx(
+      [r["train_loss"] for r in progress])
+  assert state["train_seconds"] / 60 == pytest.approx(results[-1]["train_minutes"])
+  with pytest.raises(SystemExit, match="holds a finished run"):
+    mnist_quality.main(argv + ["--max-steps", "9"])

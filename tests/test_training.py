@@ -2,7 +2,9 @@
 `FlowModel.interpolate`, and the image formats of `plotting`, all in-process and fast."""
 
 import json
+import math
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -112,3 +114,50 @@ def test_a_source_with_a_training_split_only_trains_on_a_held_out_slice(tmp_path
   assert metrics["test_examples"] == 6 and np.isfinite(result.test_bits_per_dim)
   # The folder is named after the data, as for any other source.
   assert data.run_name(source) == "my_images"
+
+
+class _CountSteps(keras.callbacks.Callback):
+  """Counts training steps in the run's `state`, and the processes that trained."""
+
+  def __init__(self, state):
+    super().__init__()
+    self.state = state
+
+  def on_train_begin(self, logs=None):
+    del logs
+    self.state["trainings"] = self.state.get("trainings", 0) + 1
+
+  def on_train_batch_end(self, batch, logs=None):
+    del batch, logs
+    self.state["steps"] = self.state.get("steps", 0) + 1
+
+
+def test_callbacks_keep_their_state_across_a_resume_without_validation(tmp_path, monkeypatch):
+  run = dict(data="digits", output_dir=tmp_path / "run", preset="digits", steps_per_epoch=2,
+             sample_count=4, verbose=0, validation_freq=0, num_scales=1, num_filters=4,
+             num_blocks=1)
+  with monkeypatch.context() as patch:  # Killed after its 2 epochs, before its evaluation.
+    patch.setattr(training, "_finish", _interrupt)
+    with pytest.raises(_Interrupted):
+      training.train(epochs=2, callbacks=[_CountSteps(first := {})], state=first, **run)
+  assert first == {"trainings": 1, "steps": 4}
+  state = {"stale": True}
+  result = training.train(epochs=3, callbacks=[_CountSteps(state)], state=state, **run)
+  assert state == {"trainings": 2, "steps": 6}  # Restored in place, then updated.
+  metrics = result.metrics
+  assert metrics["state"] == state and result.resumed_at == 2
+  assert [r["attempt"] for r in metrics["history"]] == [1, 1, 2]
+  assert not [key for r in metrics["history"] for key in r if key.startswith("val_")]
+  assert metrics["best_epoch"] is None and math.isfinite(result.test_bits_per_dim)
+  assert metrics["config"]["validation_freq"] == 0
+  with pytest.raises(ValueError, match="validation_freq must be a non-negative integer"):
+    training.train(**dict(run, validation_freq=-1))
+
+
+class _Interrupted(Exception):
+  pass
+
+
+def _interrupt(*args, **kwargs):
+  del args, kwargs
+  raise _Interrupted()

@@ -9,7 +9,8 @@ With its defaults it trains the `"digits"` preset on the embedded 8x8 scikit-lea
   so the grids show how one set of latents evolves);
 * `metrics.json`: the resolved configuration, the per-epoch history (`loss`, `bits_per_dim`,
   `val_loss`, `val_bits_per_dim`, seconds, and the `attempt` that ran the epoch), `best_epoch`
-  (lowest validation bits/dim) and the final `test_bits_per_dim`;
+  (lowest validation bits/dim), the `state` of extra callbacks (see below) and the final
+  `test_bits_per_dim`;
 * `bits_per_dim.png`: training and validation bits/dim per epoch;
 * `model.keras`: the `FlowModel` with the weights of the best epoch (`keras.models.load_model`
   after `import tfp_realnvp`);
@@ -34,6 +35,14 @@ damaged file (truncated, overwritten, missing) is recovered from the other copy;
 copy is left, the error is one line naming the file and saying how to start afresh. The
 epoch history is kept in the backup, so a damaged or deleted `metrics.json` loses nothing.
 The backup is deleted once the model, metrics and plots of a finished run are written.
+
+Extending a run: `callbacks` are extra Keras callbacks (e.g. one that stops training when a
+time budget is spent), and `state` is a small JSON dict that they may keep in the run record:
+it is saved with every backup and in `metrics.json`, and when the run resumes it is updated in
+place with the interrupted run's state before training starts, so that a callback holding the
+same dict continues where it stopped. `validation_freq=0` turns the per-epoch validation off
+(for data whose evaluation is too slow to repeat every epoch): no `val_` metrics, no best
+epoch, and the final model is the last epoch's.
 
 Validation and test data: the data set's test split (the embedded digits have no separate
 validation split). Data with a training split only (a plain folder of images, an `.npz` holding
@@ -307,13 +316,18 @@ class Backup:
 
 @dataclasses.dataclass
 class RunRecord:
-  """What `metrics.json` says about a run: its configuration, epochs, best epoch and results."""
+  """What `metrics.json` says about a run: its configuration, epochs, best epoch and results.
+
+  `state` is the JSON dict that the run's callbacks keep (see `train`): saved with every
+  backup, and restored in place by `resume_from`.
+  """
 
   config: dict
   attempt: int = 1
   history: list = dataclasses.field(default_factory=list)
   best: dict = None
   results: dict = dataclasses.field(default_factory=dict)
+  state: dict = dataclasses.field(default_factory=dict)
 
   @property
   def epochs_done(self):
@@ -336,6 +350,8 @@ class RunRecord:
     self.attempt = int(metadata.get("attempt", 0)) + 1
     self.history = [r for r in metadata.get("history", []) if r["epoch"] <= metadata["epoch"]]
     self.best = metadata.get("best")
+    self.state.clear()  # In place: callbacks hold this dict.
+    self.state.update(metadata.get("state", {}))
 
   def add_epoch(self, epoch, logs, seconds):
     """Records finished epoch `epoch` (1-based); returns whether it is the best so far."""
@@ -351,14 +367,14 @@ class RunRecord:
   def metadata(self):
     """The part of the record kept with each backup (everything a resumed run needs)."""
     return {"epoch": self.epochs_done, "attempt": self.attempt, "config": self.config,
-            "history": self.history, "best": self.best}
+            "history": self.history, "best": self.best, "state": self.state}
 
   def as_json(self):
     status = "finished" if self.results else "running"
     best = self.best or {}
     return {"status": status, "attempt": self.attempt, "config": self.config,
             "history": self.history, "best_epoch": best.get("epoch"),
-            f"best_{MONITOR}": best.get(MONITOR), **self.results}
+            f"best_{MONITOR}": best.get(MONITOR), "state": self.state, **self.results}
 
   def write(self, path):
     _files.write_json(path, self.as_json())
@@ -450,7 +466,8 @@ def _fit_verbosity(verbose):
 
 def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, seed=0,
           strategy=None, mixed_precision=None, jit_compile="auto", sample_count=64,
-          data_dir=None, download=False, verbose="auto", **settings):
+          data_dir=None, download=False, verbose="auto", callbacks=(), validation_freq=1,
+          state=None, **settings):
   """Trains (or resumes) a preset's Real NVP on `data`, keeping the best epoch.
 
   Args:
@@ -470,6 +487,18 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
     download: whether TensorFlow Datasets may download and prepare the data set.
     verbose: `"auto"` (progress bar on a terminal, one line per epoch otherwise), 0, 1 or 2;
       0 also silences this function's own lines.
+    callbacks: extra `keras.callbacks.Callback`s, called after the sample grid and TensorBoard
+      and before the backup, so that what they change at the end of an epoch (in `state`, or
+      in the epoch's logs) is recorded and backed up with that epoch. A callback that stops
+      training (`model.stop_training = True`) ends the run: it is finished as if its last
+      epoch had been the last one.
+    validation_freq: validate every this many epochs (as in `keras.Model.fit`); 0 turns
+      validation off: no `val_` metrics, no best epoch, and the final model is the last
+      epoch's. With a frequency above 1, the best epoch is the best of the validated ones.
+    state: a dict of JSON values that `callbacks` may read and update (default: a new empty
+      one, in `RunResult.metrics["state"]`). It is saved with every backup and in
+      `metrics.json`, and when the run resumes it is updated in place with the state of the
+      interrupted run before training starts.
     **settings: overrides of the preset, any of `presets.SETTINGS` (`epochs`, `batch_size`,
       `learning_rate`, `num_scales`, `num_filters`, `num_blocks`, `batch_norm`).
 
@@ -478,8 +507,11 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
 
   Raises:
     RunError: for a backup of another run or a damaged one without a sound copy.
-    ValueError: for unknown data, presets or settings, or a shape the preset cannot squeeze.
+    ValueError: for unknown data, presets or settings, a shape the preset cannot squeeze, or
+      a negative `validation_freq`.
   """
+  if not isinstance(validation_freq, int) or validation_freq < 0:
+    raise ValueError(f"validation_freq must be a non-negative integer, got {validation_freq!r}.")
   strategy = strategy or tf.distribute.get_strategy()
   say = print if verbose != 0 else (lambda *args, **kwargs: None)
   source = data_lib.get_source(data, data_dir=data_dir, download=download)
@@ -493,15 +525,18 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
       "epochs": preset.epochs, "batch_size": preset.batch_size,
       "learning_rate": preset.learning_rate, "steps_per_epoch": steps_per_epoch,
-      "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "seed": seed})
+      "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "seed": seed,
+      "validation_freq": validation_freq}, state={} if state is None else state)
 
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   keras.utils.set_random_seed(seed)
   train_ds = data_lib.load_images(
       source, train_split, batch_size=preset.batch_size, shuffle=True, seed=seed,
       repeat=steps_per_epoch is not None, drop_remainder=tpu)
-  validation_ds = data_lib.load_images(source, test_split, batch_size=preset.batch_size,
-                                       shuffle=False, seed=seed + 1, drop_remainder=tpu)
+  validation_ds = None
+  if validation_freq:
+    validation_ds = data_lib.load_images(source, test_split, batch_size=preset.batch_size,
+                                         shuffle=False, seed=seed + 1, drop_remainder=tpu)
   if mixed_precision:
     keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
   with strategy.scope():
@@ -521,9 +556,9 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       old.unlink()
   record.write(folder.metrics)
 
-  callbacks = [SampleGrid(folder.samples, sample_count, seed=seed + 2),
-               keras.callbacks.TensorBoard(os.fspath(folder.logs)),
-               EpochCheckpoint(record, backup, folder.metrics)]
+  run_callbacks = [SampleGrid(folder.samples, sample_count, seed=seed + 2),
+                   keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
+                   EpochCheckpoint(record, backup, folder.metrics)]
   batch_norm = "on" if preset.batch_norm else "off"
   say(f"Training preset {preset.name!r} ({preset.num_scales} scales, {preset.num_filters} "
       f"filters, {preset.num_blocks} blocks, batch norm {batch_norm}) on {os.fspath(data)!r} "
@@ -532,8 +567,9 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
   model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
-            steps_per_epoch=steps_per_epoch, validation_data=validation_ds, callbacks=callbacks,
-            shuffle=False, verbose=_fit_verbosity(verbose))
+            steps_per_epoch=steps_per_epoch, validation_data=validation_ds,
+            validation_freq=validation_freq or 1, callbacks=run_callbacks, shuffle=False,
+            verbose=_fit_verbosity(verbose))
   train_seconds = round(time.time() - start, 3)
   if record.best is not None and record.best["epoch"] != record.epochs_done:
     backup.load_best(model, record.best)
@@ -549,11 +585,14 @@ def _report(result, say):
   folder, metrics = result.folder, result.metrics
   bpd = metrics["test_bits_per_dim"]
   bpd_text = "nan" if bpd is None else f"{bpd:.4f}"
+  epochs = len(metrics["history"])
+  weights = (f"weights of epoch {metrics['best_epoch']}, the best of {epochs} by validation "
+             "bits/dim" if metrics["best_epoch"] is not None
+             else f"weights of the last of {epochs} epochs, not validated")
   say(f"Test bits/dim: {bpd_text} ({metrics['config']['data']!r} split "
       f"{metrics['test_split']!r}, "
       f"{metrics['test_examples']} images, dequantized with fixed seed {TEST_NOISE_SEED}; "
-      f"weights of epoch {metrics['best_epoch']}, the best of {len(metrics['history'])} by "
-      "validation bits/dim)")
+      f"{weights})")
   grids = folder.sample_grids()
   if grids:
     say(f"Samples: {grids[-1]} (one grid per epoch in {folder.samples})")
@@ -572,10 +611,13 @@ def _finish(model, record, folder, source, test_split, preset, train_seconds, re
   test_bpd, num_test = evaluate_test(model, source, test_split, preset.batch_size,
                                      drop_remainder=tpu)
   save_model(model, folder.model)
-  if record.history:
-    history = {"epoch": [r["epoch"] for r in record.history]}
-    for key in ("bits_per_dim", MONITOR):
-      history[key] = [r.get(key) for r in record.history]
+  history = {"epoch": [r["epoch"] for r in record.history]}
+  for key in ("bits_per_dim", MONITOR):
+    values = [r.get(key) for r in record.history]
+    if any(value is not None for value in values):  # No validation curve without validation.
+      history[key] = values
+  plotted = len(history) > 1
+  if plotted:
     plotting.save_bits_per_dim_plot(history, folder.plot,
                                     title=f"Real NVP '{preset.name}' on {source.name}")
   damaged = folder.remove_damaged_grids()
@@ -585,7 +627,7 @@ def _finish(model, record, folder, source, test_split, preset, train_seconds, re
       "test_dequantization": (f"uniform noise (k + u) / 256 drawn once with the fixed seed "
                               f"{TEST_NOISE_SEED}; bits/dim of the dequantized data, an upper "
                               "bound on those of the 8-bit data"),
-      "model": folder.model.name, "plot": folder.plot.name if record.history else None,
+      "model": folder.model.name, "plot": folder.plot.name if plotted else None,
       "samples": [os.fspath(g.relative_to(folder.files)) for g in folder.sample_grids()],
       "damaged_samples_removed": damaged}
   record.write(folder.metrics)
