@@ -170,7 +170,7 @@ def build_parser():
   _add_data_arguments(evaluate)
   evaluate.add_argument("--split", default=None,
                         help="split to evaluate (default: test, or for data with a training "
-                             "split only the held-out slice that train validates on)")
+                             "split only the held-out slice that train tests on)")
   evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
   evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the dequantization noise (default: train's fixed test "

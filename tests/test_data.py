@@ -461,7 +461,7 @@ def test_npz_with_only_x_test_is_for_evaluation(tmp_path):
   with pytest.raises(ValueError, match="no split 'train'.*x_train"):
     data.load_images(path, "train")
   with pytest.raises(ValueError, match="no split 'train'.*'x_train'"):
-    source.train_test_splits()
+    source.training_splits()
 
 
 def test_folder_labels_index_the_classes_of_all_splits(tmp_path):
@@ -534,40 +534,50 @@ def test_bad_slices(tmp_path, split):
     data.load_images("digits", split)
 
 
-def test_train_test_splits(tmp_path):
+def test_training_splits(tmp_path):
   assert data.HOLDOUT_FRACTION == 0.1
-  assert data.get_source("digits").train_test_splits() == ("train", "test")
-  assert data.get_source("cifar10").train_test_splits() == ("train", "test")
+  for name in ("digits", "cifar10"):
+    source = data.get_source(name)
+    assert source.training_splits() == ("train[:90%]", "train[90%:]", "test")
+    assert source.training_splits(validation=False) == ("train", None, "test")
   single = data.get_source(_indexed_npz(tmp_path / "sorted.npz"))
-  assert single.train_test_splits() == ("train[:90%]", "train[90%:]")
-  assert single.train_test_splits(holdout_fraction=0.25) == ("train[:75%]", "train[75%:]")
-  assert single.train_test_splits(0.125) == ("train[:87.5%]", "train[87.5%:]")
-  train, test = single.train_test_splits(0.2)
-  assert single.num_examples(train) == 200 and single.num_examples(test) == 50
-  for bad in (0, 1, 1.5, -0.1, "0.1", True):
+  assert single.training_splits() == ("train[:80%]", "train[80%:90%]", "train[90%:]")
+  assert single.training_splits(validation=False) == ("train[:90%]", None, "train[90%:]")
+  assert single.training_splits(holdout_fraction=0.25) == (
+      "train[:50%]", "train[50%:75%]", "train[75%:]")
+  assert single.training_splits(0.125, validation=False) == ("train[:87.5%]", None,
+                                                               "train[87.5%:]")
+  train, validation, test = single.training_splits(0.2)
+  assert [single.num_examples(s) for s in (train, validation, test)] == [150, 50, 50]
+  # Disjoint slices that cover the split.
+  images = [_pixels(single, s)[:, 0, 0, 0] for s in (train, validation, test)]
+  assert sorted(np.concatenate(images).tolist()) == sorted(_pixels(single, "train")[:, 0, 0, 0])
+  for bad in (0, 1, 0.5, 1.5, -0.1, "0.1", True):
     with pytest.raises(ValueError, match="holdout_fraction"):
-      single.train_test_splits(bad)
+      single.training_splits(bad)
 
 
-def test_a_plain_folder_trains_on_a_held_out_slice(tmp_path):
-  for i in range(5):
+def test_a_plain_folder_trains_on_held_out_slices(tmp_path):
+  for i in range(10):
     _save(tmp_path / f"{i}.png", _random_uint8((3, 3), seed=i))
   source = data.get_source(tmp_path)
   assert source.splits == ("train",)
-  train, test = source.train_test_splits()
+  train, validation, test = source.training_splits()
   x, _ = _collect(data.load_images(source, train, batch_size=8, seed=0))
-  assert x.shape == (4, 3, 3, 1) and data.num_examples(tmp_path, test) == 1
-  with pytest.raises(ValueError, match=r"too few images \(5\) to hold out 0.05.*'train\[95%:\]'"):
-    source.train_test_splits(0.05)
+  assert x.shape == (8, 3, 3, 1)
+  assert data.num_examples(tmp_path, validation) == data.num_examples(tmp_path, test) == 1
+  too_few = r"too few images \(10\) to hold out 0.05 of them 2 time\(s\).*'train\[95%:\]'"
+  with pytest.raises(ValueError, match=too_few):
+    source.training_splits(0.05)
 
 
 @pytest.mark.parametrize("layout, message", [
     ("npz_x_train", (r"no split 'test' \(no array 'x_test'\).*store them as 'x_test' in the "
-                     r".npz, or train on 'train\[:90%\]' and evaluate on the held-out slice "
+                     r".npz, or train on the rest of 'train' and evaluate on the held-out slice "
                      r"'train\[90%:\]'")),
     ("npz_x", r"single image array 'x'.*no split 'test'.*held-out slice 'train\[90%:\]'"),
     ("folder", (r"single split 'train'; got split 'test'\. Put the images in train/ and test/ "
-                r"sub-folders, or train on 'train\[:90%\]'")),
+                r"sub-folders, or train on the rest of 'train'")),
     ("folder_train", r"no folder 'test'; add a test/ folder of images, or train on"),
 ])
 def test_a_missing_test_split_says_what_to_add(tmp_path, layout, message):
@@ -726,7 +736,7 @@ def test_a_new_kind_of_source_is_one_class(monkeypatch):
 
   source = data.get_source("checkerboards")
   assert type(source).__name__ == "Checkerboards"
-  assert source.train_test_splits() == ("train[:90%]", "train[90%:]")
+  assert source.training_splits(validation=False) == ("train[:90%]", None, "train[90%:]")
   assert len(_pixels("checkerboards", "train[90%:]")) == 1
   with pytest.raises(ValueError, match="'checkerboards'"):
     data.load_images("svhn")  # The accepted sources list it.

@@ -109,7 +109,8 @@ def test_a_source_with_a_training_split_only_trains_on_a_held_out_slice(tmp_path
   result = training.train(source, tmp_path / "run", preset="digits", epochs=1, batch_size=16,
                           num_scales=1, num_filters=4, num_blocks=1, sample_count=4, verbose=0)
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-  assert metrics["config"]["train_split"] == "train[:90%]"
+  assert metrics["config"]["train_split"] == "train[:80%]"
+  assert metrics["config"]["validation_split"] == "train[80%:90%]"
   assert metrics["test_split"] == metrics["config"]["test_split"] == "train[90%:]"
   assert metrics["test_examples"] == 6 and np.isfinite(result.test_bits_per_dim)
   # The folder is named after the data, as for any other source.

@@ -101,7 +101,7 @@ def evaluate(args):
   """`tfp-realnvp evaluate`."""
   seed = training.TEST_NOISE_SEED if args.seed is None else args.seed
   model, source = _model_and_data(args)
-  split = args.split or source.train_test_splits()[1]
+  split = args.split or source.training_splits()[-1]
   ds = data_lib.load_images(source, split, batch_size=args.batch_size, shuffle=False, seed=seed)
   model.compile(jit_compile=False)
   results = model.evaluate(ds, return_dict=True, verbose=0)
@@ -122,7 +122,7 @@ def sample(args):
 
 def _test_images(source, indices):
   """The 8-bit test (or held-out) images of `source` at `indices`, as floats `k / 256`."""
-  split = source.train_test_splits()[1]
+  split = source.training_splits()[-1]
   ds = data_lib.load_images(source, split, batch_size=256, shuffle=False, dequantize=False)
   needed = max(indices) + 1
   batches, count = [], 0

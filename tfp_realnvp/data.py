@@ -39,9 +39,11 @@ permutation (rounded as TFDS does), so `"train[:p%]"` and `"train[p%:]"` are dis
 together hold the whole split. The images of a slice keep their order in the file or folder; a
 slice without images is an error when it is read.
 
-`ImageSource.train_test_splits()` returns the splits to train and evaluate on: `("train",
-"test")` when the source has a test split, otherwise the complementary slices `("train[:90%]",
-"train[90%:]")`, which hold out `HOLDOUT_FRACTION` (10 %) of the training images.
+`ImageSource.training_splits()` returns the splits a training run uses, `(train, validation,
+test)`, each slice holding out `HOLDOUT_FRACTION` (10 %) of the training images: with a test
+split, `("train[:90%]", "train[90%:]", "test")`; without one, `("train[:80%]",
+"train[80%:90%]", "train[90%:]")`. The validation images (which pick a run's best epoch) are
+never the test images, so the test figure of a run is not chosen on its own data.
 
 #### Dequantization and bits per dimension
 
@@ -88,8 +90,8 @@ __all__ = ["DIGITS", "HOLDOUT_FRACTION", "DigitsSource", "FolderSource", "ImageS
 
 # The name of the embedded default source.
 DIGITS = "digits"
-# The fraction of the training images that `ImageSource.train_test_splits` holds out for
-# evaluation when a source has no test split.
+# The fraction of the training images that `ImageSource.training_splits` holds out for
+# validation, and again for testing when a source has no test split.
 HOLDOUT_FRACTION = 0.1
 
 # The digits are split once and for all with a fixed permutation.
@@ -214,19 +216,26 @@ _BOUND = r"\s*(-?\d+(?:\.\d+)?%?)?\s*"
 _SPLIT_PATTERN = re.compile(rf"^(\w+)(?:\[{_BOUND}:{_BOUND}\])?$")
 
 
-def _holdout_splits(holdout_fraction=HOLDOUT_FRACTION):
-  """`("train[:p%]", "train[p%:]")` holding out `holdout_fraction` of split "train"."""
+def _holdout_splits(holdout_fraction, count):
+  """Slices of split "train" that hold out `holdout_fraction` of it `count` times.
+
+  Returns:
+    `count + 1` slices, the first the rest: for 0.1 and 2, `("train[:80%]", "train[80%:90%]",
+    "train[90%:]")`.
+  """
   if (isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float))
-      or not 0 < holdout_fraction < 1):
-    raise ValueError(f"holdout_fraction must be a number strictly between 0 and 1, got "
-                     f"{holdout_fraction!r}.")
-  percent = round(100.0 * (1.0 - holdout_fraction), 6)
-  return f"train[:{percent:g}%]", f"train[{percent:g}%:]"
+      or not 0 < holdout_fraction * count < 1):
+    raise ValueError(f"holdout_fraction must be a number between 0 and {1 / count:g} "
+                     f"(exclusive), got {holdout_fraction!r}.")
+  bounds = [""] + [f"{round(100.0 * (1.0 - k * holdout_fraction), 6):g}%"
+                   for k in range(count, 0, -1)] + [""]
+  return tuple(f"train[{start}:{stop}]" for start, stop in zip(bounds[:-1], bounds[1:],
+                                                                strict=True))
 
 
 def _holdout_hint():
-  train, test = _holdout_splits()
-  return f"or train on {train!r} and evaluate on the held-out slice {test!r}"
+  *_, test = _holdout_splits(HOLDOUT_FRACTION, 1)
+  return f"or train on the rest of 'train' and evaluate on the held-out slice {test!r}"
 
 
 def _parse_split(split, owner):
@@ -369,34 +378,47 @@ class ImageSource:
     """
     raise NotImplementedError
 
-  def train_test_splits(self, holdout_fraction=HOLDOUT_FRACTION):
-    """The splits to train and evaluate on: `("train", "test")`, or two slices of `"train"`.
+  def training_splits(self, holdout_fraction=HOLDOUT_FRACTION, validation=True):
+    """The splits a training run uses: `(train, validation, test)`.
+
+    The test split is `"test"` when the source has one, else the held-out slice of the last
+    `holdout_fraction` of split `"train"`. With `validation`, the same fraction of `"train"` is
+    held out again, for validation (choosing the best epoch on images that the test figure does
+    not use); without it the validation split is `None` and training uses the rest. The slices
+    of the in-memory sources are disjoint, cover the split and are drawn at random (see the
+    module docstring). With the default 10 %:
+
+    | splits of the source | validation | returns |
+    | --- | --- | --- |
+    | train, test | yes | `("train[:90%]", "train[90%:]", "test")` |
+    | train, test | no | `("train", None, "test")` |
+    | train | yes | `("train[:80%]", "train[80%:90%]", "train[90%:]")` |
+    | train | no | `("train[:90%]", None, "train[90%:]")` |
 
     Args:
-      holdout_fraction: the fraction of split `"train"` held out for evaluation when the
-        source has no split `"test"`, strictly between 0 and 1.
+      holdout_fraction: the fraction of split `"train"` in each held-out slice.
+      validation: whether to hold out a validation slice.
 
     Returns:
-      `("train", "test")` when the source has both splits, else the complementary slices
-      `("train[:p%]", "train[p%:]")` with `p = 100 * (1 - holdout_fraction)` (the slices of the
-      in-memory sources are disjoint, cover the split and are drawn at random; see the module
-      docstring).
+      A tuple `(train, validation or None, test)` of split names.
 
     Raises:
-      ValueError: for a bad `holdout_fraction`, or a source without split `"train"`.
+      ValueError: for a bad `holdout_fraction`, a source without split `"train"`, or a slice
+        that would hold no image.
     """
-    holdout = _holdout_splits(holdout_fraction)
     if "train" not in self.splits:
       raise ValueError(f"{self.name}: has no split 'train' (its splits are {list(self.splits)}), "
                        f"so it cannot be trained on; {self._no_train_hint()}.")
-    if "test" in self.splits:
-      return "train", "test"
-    for split in holdout if isinstance(self, _InMemorySource) else ():
+    has_test = "test" in self.splits
+    count = int(validation) + int(not has_test)
+    slices = _holdout_splits(holdout_fraction, count) if count else ("train",)
+    for split in slices if isinstance(self, _InMemorySource) else ():
       if not self.num_examples(split):
         raise ValueError(f"{self.name}: too few images ({self.num_examples('train')}) to hold out "
-                         f"{holdout_fraction:g} of them: the slice {split!r} would be empty; "
-                         f"add images or a test split.")
-    return holdout
+                         f"{holdout_fraction:g} of them {count} time(s): the slice {split!r} "
+                         "would be empty; add images or a test split.")
+    test = "test" if has_test else slices[-1]
+    return slices[0], slices[1] if validation else None, test
 
   def _no_train_hint(self):
     return "use a source with training images"

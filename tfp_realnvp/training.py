@@ -17,13 +17,9 @@ With its defaults it trains the `"digits"` preset on the embedded 8x8 scikit-lea
 * `logs/`: TensorBoard logs; `backup/`: the training state while the run is unfinished.
 
 The best epoch: after the last epoch the weights of the epoch with the lowest validation
-bits/dim are restored, and those are evaluated on the test split and saved. On the embedded
-digits the validation curve flattens out after about 10 epochs and rises at the end (1500
-training images overfit): with the defaults, measured, the best epoch was 16 of 20 (validation
-4.862 bits/dim) and the test bits/dim 4.859, against about 4.96 with the last epoch's weights,
-and a rerun reproduced these numbers exactly (see `presets` for the conditions). The best
-epoch is chosen on the test split (the embedded digits have no validation split), so on these
-data the test figure is slightly optimistic.
+bits/dim are restored, and those are evaluated on the test split and saved. The validation
+images are held out of the training split, so the test images play no part in choosing the
+epoch (see `presets` for the figures of the default run).
 
 Resuming: a run that is interrupted (crash, kill, preemption) continues after its last
 finished epoch when `train` is called again with the same `output_dir`: `backup/` holds the
@@ -44,14 +40,15 @@ same dict continues where it stopped. `validation_freq=0` turns the per-epoch va
 (for data whose evaluation is too slow to repeat every epoch): no `val_` metrics, no best
 epoch, and the final model is the last epoch's.
 
-Validation and test data: the data set's test split (the embedded digits have no separate
-validation split). Data with a training split only (a plain folder of images, an `.npz` holding
-`x` or `x_train` alone) hold out `tfp_realnvp.data.HOLDOUT_FRACTION` (10 %) of it, a fixed
-random subset (`ImageSource.train_test_splits`): the run trains on `train[:90%]` and validates
-and tests on `train[90%:]`; `metrics.json` names both splits. The validation curve uses fresh
-dequantization noise every epoch; the final `test_bits_per_dim` is computed on the full test
-split dequantized once with the fixed seed `TEST_NOISE_SEED`, so that two models are compared
-on the same noise. Like the paper's numbers
+Splits (`ImageSource.training_splits`): the run validates on `HOLDOUT_FRACTION` (10 %) of the
+training split, a fixed random subset (`train[90%:]`), and trains on the rest (`train[:90%]`);
+it tests on the data set's test split. Data with a training split only (a plain folder of
+images, an `.npz` holding `x` or `x_train` alone) hold out another 10 % for the test:
+`train[:80%]`, `train[80%:90%]`, `train[90%:]`. Without validation (`validation_freq=0`) the
+run trains on the whole training split (less the test slice, if any). `metrics.json` names the
+three splits. The validation curve uses fresh dequantization noise every epoch; the final
+`test_bits_per_dim` is computed on the full test split dequantized once with the fixed seed
+`TEST_NOISE_SEED`, so that two models are compared on the same noise. Like the paper's numbers
 it is the bits/dim of the dequantized data, an upper bound on those of the 8-bit data.
 """
 
@@ -419,7 +416,7 @@ def evaluate_test(model, source, split, batch_size=64, drop_remainder=False):
   Args:
     model: a `FlowModel`.
     source: a `tfp_realnvp.data.ImageSource`.
-    split: the split to evaluate, e.g. the second split of `source.train_test_splits()`.
+    split: the split to evaluate, e.g. the last split of `source.training_splits()`.
     batch_size: images per evaluation batch.
     drop_remainder: drop a last, smaller batch (static shapes on TPUs).
 
@@ -516,11 +513,13 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   say = print if verbose != 0 else (lambda *args, **kwargs: None)
   source = data_lib.get_source(data, data_dir=data_dir, download=download)
   shape = source.shape
-  train_split, test_split = source.train_test_splits()
+  train_split, validation_split, test_split = source.training_splits(
+      validation=validation_freq > 0)
   preset = presets.resolve(preset, shape, source=source.name, **settings)
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
   record = RunRecord(config={
-      "data": os.fspath(data), "train_split": train_split, "test_split": test_split,
+      "data": os.fspath(data), "train_split": train_split,
+      "validation_split": validation_split, "test_split": test_split,
       "preset": preset.name, "event_shape": list(shape),
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
       "epochs": preset.epochs, "batch_size": preset.batch_size,
@@ -535,7 +534,7 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       repeat=steps_per_epoch is not None, drop_remainder=tpu)
   validation_ds = None
   if validation_freq:
-    validation_ds = data_lib.load_images(source, test_split, batch_size=preset.batch_size,
+    validation_ds = data_lib.load_images(source, validation_split, batch_size=preset.batch_size,
                                          shuffle=False, seed=seed + 1, drop_remainder=tpu)
   if mixed_precision:
     keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
