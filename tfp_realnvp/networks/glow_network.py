@@ -36,7 +36,9 @@ class GlowCouplingNetwork(keras.layers.Layer):
   (`x_b * exp(s) + t`, the same family). The activation normalisations
   (`tfp_realnvp.networks.ActNormalization`, no bias in the convolutions they follow) are
   initialised from the first training batch. As the last convolution starts at zero, a new
-  coupling has no shift and scales by `sigmoid(2) ~ 0.88`, as in Glow.
+  coupling has no shift and scales by `sigmoid(2) ~ 0.88`, as in Glow. (Glow's code also
+  multiplies the last convolution's output by a learned `exp(3 * logs)` per channel; here it
+  is a plain convolution, whose own weights learn that scale.)
 
   With `conditional_size=K` the network is conditional, like `CouplingResNet`: a dense
   projection of the condition `c` `[N, K]` is added to the first hidden features at every
