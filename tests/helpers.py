@@ -26,10 +26,17 @@ def randomize(layer, seed=0, stddev=0.2):
   """Moves every variable of a Keras layer away from its initial value (deterministically).
 
   Trainable variables receive Gaussian noise; batch-norm moving variances are scaled by a
-  factor in [0.5, 1.5] and moving means shifted, so that a new flow is no longer the identity.
+  factor in [0.5, 1.5] and moving means shifted, so that a new flow is no longer the identity;
+  ActNorm layers become initialised. The fixed permutations and signs of the LU-parameterised
+  1x1 convolutions are left alone.
   """
   rng = np.random.default_rng(seed)
+  fixed = {id(v) for sub in layer._flatten_layers()  # pylint: disable=protected-access
+           if isinstance(sub, networks.InvertibleConv1x1Parameters)
+           for v in sub.non_trainable_variables}
   for variable in layer.variables:
+    if id(variable) in fixed:
+      continue
     value = variable.numpy()
     if "variance" in variable.path:
       value = value * rng.uniform(0.5, 1.5, size=value.shape)

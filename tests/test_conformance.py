@@ -106,11 +106,7 @@ def conv1x1_case(event_shape, lu=True):
   def build(dtype="float64", validate_args=False):
     layer = tfp_realnvp.networks.InvertibleConv1x1Parameters(lu=lu, seed=5, dtype=dtype)
     layer.build((None,) + event_shape)
-    # Randomise the learned factors; the permutation and the signs are fixed constants.
-    constants = [v.numpy() for v in layer.non_trainable_variables]
-    randomize(layer, seed=5)
-    for variable, value in zip(layer.non_trainable_variables, constants, strict=True):
-      variable.assign(value)
+    randomize(layer, seed=5)  # The learned factors; the permutation and signs stay.
     return rb.InvertibleConv1x1(layer, validate_args=validate_args)
   kind = "lu" if lu else "full"
   return Case(f"conv1x1-{kind}-{'x'.join(map(str, event_shape))}", build, event_shape)
@@ -124,17 +120,18 @@ def logit_case(event_shape):
               sample_data=uniform, image_event=False)
 
 
-def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None):
-  """A randomised `RealNVP`; `condition` `"vectors"` (`conditional_size=K`) or `"labels"`."""
+def flow_case(kind, details, make_flow, event_shape, seed, condition=None, stddev=0.2):
+  """A randomised `FlowLayer` `make_flow(dtype, validate_args, conditional_size, num_classes)`.
+
+  `condition` is `"vectors"` (`conditional_size=K`), `"labels"` (`num_classes=K`) or `None`;
+  `stddev` the noise of `randomize`.
+  """
   flows = {}  # The flow built last in each dtype, whose `bijector_kwargs` encode the labels.
 
   def build(dtype="float64", validate_args=False):
-    flow = tfp_realnvp.RealNVP(
-        event_shape, num_scales=num_scales, num_filters=4, num_blocks=1, batch_norm=batch_norm,
-        validate_args=validate_args, dtype=dtype,
-        conditional_size=K if condition == "vectors" else None,
-        num_classes=K if condition == "labels" else None)
-    flows[np.dtype(dtype).name] = randomize(flow, seed=num_scales)
+    flow = make_flow(dtype, validate_args, conditional_size=K if condition == "vectors" else None,
+                     num_classes=K if condition == "labels" else None)
+    flows[np.dtype(dtype).name] = randomize(flow, seed=seed, stddev=stddev)
     return flow.bijector
 
   def label_condition(batch_shape, dtype, seed):
@@ -143,13 +140,50 @@ def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None):
     assert kwargs["conditional_input"].shape == tuple(batch_shape) + (K,)
     return kwargs
 
-  suffix = "-batchnorm" if batch_norm else ""
   prefix = f"conditional-{condition}-" if condition else ""
   bijector_kwargs = {None: no_condition, "vectors": vector_condition,
                      "labels": label_condition}[condition]
-  return Case(
-      f"{prefix}realnvp-{'x'.join(map(str, event_shape))}-{num_scales}scales{suffix}", build,
-      event_shape, bijector_kwargs=bijector_kwargs)
+  return Case(f"{prefix}{kind}-{'x'.join(map(str, event_shape))}-{details}", build, event_shape,
+              bijector_kwargs=bijector_kwargs)
+
+
+def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None):
+  """A randomised `RealNVP`; `condition` `"vectors"` (`conditional_size=K`) or `"labels"`."""
+  def make_flow(dtype, validate_args, **condition_args):
+    return tfp_realnvp.RealNVP(
+        event_shape, num_scales=num_scales, num_filters=4, num_blocks=1, batch_norm=batch_norm,
+        validate_args=validate_args, dtype=dtype, **condition_args)
+  suffix = "-batchnorm" if batch_norm else ""
+  return flow_case("realnvp", f"{num_scales}scales{suffix}", make_flow, event_shape,
+                   seed=num_scales, condition=condition)
+
+
+def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condition=None):
+  """A randomised `Glow` with 4 filters per coupling network.
+
+  Randomised less than Real NVP: a sigmoid scale can shrink (so sampling can expand) without
+  bound, and larger random weights overflow a few steps down the flow.
+  """
+  def make_flow(dtype, validate_args, **condition_args):
+    return tfp_realnvp.Glow(
+        event_shape, num_levels=num_levels, num_steps=num_steps, num_filters=4,
+        coupling_network=coupling_network, validate_args=validate_args, dtype=dtype,
+        **condition_args)
+  return flow_case(f"glow-{coupling_network}", f"{num_levels}levels-{num_steps}steps", make_flow,
+                   event_shape, seed=num_levels + 10, condition=condition, stddev=0.05)
+
+
+def split_prior_case(event_shape, conditional_size=None):
+  def build(dtype="float64", validate_args=False):
+    input_shape, channels = rb.ChannelMask(0).conditioner_shape(event_shape)
+    network = tfp_realnvp.networks.SplitPriorNetwork(channels, conditional_size=conditional_size,
+                                                     dtype=dtype)
+    network.build((None,) + input_shape)
+    return rb.SplitPrior(randomize(network, seed=6), event_shape=event_shape,
+                         validate_args=validate_args)
+  prefix = "conditional-" if conditional_size else ""
+  return Case(f"{prefix}split-prior-{'x'.join(map(str, event_shape))}", build, event_shape,
+              bijector_kwargs=vector_condition if conditional_size else no_condition)
 
 
 CASES = [
@@ -175,6 +209,11 @@ CASES = [
     real_nvp_case((8, 8, 1), 2, batch_norm=True, condition="vectors"),
     real_nvp_case((8, 8, 1), 3, condition="vectors"),
     real_nvp_case((8, 8, 1), 2, condition="labels"),
+    split_prior_case((4, 4, 4)),
+    split_prior_case((4, 4, 3), conditional_size=K),
+    glow_case((8, 8, 1), 2, 2),
+    glow_case((4, 4, 3), 1, 1, coupling_network="resnet"),
+    glow_case((8, 8, 1), 2, 1, condition="labels"),
 ]
 
 

@@ -15,11 +15,14 @@ from tfp_realnvp import presets
 from tfp_realnvp import training
 from tfp_realnvp._seam import Untracked
 from tfp_realnvp.export import export_saved_model
+from tfp_realnvp.flows import ConditionalFlowLayer
 from tfp_realnvp.flows import FlowLayer
 from tfp_realnvp.flows import RealNVP
+from tfp_realnvp.glow import Glow
 from tfp_realnvp.model import FlowModel
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowLayer", "FlowModel", "RealNVP", "Untracked", "export_saved_model", "bijectors",
-           "data", "networks", "presets", "training", "__version__"]
+__all__ = ["ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow", "RealNVP", "Untracked",
+           "export_saved_model", "bijectors", "data", "networks", "presets", "training",
+           "__version__"]

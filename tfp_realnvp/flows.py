@@ -1,4 +1,4 @@
-"""Keras 3 layers that own a flow's networks: the `FlowLayer` base and `RealNVP`."""
+"""Keras 3 layers that own a flow's networks: the `FlowLayer` bases and `RealNVP`."""
 
 import keras
 import numpy as np
@@ -12,7 +12,7 @@ from tfp_realnvp.networks import batch_norm_statistics
 from tfp_realnvp.networks import resnet
 from tfp_realnvp.networks import weight_norm
 
-__all__ = ["FlowLayer", "RealNVP"]
+__all__ = ["ConditionalFlowLayer", "FlowLayer", "RealNVP"]
 
 
 class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
@@ -108,8 +108,138 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
     return weight_norm.weight_scales(self)
 
 
+class ConditionalFlowLayer(FlowLayer):
+  """A `FlowLayer` that may be conditioned on float vectors or on integer class labels.
+
+  The flows of this package (`RealNVP`, `Glow`) share one condition convention: with
+  `conditional_size=K` the condition is a float vector `c` `[..., K]`; with `num_classes=K` it
+  is an integer class label `y` `[...]`, one-hot encoded here into `c = one_hot(y, K)`; with
+  neither, the flow is unconditional. The bijector always takes float vectors, by TFP's
+  keyword convention `bijector.forward(z, conditional_input=c)`, and `bijector_kwargs`
+  encodes a raw condition into that argument (which `tfp_realnvp.FlowModel` uses):
+
+  ```python
+  kwargs = flow.bijector_kwargs(labels)            # {"conditional_input": one_hot(labels)}
+  log_p = dist.log_prob(x, bijector_kwargs=kwargs)  # log p(x | label)
+  ```
+
+  A subclass builds networks with `conditional_size=self.conditional_size` (the one-hot size
+  for labels) and chains its steps with `tfp_realnvp.bijectors.ConditionalChain`.
+
+  Args:
+    event_shape: shape of one example of the base distribution (the latent).
+    conditional_size: size `K` of condition vectors, for a flow conditioned on `[..., K]`
+      float vectors; `None` for none.
+    num_classes: number `K` of classes, for a flow conditioned on integer class labels in
+      `0..K-1` (one-hot encoded, so `conditional_size` is `K` too: leave it `None` or equal).
+    validate_args: check bijector inputs at run time (finite values, class labels in range).
+    **kwargs: `keras.layers.Layer` arguments.
+  """
+
+  def __init__(self, event_shape, conditional_size=None, num_classes=None, validate_args=False,
+               **kwargs):
+    super().__init__(event_shape, **kwargs)
+    self.validate_args = bool(validate_args)
+    conditional_size = _validation.positive_int(conditional_size, "conditional_size", True)
+    num_classes = _validation.positive_int(num_classes, "num_classes", allow_none=True)
+    if num_classes is not None and conditional_size not in (None, num_classes):
+      raise ValueError(
+          f"num_classes={num_classes} conditions on one-hot class labels of size {num_classes}; "
+          f"conditional_size must then be None or {num_classes}, got {conditional_size}.")
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.conditional_size = (self.num_classes if conditional_size is None
+                             else int(conditional_size))
+
+  @property
+  def condition_spec(self):
+    """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow.
+
+    An int32 label `[]` with `num_classes`, else a float vector `[conditional_size]`.
+    """
+    if self.num_classes is not None:
+      return tf.TensorSpec([], tf.int32, name="condition")
+    if self.conditional_size is not None:
+      return tf.TensorSpec([self.conditional_size], self.dtype_policy.variable_dtype,
+                           name="condition")
+    return None
+
+  def bijector_kwargs(self, condition=None):
+    """The keyword arguments of `.bijector` for a condition: `{"conditional_input": c}` or `{}`.
+
+    Use them as `bijector.forward(z, **kwargs)` or
+    `dist.log_prob(x, bijector_kwargs=kwargs)`.
+
+    Args:
+      condition: `None` for an unconditional flow. Otherwise integer class labels `[...]` in
+        `0..num_classes-1` (one-hot encoded here) or, with `conditional_size=K`, float vectors
+        `[..., K]` (cast to the flow's dtype). Their batch dimensions broadcast against those of
+        the data: one condition per example, or a single one for all.
+
+    Returns:
+      A dict, empty for an unconditional flow.
+
+    Raises:
+      ValueError: a condition for an unconditional flow or none for a conditional one, labels
+        that are not integers or (when known statically) out of range, vectors of another
+        size.
+    """
+    if self.conditional_size is None:
+      return super().bijector_kwargs(condition)
+    if condition is None:
+      raise ValueError(
+          f"{type(self).__name__} {self.name!r} is conditional and needs a condition: "
+          f"{self._condition_description()}. With a FlowModel: model.log_prob(x, condition), "
+          f"model.sample(n, condition=...), and fit on (x, condition) pairs.")
+    return {"conditional_input": self._condition_vectors(condition)}
+
+  def _condition_description(self):
+    if self.num_classes is not None:
+      return f"integer class labels in 0..{self.num_classes - 1} (num_classes={self.num_classes})"
+    return (f"float vectors [..., {self.conditional_size}] "
+            f"(conditional_size={self.conditional_size})")
+
+  def _condition_vectors(self, condition):
+    """The float vectors `[..., K]` of a condition: one-hot labels, or the vectors cast."""
+    condition = tf.convert_to_tensor(condition)
+    owner = f"{type(self).__name__} {self.name!r}"
+    dtype = self.dtype_policy.variable_dtype
+    if self.num_classes is None:
+      rank = condition.shape.rank
+      if not condition.dtype.is_floating or rank == 0 or (
+          rank is not None and condition.shape[-1] not in (None, self.conditional_size)):
+        raise ValueError(
+            f"{owner} takes {self._condition_description()}, got a condition of "
+            f"dtype {condition.dtype.name} and shape {condition.shape}. For class labels, build "
+            f"the flow with num_classes instead.")
+      return tf.cast(condition, dtype)
+    if not condition.dtype.is_integer:
+      raise ValueError(
+          f"{owner} takes {self._condition_description()}, got a condition of "
+          f"dtype {condition.dtype.name} and shape {condition.shape}. For vectors, build the "
+          f"flow with conditional_size instead.")
+    labels = tf.get_static_value(condition)
+    if labels is not None and (np.any(labels < 0) or np.any(labels >= self.num_classes)):
+      raise ValueError(
+          f"{owner}: class labels must lie in 0..{self.num_classes - 1}, got "
+          f"values from {np.min(labels)} to {np.max(labels)}.")
+    if self.validate_args:
+      message = f"{owner}: class labels must lie in 0..{self.num_classes - 1}"
+      with tf.control_dependencies([
+          tf.debugging.assert_non_negative(condition, message=message),
+          tf.debugging.assert_less(condition, tf.cast(self.num_classes, condition.dtype),
+                                   message=message)]):
+        condition = tf.identity(condition)
+    return tf.one_hot(condition, self.num_classes, dtype=dtype)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(validate_args=self.validate_args, conditional_size=self.conditional_size,
+                  num_classes=self.num_classes)
+    return config
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class RealNVP(FlowLayer):
+class RealNVP(ConditionalFlowLayer):
   """Multi-scale Real NVP for images of a given shape, with Keras 3 conditioners.
 
   The layer builds every coupling network (`tfp_realnvp.networks.CouplingResNet`) when it is
@@ -187,23 +317,14 @@ class RealNVP(FlowLayer):
   def __init__(self, event_shape, num_scales=2, num_filters=64, num_blocks=4, additive=False,
                batch_norm=False, batch_norm_momentum=0.9, validate_args=False,
                conditional_size=None, num_classes=None, **kwargs):
-    super().__init__(event_shape, **kwargs)
+    super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
+                     validate_args=validate_args, **kwargs)
     self.num_scales = int(num_scales)
     self.num_filters = int(num_filters)
     self.num_blocks = int(num_blocks)
     self.additive = bool(additive)
     self.batch_norm = bool(batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
-    self.validate_args = bool(validate_args)
-    conditional_size = _validation.positive_int(conditional_size, "conditional_size", True)
-    num_classes = _validation.positive_int(num_classes, "num_classes", allow_none=True)
-    if num_classes is not None and conditional_size not in (None, num_classes):
-      raise ValueError(
-          f"num_classes={num_classes} conditions on one-hot class labels of size {num_classes}; "
-          f"conditional_size must then be None or {num_classes}, got {conditional_size}.")
-    self.num_classes = None if num_classes is None else int(num_classes)
-    self.conditional_size = (self.num_classes if conditional_size is None
-                             else int(conditional_size))
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
     self.conditioners = []
     self.batch_norms = []
@@ -231,86 +352,6 @@ class RealNVP(FlowLayer):
         validate_args=self.validate_args, name=self.name)
     self._set_bijector(bijector)
 
-  @property
-  def condition_spec(self):
-    """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow.
-
-    An int32 label `[]` with `num_classes`, else a float vector `[conditional_size]`.
-    """
-    if self.num_classes is not None:
-      return tf.TensorSpec([], tf.int32, name="condition")
-    if self.conditional_size is not None:
-      return tf.TensorSpec([self.conditional_size], self.dtype_policy.variable_dtype,
-                           name="condition")
-    return None
-
-  def bijector_kwargs(self, condition=None):
-    """The keyword arguments of `.bijector` for a condition: `{"conditional_input": c}` or `{}`.
-
-    Use them as `bijector.forward(z, **kwargs)` or
-    `dist.log_prob(x, bijector_kwargs=kwargs)`.
-
-    Args:
-      condition: `None` for an unconditional flow. Otherwise integer class labels `[...]` in
-        `0..num_classes-1` (one-hot encoded here) or, with `conditional_size=K`, float vectors
-        `[..., K]` (cast to the flow's dtype). Their batch dimensions broadcast against those of
-        the data: one condition per example, or a single one for all.
-
-    Returns:
-      A dict, empty for an unconditional flow.
-
-    Raises:
-      ValueError: a condition for an unconditional flow or none for a conditional one, labels
-        that are not integers or (when known statically) out of range, vectors of another
-        size.
-    """
-    if self.conditional_size is None:
-      return super().bijector_kwargs(condition)
-    if condition is None:
-      raise ValueError(
-          f"RealNVP {self.name!r} is conditional and needs a condition: "
-          f"{self._condition_description()}. With a FlowModel: model.log_prob(x, condition), "
-          f"model.sample(n, condition=...), and fit on (x, condition) pairs.")
-    return {"conditional_input": self._condition_vectors(condition)}
-
-  def _condition_description(self):
-    if self.num_classes is not None:
-      return f"integer class labels in 0..{self.num_classes - 1} (num_classes={self.num_classes})"
-    return (f"float vectors [..., {self.conditional_size}] "
-            f"(conditional_size={self.conditional_size})")
-
-  def _condition_vectors(self, condition):
-    """The float vectors `[..., K]` of a condition: one-hot labels, or the vectors cast."""
-    condition = tf.convert_to_tensor(condition)
-    dtype = self.dtype_policy.variable_dtype
-    if self.num_classes is None:
-      rank = condition.shape.rank
-      if not condition.dtype.is_floating or rank == 0 or (
-          rank is not None and condition.shape[-1] not in (None, self.conditional_size)):
-        raise ValueError(
-            f"RealNVP {self.name!r} takes {self._condition_description()}, got a condition of "
-            f"dtype {condition.dtype.name} and shape {condition.shape}. For class labels, build "
-            f"the flow with num_classes instead.")
-      return tf.cast(condition, dtype)
-    if not condition.dtype.is_integer:
-      raise ValueError(
-          f"RealNVP {self.name!r} takes {self._condition_description()}, got a condition of "
-          f"dtype {condition.dtype.name} and shape {condition.shape}. For vectors, build the "
-          f"flow with conditional_size instead.")
-    labels = tf.get_static_value(condition)
-    if labels is not None and (np.any(labels < 0) or np.any(labels >= self.num_classes)):
-      raise ValueError(
-          f"RealNVP {self.name!r}: class labels must lie in 0..{self.num_classes - 1}, got "
-          f"values from {np.min(labels)} to {np.max(labels)}.")
-    if self.validate_args:
-      message = f"RealNVP {self.name!r}: class labels must lie in 0..{self.num_classes - 1}"
-      with tf.control_dependencies([
-          tf.debugging.assert_non_negative(condition, message=message),
-          tf.debugging.assert_less(condition, tf.cast(self.num_classes, condition.dtype),
-                                   message=message)]):
-        condition = tf.identity(condition)
-    return tf.one_hot(condition, self.num_classes, dtype=dtype)
-
   def compute_output_shape(self, input_shape):
     return input_shape
 
@@ -319,7 +360,5 @@ class RealNVP(FlowLayer):
     config.update(event_shape=list(self.event_shape), num_scales=self.num_scales,
                   num_filters=self.num_filters, num_blocks=self.num_blocks,
                   additive=self.additive, batch_norm=self.batch_norm,
-                  batch_norm_momentum=self.batch_norm_momentum,
-                  validate_args=self.validate_args, conditional_size=self.conditional_size,
-                  num_classes=self.num_classes)
+                  batch_norm_momentum=self.batch_norm_momentum)
     return config

@@ -147,7 +147,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     if not isinstance(flow, flows.FlowLayer):
       raise TypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
-          f"networks), got {type(flow).__name__}. Use tfp_realnvp.RealNVP, or subclass "
+          f"networks), got {type(flow).__name__}. Use tfp_realnvp.RealNVP or Glow, or subclass "
           f"FlowLayer and hand the bijector to _set_bijector.")
     if preprocessing not in PREPROCESSINGS:
       raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")

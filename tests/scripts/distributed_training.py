@@ -1,9 +1,11 @@
 """Trains a small flow under a tf.distribute strategy; run as a subprocess by the tests.
 
 Usage:
-  python distributed_training.py mirrored OUT.json
+  python distributed_training.py mirrored OUT.json [glow]
       configures 2 logical CPU devices, trains one SGD step of the same model and global batch
-      on one device and under MirroredStrategy, and writes both losses and gradients.
+      on one device and under MirroredStrategy, and writes both losses and gradients (the
+      update divided by the learning rate). With `glow`, a new Glow, whose ActNorm layers
+      initialise from that step's batch, and whether they all did.
   python distributed_training.py multiworker OUT.npz
       one worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG set by the caller):
       trains a few steps of `fit` and writes the final weights.
@@ -19,6 +21,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf
 
 MODE, OUT = sys.argv[1], sys.argv[2]
+FLOW = sys.argv[3] if len(sys.argv) > 3 else "realnvp"
 if MODE == "mirrored":
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -38,12 +41,22 @@ IMAGES = np.random.default_rng(0).uniform(0.0, 1.0, (64, 8, 8, 1)).astype(np.flo
 def build(strategy):
   with strategy.scope():
     keras.utils.set_random_seed(0)
-    flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
-                               batch_norm=True)
-    randomize(flow, seed=1)
+    if FLOW == "glow":  # New, so that the step initialises its ActNorm layers.
+      flow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=2, num_filters=8)
+    else:
+      flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
+                                 batch_norm=True)
+      randomize(flow, seed=1)
     model = tfp_realnvp.FlowModel(flow)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
   return model
+
+
+def initialized(model):
+  """Whether every ActNorm layer of the model is initialised."""
+  layers = model._flatten_layers()  # pylint: disable=protected-access
+  return all(bool(layer.initialized.numpy()) for layer in layers
+             if isinstance(layer, tfp_realnvp.networks.ActNormParameters))
 
 
 def one_step(model):
@@ -56,16 +69,19 @@ def one_step(model):
 
 
 if MODE == "mirrored":
-  single_loss, single_grads = one_step(build(tf.distribute.get_strategy()))
+  single = build(tf.distribute.get_strategy())
+  single_loss, single_grads = one_step(single)
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  mirrored_loss, mirrored_grads = one_step(build(strategy))
+  mirrored = build(strategy)
+  mirrored_loss, mirrored_grads = one_step(mirrored)
   norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in single_grads))
   errors = [float(np.linalg.norm(a - b)) for a, b in zip(mirrored_grads, single_grads, strict=True)]
   with open(OUT, "w") as f:
     json.dump({"replicas": strategy.num_replicas_in_sync, "single_loss": single_loss,
                "mirrored_loss": mirrored_loss, "gradient_norm": float(norm),
                "gradient_errors": errors,
-               "gradient_norms": [float(np.linalg.norm(g)) for g in single_grads]}, f)
+               "gradient_norms": [float(np.linalg.norm(g)) for g in single_grads],
+               "initialized": [initialized(single), initialized(mirrored)]}, f)
 elif MODE == "multiworker":
   strategy = tf.distribute.MultiWorkerMirroredStrategy()
   model = build(strategy)

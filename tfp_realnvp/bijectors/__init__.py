@@ -9,12 +9,14 @@ from tfp_realnvp.bijectors.batch_norm import BatchNorm
 from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.factor_out import FactorOut
+from tfp_realnvp.bijectors.glow import multiscale_glow
 from tfp_realnvp.bijectors.invertible_conv import InvertibleConv1x1
 from tfp_realnvp.bijectors.logit import Logit
 from tfp_realnvp.bijectors.masks import ChannelMask
 from tfp_realnvp.bijectors.masks import CheckerboardMask
 from tfp_realnvp.bijectors.multiscale import multiscale_real_nvp
 from tfp_realnvp.bijectors.multiscale import scale_shapes
+from tfp_realnvp.bijectors.split_prior import SplitPrior
 from tfp_realnvp.bijectors.squeeze import Squeeze
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "FactorOut",
     "InvertibleConv1x1",
     "Logit",
+    "SplitPrior",
     "Squeeze",
+    "multiscale_glow",
     "multiscale_real_nvp",
     "scale_shapes",
 ]

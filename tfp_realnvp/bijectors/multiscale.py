@@ -16,25 +16,36 @@ CHANNEL_COUPLINGS = 3
 FINAL_CHECKERBOARD_COUPLINGS = 4
 
 
-def scale_shapes(event_shape, num_scales):
+def scale_shapes(event_shape, num_scales, squeeze_last=False):
   """Returns the event shape `(H, W, C)` that enters each scale.
 
+  Every scale but the last squeezes and factors out half of the channels, so scale `i + 1`
+  gets `(h / 2, w / 2, 2c)` from a scale `i` of `(h, w, c)`. With `squeeze_last=True` (Glow)
+  the last scale squeezes too, so `H` and `W` must be divisible by `2 ** num_scales`, not
+  `2 ** (num_scales - 1)`.
+
+  Args:
+    event_shape: `(H, W, C)` of the data.
+    num_scales: number of scales (levels), >= 1.
+    squeeze_last: whether the last scale squeezes too.
+
   Raises:
-    ValueError: `num_scales < 1`, or a scale other than the last would squeeze an odd height
-      or width (the message names the size and the largest number of scales that fits).
+    ValueError: `num_scales < 1`, or a scale that squeezes would squeeze an odd height or
+      width (the message names the size and the largest number of scales that fits).
   """
   event_shape = _validation.image_shape(event_shape)
   num_scales = _validation.positive_int(num_scales, "num_scales")
   shapes = [event_shape]
-  for index in range(num_scales - 1):
+  for index in range(num_scales if squeeze_last else num_scales - 1):
     height, width, channels = shapes[-1]
     if height % 2 or width % 2:
+      which = "every scale" if squeeze_last else "every scale but the last"
       raise ValueError(
-          f"event_shape {event_shape} supports at most {index + 1} scale(s): every scale but "
-          f"the last squeezes 2x2 blocks, and scale {index + 1} has height {height} and "
-          f"width {width}; both must be even.")
+          f"event_shape {event_shape} supports at most {index + int(not squeeze_last)} "
+          f"scale(s): {which} squeezes 2x2 blocks, and scale {index + 1} has height {height} "
+          f"and width {width}; both must be even.")
     shapes.append((height // 2, width // 2, 2 * channels))
-  return shapes
+  return shapes[:num_scales]
 
 
 def multiscale_real_nvp(event_shape,

@@ -5,6 +5,7 @@ from keras import ops
 
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import batch_normalization
+from tfp_realnvp.networks import conditioning
 from tfp_realnvp.networks import weight_norm
 
 __all__ = ["CouplingResNet", "ResidualBlock"]
@@ -127,10 +128,7 @@ class CouplingResNet(keras.layers.Layer):
     self.output_norm = _batch_normalization(policy, "output_norm", self.batch_norm_momentum)
     self.head = weight_norm.WeightNormConv2D(
         2 * self.output_channels, scale_initializer="zeros", dtype=policy, name="head")
-    self.condition_projection = None
-    if self.conditional_size is not None:
-      self.condition_projection = keras.layers.Dense(self.num_filters, dtype=policy,
-                                                     name="condition_projection")
+    self.condition_projection = conditioning.condition_projection(self, self.num_filters)
 
   def build(self, input_shape):
     input_shape = tuple(input_shape)
@@ -139,8 +137,7 @@ class CouplingResNet(keras.layers.Layer):
     self.stem.build(input_shape)
     for layer in self.blocks + [self.output_norm, self.head]:
       layer.build(hidden_shape)
-    if self.condition_projection is not None:
-      self.condition_projection.build((None, self.conditional_size))
+    conditioning.build_condition_projection(self)
     self.log_scale_factor = self.add_weight(
         name="log_scale_factor", shape=(self.output_channels,), initializer="ones")
 
@@ -150,42 +147,12 @@ class CouplingResNet(keras.layers.Layer):
     return weight_norm.weight_scales(self)
 
   def call(self, inputs, conditional_input=None):
-    h = self.stem(self.input_norm(inputs))
-    condition = self._condition(conditional_input)
-    if condition is not None:
-      h = h + self.condition_projection(condition)[:, None, None, :]
+    h = conditioning.add_condition(self, self.stem(self.input_norm(inputs)), conditional_input)
     for block in self.blocks:
       h = block(h)
     h = self.head(ops.relu(self.output_norm(h)))
     shift, raw = ops.split(h, 2, axis=-1)
     return shift, self.log_scale_factor * ops.tanh(raw)
-
-  def _condition(self, conditional_input):
-    """Checks `conditional_input` against `conditional_size`; returns it as a float tensor."""
-    if self.conditional_size is None:
-      if conditional_input is not None:
-        raise ValueError(
-            f"{self.name}: got a conditional_input but the network was built without "
-            f"conditional_size; build it with conditional_size=K to condition on [N, K] "
-            f"vectors.")
-      return None
-    if conditional_input is None:
-      raise ValueError(
-          f"{self.name}: this network has conditional_size={self.conditional_size} and needs "
-          f"a [N, {self.conditional_size}] conditional_input, passed by keyword: "
-          f"network(h, conditional_input=c), bijector.forward(z, conditional_input=c), or "
-          f"distribution.log_prob(x, bijector_kwargs={{'conditional_input': c}}).")
-    condition = ops.convert_to_tensor(conditional_input)
-    if "float" not in keras.backend.standardize_dtype(condition.dtype):
-      raise ValueError(
-          f"{self.name}: conditional_input must be floating point [N, {self.conditional_size}] "
-          f"vectors, got dtype {keras.backend.standardize_dtype(condition.dtype)}; one-hot "
-          f"encode class labels (RealNVP(num_classes=...) does).")
-    if len(condition.shape) != 2 or condition.shape[-1] != self.conditional_size:
-      raise ValueError(
-          f"{self.name}: conditional_input must have shape [N, {self.conditional_size}] "
-          f"(conditional_size={self.conditional_size}), got shape {tuple(condition.shape)}.")
-    return ops.cast(condition, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
     shape = tuple(input_shape[:-1]) + (self.output_channels,)

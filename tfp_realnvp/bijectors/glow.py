@@ -1,0 +1,119 @@
+"""The multi-scale architecture of Glow, as one bijector `[H, W, C] -> [H, W, C]`."""
+
+import tensorflow_probability as tfp
+
+from tfp_realnvp import _validation
+from tfp_realnvp.bijectors import actnorm
+from tfp_realnvp.bijectors import conditional
+from tfp_realnvp.bijectors import coupling as coupling_lib
+from tfp_realnvp.bijectors import factor_out as factor_out_lib
+from tfp_realnvp.bijectors import invertible_conv
+from tfp_realnvp.bijectors import masks as masks_lib
+from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import split_prior as split_prior_lib
+from tfp_realnvp.bijectors import squeeze as squeeze_lib
+
+__all__ = ["multiscale_glow"]
+
+# Glow's coupling transforms the second half of the channels, conditioned on the first; the
+# learned 1x1 convolution before it decides which units end up in which half.
+COUPLING_PARITY = 1
+
+
+def multiscale_glow(event_shape,
+                    num_levels,
+                    num_steps,
+                    make_actnorm,
+                    make_conv1x1,
+                    make_conditioner,
+                    make_prior_conditioner,
+                    validate_args=False,
+                    name="glow"):
+  """Builds the multi-scale Glow bijector of Kingma & Dhariwal (2018, Sec. 3 and Fig. 2).
+
+  In the data -> latent direction (`inverse`), every level squeezes
+  `[h, w, c] -> [h/2, w/2, 4c]` and applies `num_steps` steps of flow, each an `ActNorm`, an
+  `InvertibleConv1x1` and a channel-mask `AffineCoupling` (transforming the second half of the
+  channels); every level but the last then whitens its first `2c` channels with a learned
+  `SplitPrior` (a Gaussian given the other `2c`), factors them out (`FactorOut`) and hands the
+  other `2c` to the next level. Each level finally undoes its squeeze, so the whole flow maps
+  `[H, W, C]` to `[H, W, C]` and its base distribution is
+  `tfd.Sample(tfd.Normal(0., 1.), [H, W, C])`: the split priors turn Glow's learned Gaussian
+  priors of the factored-out halves into standard-normal latents.
+
+  Latent layout (as in `multiscale_real_nvp`): squeezing the latent `z` once gives
+  `[H/2, W/2, 4C]`; its first `2C` channels are the whitened units factored out by the first
+  level, its last `2C` channels the latent of the remaining levels, laid out the same way
+  recursively; the last level's latent is the squeeze of its `[h/2, w/2, 4c]` output.
+
+  Conditional flows: as for `multiscale_real_nvp`, conditioners that take
+  `conditional_input` make a conditional flow, which takes the condition once,
+  `flow.forward(z, conditional_input=c)`; every coupling and split prior receives it (the
+  levels are `ConditionalChain`s), actnorms, convolutions and squeezes never do.
+
+  Args:
+    event_shape: `(H, W, C)` of the data; `H` and `W` divisible by `2 ** num_levels`.
+    num_levels: number of levels `L` (>= 1).
+    num_steps: steps of flow per level `K` (>= 1).
+    make_actnorm: callable `(event_shape, name)` returning a built `ActNormParameters` layer
+      for events `(h, w, c)`.
+    make_conv1x1: callable `(event_shape, name)` returning a built
+      `InvertibleConv1x1Parameters` layer.
+    make_conditioner: callable `(input_shape, output_channels, name)` returning the
+      conditioner of one coupling (e.g. a `GlowCouplingNetwork`).
+    make_prior_conditioner: callable `(input_shape, output_channels, name)` returning the
+      conditioner of one `SplitPrior` (e.g. a `SplitPriorNetwork`).
+    validate_args: passed to every bijector.
+    name: prefix of the bijectors' names.
+
+  Returns:
+    A `ConditionalChain` (a `tfb.Chain`) whose `forward` maps latent to data.
+
+  Raises:
+    ValueError: `num_levels` squeezes that the height or width cannot take.
+
+  #### References
+
+  [1] Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
+      Convolutions. In Neural Information Processing Systems, 2018.
+      https://arxiv.org/abs/1807.03039
+  """
+  shapes = multiscale.scale_shapes(event_shape, num_levels, squeeze_last=True)
+  num_steps = _validation.positive_int(num_steps, "num_steps")
+
+  def step(shape, prefix):
+    coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
+    input_shape, output_channels = coupling_mask.conditioner_shape(shape)
+    return [
+        actnorm.ActNorm(make_actnorm(shape, f"{prefix}_actnorm"), validate_args=validate_args,
+                        name=f"{prefix}_actnorm"),
+        invertible_conv.InvertibleConv1x1(make_conv1x1(shape, f"{prefix}_conv1x1"),
+                                          validate_args=validate_args, name=f"{prefix}_conv1x1"),
+        coupling_lib.AffineCoupling(
+            make_conditioner(input_shape, output_channels, f"{prefix}_coupling"),
+            mask="channel", parity=COUPLING_PARITY, event_shape=shape,
+            validate_args=validate_args, name=f"{prefix}_coupling"),
+    ]
+
+  def level(index):
+    height, width, channels = shapes[index]
+    squeezed = (height // 2, width // 2, 4 * channels)
+    prefix = f"{name}_level{index}"
+    squeeze = squeeze_lib.Squeeze(shapes[index], validate_args=validate_args,
+                                  name=f"{prefix}_squeeze")
+    # Chain lists the steps in the order `inverse` (data -> latent) applies them.
+    steps = [tfp.bijectors.Invert(squeeze, validate_args=validate_args)]
+    for index_step in range(num_steps):
+      steps += step(squeezed, f"{prefix}_step{index_step}")
+    if index < len(shapes) - 1:
+      input_shape, output_channels = masks_lib.ChannelMask(0).conditioner_shape(squeezed)
+      steps += [
+          split_prior_lib.SplitPrior(
+              make_prior_conditioner(input_shape, output_channels, f"{prefix}_split_prior"),
+              event_shape=squeezed, validate_args=validate_args, name=f"{prefix}_split_prior"),
+          factor_out_lib.FactorOut(level(index + 1), validate_args=validate_args,
+                                   name=f"{prefix}_factor_out")]
+    steps.append(squeeze)
+    return conditional.ConditionalChain(steps, validate_args=validate_args, name=prefix)
+
+  return level(0)

@@ -1,0 +1,88 @@
+"""The condition `[N, K]` of a conditional network, checked against the network's size `K`."""
+
+import keras
+from keras import ops
+
+__all__ = ["add_condition", "build_condition_projection", "checked_condition",
+           "condition_projection"]
+
+
+def checked_condition(network, conditional_input):
+  """Checks the condition of a network call and returns it in the network's compute dtype.
+
+  Conditional networks of this package (`CouplingResNet`, `GlowCouplingNetwork`,
+  `SplitPriorNetwork`) take a float vector per example, `conditional_input` `[N, K]`, with
+  `K = network.conditional_size`, and add a dense projection of it to their features (one bias
+  per example). This is their one check of that argument.
+
+  Args:
+    network: a Keras layer with attributes `conditional_size` (`None` for an unconditional
+      network), `name` and `compute_dtype`.
+    conditional_input: the condition the network was called with, or `None`.
+
+  Returns:
+    `None` for an unconditional network, else the condition `[N, K]` in the compute dtype.
+
+  Raises:
+    ValueError: a missing or unexpected condition, or one of the wrong dtype or shape.
+  """
+  size = network.conditional_size
+  if size is None:
+    if conditional_input is not None:
+      raise ValueError(
+          f"{network.name}: got a conditional_input but the network was built without "
+          f"conditional_size; build it with conditional_size=K to condition on [N, K] "
+          f"vectors.")
+    return None
+  if conditional_input is None:
+    raise ValueError(
+        f"{network.name}: this network has conditional_size={size} and needs "
+        f"a [N, {size}] conditional_input, passed by keyword: "
+        f"network(h, conditional_input=c), bijector.forward(z, conditional_input=c), or "
+        f"distribution.log_prob(x, bijector_kwargs={{'conditional_input': c}}).")
+  condition = ops.convert_to_tensor(conditional_input)
+  dtype = keras.backend.standardize_dtype(condition.dtype)
+  if "float" not in dtype:
+    raise ValueError(
+        f"{network.name}: conditional_input must be floating point [N, {size}] vectors, got "
+        f"dtype {dtype}; one-hot encode class labels (flows built with num_classes do).")
+  if len(condition.shape) != 2 or condition.shape[-1] != size:
+    raise ValueError(
+        f"{network.name}: conditional_input must have shape [N, {size}] "
+        f"(conditional_size={size}), got shape {tuple(condition.shape)}.")
+  return ops.cast(condition, network.compute_dtype)
+
+
+def condition_projection(network, filters, initializer="glorot_uniform"):
+  """The dense layer mapping a condition `[N, K]` to `[N, filters]`, or `None`.
+
+  Args:
+    network: the conditional network that will own the layer (as `condition_projection`);
+      `None` is returned when its `conditional_size` is `None`.
+    filters: number of features the projection adds to.
+    initializer: initializer of the kernel (`"zeros"` for a network that must start at zero).
+  """
+  if network.conditional_size is None:
+    return None
+  return keras.layers.Dense(filters, kernel_initializer=initializer, dtype=network.dtype_policy,
+                            name="condition_projection")
+
+
+def build_condition_projection(network):
+  """Builds `network.condition_projection`, if any (from the network's `build`)."""
+  if network.condition_projection is not None:
+    network.condition_projection.build((None, network.conditional_size))
+
+
+def add_condition(network, features, conditional_input):
+  """`features + network.condition_projection(c)` at every pixel; `features` if unconditional.
+
+  Args:
+    network: a network with `conditional_size` and `condition_projection`.
+    features: `[N, h, w, filters]`.
+    conditional_input: the condition of the call (checked by `checked_condition`), or `None`.
+  """
+  condition = checked_condition(network, conditional_input)
+  if condition is None:
+    return features
+  return features + network.condition_projection(condition)[:, None, None, :]
