@@ -296,3 +296,14 @@ def test_conv_layer_restores_the_same_kernel_from_config_and_weights():
   clone.set_weights(layer.get_weights())
   np.testing.assert_array_equal(clone.kernel(tf.float64).numpy(),
                                 layer.kernel(tf.float64).numpy())
+
+
+@pytest.mark.parametrize("bijector, layer_class", [
+    (rb.ActNorm, "ActNormParameters"),
+    (rb.InvertibleConv1x1, "InvertibleConv1x1Parameters"),
+    (rb.BatchNorm, "BatchNormStatistics"),
+])
+def test_a_parameter_layer_of_another_class_is_refused(bijector, layer_class):
+  with pytest.raises(TypeError, match=f"must be an instance of the Keras layer {layer_class}, "
+                                      "got Dense"):
+    bijector(keras.layers.Dense(3))

@@ -10,7 +10,7 @@ from tfp_realnvp.networks import actnorm_parameters
 __all__ = ["ActNorm"]
 
 
-class ActNorm(_cached_log_det.CachedLogDetBijector):
+class ActNorm(_pixelwise.PixelwiseBijector):
   """Activation normalisation of Glow on images `[..., H, W, C]`: a per-channel affine map.
 
   With the per-channel log-scale `s` and shift `b` of the Keras layer `layer`:
@@ -47,6 +47,8 @@ class ActNorm(_cached_log_det.CachedLogDetBijector):
       initialisation).
   """
 
+  LAYER_CLASS = actnorm_parameters.ActNormParameters
+
   def __init__(self, layer, validate_args=False, name="act_norm"):
     """Builds the bijector.
 
@@ -57,12 +59,7 @@ class ActNorm(_cached_log_det.CachedLogDetBijector):
       name: name of the bijector.
     """
     parameters = dict(locals())
-    with tf.name_scope(name) as name:
-      if not isinstance(layer, actnorm_parameters.ActNormParameters):
-        raise TypeError(f"layer must be an ActNormParameters layer, got {type(layer).__name__}.")
-      self._layer = layer
-      super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
-                       validate_args=validate_args, parameters=parameters, name=name)
+    super().__init__(layer, "layer", validate_args, parameters, name)
 
   @property
   def layer(self):

@@ -10,7 +10,7 @@ from tfp_realnvp.networks import batch_norm_statistics
 __all__ = ["BatchNorm"]
 
 
-class BatchNorm(_cached_log_det.CachedLogDetBijector):
+class BatchNorm(_pixelwise.PixelwiseBijector):
   """Batch normalisation bijector of Real NVP on images `[..., H, W, C]`.
 
   With per-channel statistics `(m, v)`, learned log-scale `g` and shift `b` (from the Keras
@@ -45,6 +45,8 @@ class BatchNorm(_cached_log_det.CachedLogDetBijector):
   [2] Sergey Ioffe and Christian Szegedy. Batch Normalization. ICML 2015.
   """
 
+  LAYER_CLASS = batch_norm_statistics.BatchNormStatistics
+
   def __init__(self, statistics, validate_args=False, name="batch_norm"):
     """Builds the bijector.
 
@@ -55,36 +57,30 @@ class BatchNorm(_cached_log_det.CachedLogDetBijector):
       name: name of the bijector.
     """
     parameters = dict(locals())
-    with tf.name_scope(name) as name:
-      if not isinstance(statistics, batch_norm_statistics.BatchNormStatistics):
-        raise TypeError(
-            f"statistics must be a BatchNormStatistics layer, got {type(statistics).__name__}.")
-      self._statistics = statistics
-      super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
-                       validate_args=validate_args, parameters=parameters, name=name)
+    super().__init__(statistics, "statistics", validate_args, parameters, name)
 
   @property
   def statistics(self):
-    return self._statistics
+    return self._layer
 
   def _variables(self, dtype):
-    layer = self._statistics
+    layer = self._layer
     return [tf.cast(v, dtype) for v in (layer.log_scale, layer.shift)]
 
   def _log_det(self, x, log_scale, variance):
-    per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._statistics.epsilon))
+    per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._layer.epsilon))
     return _pixelwise.log_det_per_example(x, per_pixel)
 
   def _augmented_inverse(self, x):
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
-    mean, variance = [tf.cast(s, x.dtype) for s in self._statistics(_checks.flatten_batch(x)[0])]
+    mean, variance = [tf.cast(s, x.dtype) for s in self._layer(_checks.flatten_batch(x)[0])]
     log_scale, shift = self._variables(x.dtype)
-    z = (x - mean) * (tf.math.rsqrt(variance + self._statistics.epsilon) * tf.exp(log_scale))
+    z = (x - mean) * (tf.math.rsqrt(variance + self._layer.epsilon) * tf.exp(log_scale))
     return z + shift, _cached_log_det.log_dets(self._log_det(x, log_scale, variance))
 
   def _augmented_forward(self, z):
     z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
-    layer = self._statistics
+    layer = self._layer
     mean, variance = [tf.cast(s, z.dtype) for s in (layer.moving_mean, layer.moving_variance)]
     log_scale, shift = self._variables(z.dtype)
     x = (z - shift) * (tf.exp(-log_scale) * tf.sqrt(variance + layer.epsilon)) + mean

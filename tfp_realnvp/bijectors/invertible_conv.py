@@ -10,7 +10,7 @@ from tfp_realnvp.networks import invertible_conv_parameters
 __all__ = ["InvertibleConv1x1"]
 
 
-class InvertibleConv1x1(_cached_log_det.CachedLogDetBijector):
+class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
   """Invertible 1x1 convolution of Glow on images `[..., H, W, C]`: `W` mixes the channels.
 
   With the `C x C` kernel `W` of the Keras layer `layer`, applied to every pixel:
@@ -45,6 +45,8 @@ class InvertibleConv1x1(_cached_log_det.CachedLogDetBijector):
       https://arxiv.org/abs/1807.03039
   """
 
+  LAYER_CLASS = invertible_conv_parameters.InvertibleConv1x1Parameters
+
   def __init__(self, layer, validate_args=False, name="invertible_conv1x1"):
     """Builds the bijector.
 
@@ -55,13 +57,7 @@ class InvertibleConv1x1(_cached_log_det.CachedLogDetBijector):
       name: name of the bijector.
     """
     parameters = dict(locals())
-    with tf.name_scope(name) as name:
-      if not isinstance(layer, invertible_conv_parameters.InvertibleConv1x1Parameters):
-        raise TypeError(
-            f"layer must be an InvertibleConv1x1Parameters layer, got {type(layer).__name__}.")
-      self._layer = layer
-      super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
-                       validate_args=validate_args, parameters=parameters, name=name)
+    super().__init__(layer, "layer", validate_args, parameters, name)
 
   @property
   def layer(self):
