@@ -1028,7 +1028,7 @@ def load_images(source, split="train", batch_size=64, shuffle=True, with_labels=
     source: one of the sources above (a string, a path or an `ImageSource`).
     split: a split of the source, `"train"` or `"test"` (TFDS names also accept their own split
       names, e.g. `"validation"`), optionally sliced: `"train[:90%]"`, `"train[90%:]"` (see the
-      module docstring; `ImageSource.train_test_splits` gives the splits to use).
+      module docstring; `ImageSource.training_splits` gives the splits to use).
     batch_size: number of images per batch.
     shuffle: whether to shuffle the examples (with a buffer of `shuffle_buffer` examples,
       reshuffled at each iteration over the dataset; TFDS files are shuffled too).

@@ -102,6 +102,11 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
   def call(self, inputs, conditional_input=None):
     return self._bijector.inverse(inputs, **self.bijector_kwargs(conditional_input))
 
+  def compute_output_shape(self, input_shape):
+    """The latent shape of data of shape `input_shape` (batch dims, then `event_shape`)."""
+    data_ndims = len(self._bijector.forward_event_shape(self.event_shape))
+    return tuple(input_shape[:len(input_shape) - data_ndims]) + self.event_shape
+
   @property
   def weight_scales(self):
     """The weight-norm scales of every network of the flow (the paper's L2 targets)."""
@@ -351,9 +356,6 @@ class RealNVP(ConditionalFlowLayer):
         make_batch_norm=make_batch_norm if self.batch_norm else None, additive=self.additive,
         validate_args=self.validate_args, name=self.name)
     self._set_bijector(bijector)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
 
   def get_config(self):
     config = super().get_config()

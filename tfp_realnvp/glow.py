@@ -123,9 +123,6 @@ class Glow(flows.ConditionalFlowLayer):
         make_conditioner, make_prior_conditioner, validate_args=self.validate_args,
         name=self.name))
 
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
   def get_config(self):
     config = super().get_config()
     config.update(event_shape=list(self.event_shape), num_levels=self.num_levels,
