@@ -83,7 +83,8 @@ Usage (with the benchmark venv, see `benchmarks/requirements-normflows.txt`):
 
 ```bash
 # Parameter counts per coupling (Glow: per step and split prior) against the tfp_realnvp
-# formula, and sanity checks.
+# formula, and sanity checks. (On the fixed noise batch at learning rate 1e-3, Glow's loss
+# spikes in the first steps before it falls, as ours does on the same batch.)
 .bench-venv/bin/python benchmarks/normflows_worker.py --config mnist --check
 .bench-venv/bin/python benchmarks/normflows_worker.py --flow glow --config mnist --check
 
