@@ -33,7 +33,7 @@ Example (from the repository root):
 
 ```bash
 python benchmarks/speed.py --torch-python .bench-venv/bin/python --output benchmarks/runs/speed
-python benchmarks/speed.py --flow glow --configs mnist --num-steps 8 \
+python benchmarks/speed.py --flow glow --configs mnist,cifar --threads 1 \
     --output benchmarks/runs/speed-glow
 ```
 
