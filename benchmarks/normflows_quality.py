@@ -2,15 +2,18 @@
 """Equal-time quality benchmark for normflows: MNIST test bits/dim after a training-time budget.
 
 The normflows (PyTorch) counterpart of `mnist_quality.py`: trains the normflows model of
-`normflows_worker.py` (the same multi-scale Real NVP as `tfp_realnvp`, built from normflows'
-flows) on the 60,000 MNIST training images for a budget of *training* wall-clock minutes, and
-at each mark reports bits/dim on the full 10,000-image test set.
+`normflows_worker.py` (the same multi-scale Real NVP, or with `--flow glow` the same Glow, as
+`tfp_realnvp`, built from normflows' flows; configurations and flags of `_configs.py`) on the
+60,000 MNIST training images for a budget of *training* wall-clock minutes, and at each mark
+reports bits/dim on the full 10,000-image test set.
 
 * Training: Adam 1e-3, batch 64, shuffled epochs (the last partial batch of an epoch is
   dropped), every batch dequantized afresh as `x = (k + u) / 256`, `u ~ U[0, 1)`; loss = mean
-  NLL (nats) + `5e-5 * sum(g**2)` over the weight-norm scales. A step whose loss is not finite
-  is counted and not applied (no optimizer step; its forward pass has already updated the
-  batch-norm moving averages, as a training-mode forward pass does); training goes on.
+  NLL (nats) + `5e-5 * sum(g**2)` over the weight-norm scales (Real NVP; Glow has none, so its
+  loss is the NLL). A step whose loss is not finite is counted and not applied (no optimizer
+  step; its forward pass has already updated the batch-norm moving averages, as a
+  training-mode forward pass does); training goes on. Glow's ActNorms initialise themselves
+  from the first training batch.
   `--max-steps` stops earlier, with a last evaluation (`mark_minutes: null`).
 * Clock: the time of the training steps only (batch preparation, forward, backward, Adam),
   from the first step on; evaluations and file writes are excluded. A mark is evaluated at the
@@ -37,6 +40,8 @@ Example (from the repository root, with the benchmark venv of
 ```bash
 .bench-venv/bin/python benchmarks/normflows_quality.py --minutes 30 --eval-at 10,30 \
     --output benchmarks/runs/normflows30
+.bench-venv/bin/python benchmarks/normflows_quality.py --flow glow --minutes 30 \
+    --eval-at 10,30 --output benchmarks/runs/normflows-glow30
 ```
 """
 
@@ -53,6 +58,7 @@ import numpy as np
 import torch
 
 import normflows_worker as worker
+import _configs
 import _runlog
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -64,12 +70,10 @@ def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--config", choices=sorted(worker.CONFIGS), default="mnist",
-                      help="Model configuration of normflows_worker.py; the data must have its "
-                           "image shape.")
-  parser.add_argument("--num-scales", type=int, default=None, help="Overrides the config.")
-  parser.add_argument("--num-filters", type=int, default=None, help="Overrides the config.")
-  parser.add_argument("--num-blocks", type=int, default=None, help="Overrides the config.")
+  parser.add_argument("--config", choices=_configs.NAMES, default="mnist",
+                      help="Model configuration (_configs.py); the data must have its image "
+                           "shape.")
+  _configs.add_arguments(parser)
   parser.add_argument("--data", default=str(DEFAULT_DATA),
                       help=".npz with uint8 x_train and x_test, (N, H, W[, C]).")
   parser.add_argument("--output", required=True,
@@ -85,11 +89,10 @@ def parse_args(argv=None):
                       help="Seed of the fixed dequantization noise of the test set.")
   args = parser.parse_args(argv)
   _runlog.resolve_budget(parser, args)
-  config = dict(worker.CONFIGS[args.config])
-  for key in ("num_scales", "num_filters", "num_blocks"):
-    if getattr(args, key) is not None:
-      config[key] = getattr(args, key)
-  args.model_config = config
+  try:
+    args.model_config = _configs.resolve(args, args.config)
+  except ValueError as e:
+    parser.error(str(e))
   return args
 
 
@@ -147,8 +150,7 @@ def main(argv=None):
 
   torch.manual_seed(args.seed)
   try:
-    model, _ = worker.build_model(config["image_shape"], config["num_scales"],
-                                  config["num_filters"], config["num_blocks"])
+    model, _ = worker.build_model(config)
   except ValueError as e:
     sys.exit(f"error: {e}")
   optimizer = torch.optim.Adam(model.parameters(), lr=worker.LEARNING_RATE)

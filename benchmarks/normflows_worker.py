@@ -1,17 +1,19 @@
 #!/usr/bin/env python
-"""Speed worker for the normflows (PyTorch) side of the Real NVP comparison benchmark.
+"""Speed worker for the normflows (PyTorch) side of the Real NVP and Glow comparisons.
 
-Builds, with normflows' own flow pieces, the multi-scale Real NVP that `tfp_realnvp` builds,
-and times its training step, log-density and sampling on this machine's CPU. It serves the
-line protocol of `_worker.py`, as our worker (`speed.py --worker`) does, so one driver can time
-both.
+Builds, with normflows' own flow pieces, the multi-scale Real NVP (`--flow realnvp`) or Glow
+(`--flow glow`) that `tfp_realnvp` builds for the same configuration (`_configs.py`), and times
+its training step, log-density and sampling on this machine's CPU. It serves the line protocol
+of `_worker.py`, as our worker (`speed.py --worker`) does, so one driver can time both.
 
-The model (NCHW, as PyTorch and normflows are):
+Both models are NCHW (as PyTorch and normflows are) `normflows.MultiscaleFlow`s with
+`normflows.transforms.Logit(alpha=0.05)` as the data preprocessing, so `log_prob` is the
+density of `x` in `[0, 1)^D` including the logit's log-Jacobian, as `tfp_realnvp.FlowModel`'s
+is, and fixed standard-normal `normflows.distributions.DiagGaussian` bases (one per level: the
+factored-out channels and the last level's output).
 
-* `normflows.MultiscaleFlow` with `normflows.transforms.Logit(alpha=0.05)` as the data
-  preprocessing, so `log_prob` is the density of `x` in `[0, 1)^D` including the logit's
-  log-Jacobian, and fixed standard-normal `normflows.distributions.DiagGaussian` bases (one per
-  scale: the factored-out channels and the last scale's output).
+The Real NVP model:
+
 * In the data -> latent direction, every scale but the last: 3 checkerboard couplings
   (alternating parity), `normflows.flows.Squeeze`, 3 channel couplings (alternating parity),
   then `normflows.flows.Merge('channel_inv')` factors out the first half of the channels (as
@@ -31,18 +33,60 @@ MNIST scale, every CIFAR scale); and its squeeze orders the channels `c * 4 + bl
 where `tf.nn.space_to_depth` uses `block position * C + c` (the same for 1 channel, so for
 MNIST), so for C > 1 the channel couplings split the squeezed channels differently.
 
-Training objective: mean over the batch of `-log p(x)` (nats) plus `5e-5 * sum(g**2)` over the
-weight-norm scales `g` of every convolution, Adam with learning rate 1e-3.
+The Glow model (`tfp_realnvp.Glow(..., coupling_network="glow")`):
 
-`--precision bfloat16` runs every conditioner under `torch.autocast("cpu", bfloat16)` and
-casts its output back to float32, so the couplings' arithmetic, log-determinants and
-densities stay float32, as with Keras's `mixed_bfloat16` policy on the tfp_realnvp side.
+* In the data -> latent direction, every level: `normflows.flows.Squeeze`, `num_steps`
+  `normflows.flows.GlowBlock(channels, num_filters, scale=True, scale_map="sigmoid",
+  split_mode="channel", leaky=0, init_zeros=True, use_lu=True, net_actnorm=True)` (ActNorm with
+  data-dependent initialisation, invertible 1x1 convolution in the LU parameterisation, affine
+  coupling transforming the second half of the channels given the first with the scale
+  `sigmoid(h + 2)`; its network conv3x3 -> ActNorm -> ReLU -> conv1x1 -> ActNorm -> ReLU ->
+  zero conv3x3, the hidden convolutions without bias, as `GlowCouplingNetwork`), then, on every
+  level but the last, Glow's learned split prior and `Merge('channel_inv')`, which factors out
+  the first half of the channels (as `tfp_realnvp` does).
+* The split prior `N(mu(z1), sigma(z1))` of the factored-out half `z2` given the kept half
+  `z1`: normflows' `MultiscaleFlow` has no base distribution conditioned on the kept half (its
+  Glow examples use unconditioned `GlowBase`/`ClassCondDiagGaussian` bases), so it is written,
+  as `tfp_realnvp.bijectors.SplitPrior` writes it, as a coupling that whitens `z2` ahead of a
+  standard-normal base: `AffineCouplingBlock(ConvNet2d([c/2, c], [3], init_zeros=True),
+  scale_map="exp", split_mode="channel_inv")`, i.e. `eps = (z2 - mu) / sigma` with
+  `(mu, log sigma)` from one zero-initialised conv3x3 of `z1`, our `SplitPriorNetwork`. The
+  density is the same as with the learned Gaussian prior.
+* The hidden convolutions of the coupling networks are re-initialised with
+  `nn.init.xavier_uniform_`, Keras's `glorot_uniform` that ours start from; the 1x1
+  convolutions start as random rotations on both sides.
+
+Parameter counts are equal (`--check`; ours from `expected_glow_step_params` and
+`expected_split_prior_params`, a formula checked once against `tfp_realnvp.FlowModel(Glow(...))`
+built in our venv: 437,964 for `mnist`, 28x28x1, 2 levels, 8 steps, 128 filters; 1,621,068 for
+`cifar`, 32x32x3, 3 levels, 8 steps, 128 filters). Both store the LU factors as full `C x C`
+matrices of which only a triangle is used. Where normflows' pieces differ from `tfp_realnvp`
+(same shapes, parameters and cost): its squeeze orders the channels differently (see above),
+which the learned 1x1 convolutions make immaterial; its coupling computes
+`(x_b - shift) * scale` where ours computes `x_b * scale + shift`, and its split prior
+`(z2 - shift) * exp(-s)` where ours computes `z2 * exp(s) + shift` (the same families,
+parameterised differently); its ActNorm initialises from the unbiased standard deviation of the
+first batch (+1e-6), ours from the biased one (+1e-6), and it initialises on the first forward
+pass in any mode, ours on the first training step (the speed workers' warm-up runs a training
+step first, so both are initialised before any timing); its ReLUs are `LeakyReLU(0)`.
+
+Training objective: mean over the batch of `-log p(x)` (nats) plus `5e-5 * sum(g**2)` over the
+weight-norm scales `g` of every convolution (Real NVP; Glow has no weight-norm convolutions, so
+no penalty, as in `tfp_realnvp.FlowModel`), Adam with learning rate 1e-3.
+
+`--precision bfloat16` (Real NVP only) runs every conditioner under
+`torch.autocast("cpu", bfloat16)` and casts its output back to float32, so the couplings'
+arithmetic, log-determinants and densities stay float32, as with Keras's `mixed_bfloat16`
+policy on the tfp_realnvp side.
 
 Usage (with the benchmark venv, see `benchmarks/requirements-normflows.txt`):
 
 ```bash
-# Parameter counts per coupling against the tfp_realnvp formula, and sanity checks.
+# Parameter counts per coupling (Glow: per step and split prior) against the tfp_realnvp
+# formula, and sanity checks. (On the fixed noise batch at learning rate 1e-3, Glow's loss
+# spikes in the first steps before it falls, as ours does on the same batch.)
 .bench-venv/bin/python benchmarks/normflows_worker.py --config mnist --check
+.bench-venv/bin/python benchmarks/normflows_worker.py --flow glow --config mnist --check
 
 # Speed mode: a "ready" JSON line, then one reply per JSON command on stdin (`_worker.py`):
 # train_step, log_prob, sample (64 samples a call), info, profile (torch.profiler's self CPU
@@ -58,6 +102,7 @@ transposed to NCHW once before any timing (the transpose is not inside the timed
 timed call is measured with `time.perf_counter()` around the whole call (PyTorch on the CPU is
 synchronous). Training steps run in train mode (batch statistics); `log_prob` and `sample` run
 in eval mode (moving averages) under `torch.no_grad()`. Only protocol lines go to stdout.
+The "ready" line counts the ActNorms whose data-dependent initialisation has run.
 """
 
 import argparse
@@ -70,12 +115,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
+import _configs
 import _worker
 
-CONFIGS = {
-    "mnist": {"image_shape": (28, 28, 1), "num_scales": 2, "num_filters": 32, "num_blocks": 2},
-    "cifar": {"image_shape": (32, 32, 3), "num_scales": 2, "num_filters": 64, "num_blocks": 2},
-}
 LOGIT_ALPHA = 0.05
 L2_SCALE = 5e-5
 LEARNING_RATE = 1e-3
@@ -177,13 +219,38 @@ def expected_coupling_params(in_channels, out_channels, num_filters, num_blocks)
   return input_norm + stem + blocks + output_norm + head + out_channels
 
 
+def expected_glow_step_params(channels, num_filters):
+  """Trainable parameters of one tfp_realnvp Glow step on `channels` channels.
+
+  ActNorm, LU 1x1 convolution (full `lower` and `upper` matrices and `log_scale`) and the
+  `GlowCouplingNetwork` of the coupling (two ActNorms, bias-free hidden convolutions).
+  """
+  c, f = channels, num_filters
+  in_channels, out_channels = (c + 1) // 2, c // 2
+  network = (9 * in_channels * f + 2 * f      # conv3x3 (no bias), ActNorm
+             + f * f + 2 * f                   # conv1x1 (no bias), ActNorm
+             + 9 * f * 2 * out_channels + 2 * out_channels)  # zero conv3x3 with bias
+  return 2 * c + (2 * c * c + c) + network
+
+
+def expected_split_prior_params(channels):
+  """Trainable parameters of tfp_realnvp's `SplitPriorNetwork` on a level of `channels`."""
+  kept, factored = channels - channels // 2, channels // 2
+  return 9 * kept * 2 * factored + 2 * factored
+
+
 def count_params(module):
   """Number of trainable parameters (sum of `numel`) of `module`."""
   return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _coupling(kind, parity, shape, num_filters, num_blocks, name, couplings, bfloat16):
-  """One `AffineCouplingBlock` on events `shape` `(C, H, W)`; records it in `couplings`.
+def _shape_text(shape):
+  """`(C, H, W)` as `CxHxW`."""
+  return "x".join(map(str, shape))
+
+
+def _coupling(kind, parity, shape, num_filters, num_blocks, name, pieces, bfloat16):
+  """One `AffineCouplingBlock` on events `shape` `(C, H, W)`; records it in `pieces`.
 
   `kind` is "checkerboard" (the conditioner sees one colour of the checkerboard packed to
   `[C, H, W/2]` and transforms the other) or "channel" (it sees half the channels).
@@ -195,27 +262,96 @@ def _coupling(kind, parity, shape, num_filters, num_blocks, name, couplings, bfl
     in_channels, out_channels, spatial = c - c // 2, c // 2, (h, w)
   mode = kind if parity == 0 else kind + "_inv"
   net = CouplingResNet(in_channels, out_channels, num_filters, num_blocks, bfloat16)
-  couplings.append({"name": name, "split_mode": mode, "event_shape": list(shape),
-                    "conditioner_input": [in_channels, *spatial],
-                    "in_channels": in_channels, "out_channels": out_channels, "module": net})
+  pieces.append({"name": name, "module": net,
+                 "detail": f"{mode} {_shape_text(shape)}, net input "
+                           f"{_shape_text((in_channels, *spatial))}",
+                 "expected": expected_coupling_params(in_channels, out_channels, num_filters,
+                                                      num_blocks)})
   return nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode)
 
 
-def build_model(image_shape, num_scales, num_filters, num_blocks, bfloat16=False):
-  """Builds the multi-scale Real NVP for channels-last `image_shape` `(H, W, C)`.
+def build_model(config, bfloat16=False):
+  """Builds the normflows model of a resolved configuration (`_configs.resolve`).
 
-  With `bfloat16`, the coupling networks compute in bfloat16 (see `CouplingResNet`).
+  With `bfloat16` (Real NVP only), the coupling networks compute in bfloat16 (see
+  `CouplingResNet`).
 
   Returns:
-    `(model, couplings)`: the `normflows.MultiscaleFlow`, and one dict per coupling (name,
-    split mode, shapes, conditioner module) in data -> latent order.
+    `(model, pieces)`: the `normflows.MultiscaleFlow`, and one dict per piece that has
+    parameters (a coupling; for Glow a step or a split prior), in data -> latent order: `name`,
+    `detail` (its kind and shape), `module`, and `expected`, the trainable parameters of the
+    same piece in tfp_realnvp.
 
   Raises:
     ValueError: a shape that the squeezes or normflows' checkerboard split cannot handle.
   """
+  if config["flow"] == "glow":
+    return _build_glow(config["image_shape"], config["num_levels"], config["num_steps"],
+                       config["num_filters"])
+  return _build_real_nvp(config["image_shape"], config["num_scales"], config["num_filters"],
+                         config["num_blocks"], bfloat16)
+
+
+def _multiscale_flow(levels):
+  """The `MultiscaleFlow` of `levels`, each `(flows in data -> latent order, base shape)`.
+
+  Every level but the last ends where `Merge('channel_inv')` factors out the first half of the
+  channels; every base is a fixed standard normal, and the data goes through `Logit` first.
+  """
+  # normflows orders levels from the latent side and runs each level's flows latent -> data.
+  levels = list(reversed(levels))
+  q0 = [nf.distributions.DiagGaussian(base_shape, trainable=False) for _, base_shape in levels]
+  flows = [list(reversed(steps)) for steps, _ in levels]
+  merges = [nf.flows.Merge("channel_inv") for _ in range(len(levels) - 1)]
+  return nf.MultiscaleFlow(q0, flows, merges, transform=nf.transforms.Logit(alpha=LOGIT_ALPHA),
+                           class_cond=False)
+
+
+def _build_glow(image_shape, num_levels, num_steps, num_filters):
+  """The multi-scale Glow for channels-last `image_shape`; see `build_model`."""
   h, w, c = image_shape
   shape = (c, h, w)
-  couplings = []
+  pieces = []
+  levels = []  # Per level, data -> latent: (flows in data -> latent order, factored-out shape).
+  for level in range(num_levels):
+    c, h, w = shape
+    if h % 2 or w % 2:
+      raise ValueError(f"level {level} has height {h} and width {w}: the squeeze needs both "
+                       f"even; use fewer levels (--num-levels).")
+    shape = (4 * c, h // 2, w // 2)
+    steps = [nf.flows.Squeeze()]
+    for k in range(num_steps):
+      block = nf.flows.GlowBlock(shape[0], num_filters, scale=True, scale_map="sigmoid",
+                                 split_mode="channel", leaky=0.0, init_zeros=True, use_lu=True,
+                                 net_actnorm=True)
+      hidden_convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)][:-1]
+      for conv in hidden_convs:  # Keras's glorot_uniform; the last one stays at zero.
+        nn.init.xavier_uniform_(conv.weight)
+      steps.append(block)
+      pieces.append({"name": f"level{level}/step{k}", "module": block,
+                     "detail": f"GlowBlock {_shape_text(shape)}",
+                     "expected": expected_glow_step_params(shape[0], num_filters)})
+    if level == num_levels - 1:
+      levels.append((steps, shape))
+      break
+    kept, factored = shape[0] - shape[0] // 2, shape[0] // 2
+    prior = nf.flows.AffineCouplingBlock(
+        nf.nets.ConvNet2d([kept, 2 * factored], [3], init_zeros=True), scale=True,
+        scale_map="exp", split_mode="channel_inv")
+    steps.append(prior)
+    pieces.append({"name": f"level{level}/split_prior", "module": prior,
+                   "detail": f"split prior {_shape_text(shape)}",
+                   "expected": expected_split_prior_params(shape[0])})
+    levels.append((steps, (factored, *shape[1:])))
+    shape = (kept, *shape[1:])
+  return _multiscale_flow(levels), pieces
+
+
+def _build_real_nvp(image_shape, num_scales, num_filters, num_blocks, bfloat16):
+  """The multi-scale Real NVP for channels-last `image_shape`; see `build_model`."""
+  h, w, c = image_shape
+  shape = (c, h, w)
+  pieces = []
   levels = []  # Per scale, data -> latent: (flows in data -> latent order, factored-out shape).
   for s in range(num_scales):
     c, h, w = shape
@@ -227,26 +363,19 @@ def build_model(image_shape, num_scales, num_filters, num_blocks, bfloat16=False
       if h % 2:
         raise ValueError(f"scale {s} has height {h}: the squeeze needs an even height.")
       steps = [_coupling("checkerboard", i % 2, shape, num_filters, num_blocks,
-                         f"scale{s}/checkerboard{i}", couplings, bfloat16) for i in range(3)]
+                         f"scale{s}/checkerboard{i}", pieces, bfloat16) for i in range(3)]
       steps.append(nf.flows.Squeeze())
       shape = (4 * c, h // 2, w // 2)
       steps += [_coupling("channel", i % 2, shape, num_filters, num_blocks,
-                          f"scale{s}/channel{i}", couplings, bfloat16) for i in range(3)]
+                          f"scale{s}/channel{i}", pieces, bfloat16) for i in range(3)]
       half = (shape[0] // 2, *shape[1:])
       levels.append((steps, half))
       shape = half
     else:
       steps = [_coupling("checkerboard", i % 2, shape, num_filters, num_blocks,
-                         f"scale{s}/checkerboard{i}", couplings, bfloat16) for i in range(4)]
+                         f"scale{s}/checkerboard{i}", pieces, bfloat16) for i in range(4)]
       levels.append((steps, shape))
-  # normflows orders levels from the latent side and runs each level's flows latent -> data.
-  levels.reverse()
-  q0 = [nf.distributions.DiagGaussian(base_shape, trainable=False) for _, base_shape in levels]
-  flows = [list(reversed(steps)) for steps, _ in levels]
-  merges = [nf.flows.Merge("channel_inv") for _ in range(num_scales - 1)]
-  model = nf.MultiscaleFlow(q0, flows, merges, transform=nf.transforms.Logit(alpha=LOGIT_ALPHA),
-                            class_cond=False)
-  return model, couplings
+  return _multiscale_flow(levels), pieces
 
 
 def weight_scales(model):
@@ -303,27 +432,26 @@ def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--config", choices=sorted(CONFIGS), default="mnist")
-  parser.add_argument("--num-scales", type=int, default=None, help="Overrides the config.")
-  parser.add_argument("--num-filters", type=int, default=None, help="Overrides the config.")
-  parser.add_argument("--num-blocks", type=int, default=None, help="Overrides the config.")
+  parser.add_argument("--config", choices=_configs.NAMES, default="mnist")
+  _configs.add_arguments(parser)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0,
                       help="Seed of the weights (torch) and of the fixed batch (numpy).")
   parser.add_argument("--mode", choices=("speed", "memory"), default="speed")
   parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                      help="bfloat16: every conditioner runs under torch.autocast(bfloat16) and "
-                           "returns float32, like a Keras mixed_bfloat16 network.")
+                      help="bfloat16 (Real NVP only): every conditioner runs under "
+                           "torch.autocast(bfloat16) and returns float32, like a Keras "
+                           "mixed_bfloat16 network.")
   parser.add_argument("--memory-steps", type=int, default=50)
   parser.add_argument("--check", action="store_true",
-                      help="Print per-coupling parameter counts against the tfp_realnvp "
-                           "formula and run the sanity checks, then exit (not the protocol).")
+                      help="Print per-coupling (Glow: per-step) parameter counts against the "
+                           "tfp_realnvp formula and run the sanity checks, then exit (not the "
+                           "protocol).")
   args = parser.parse_args(argv)
-  config = dict(CONFIGS[args.config])
-  for key in ("num_scales", "num_filters", "num_blocks"):
-    if getattr(args, key) is not None:
-      config[key] = getattr(args, key)
-  args.model_config = config
+  try:
+    args.model_config = _configs.resolve(args, args.config)
+  except ValueError as e:
+    parser.error(str(e))
   return args
 
 
@@ -333,23 +461,24 @@ def fixed_batch(image_shape, batch_size, seed):
   return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
 
-def run_check(model, couplings, config, x, train_step):
-  """Prints the per-coupling parameter comparison and runs the sanity checks."""
-  f, b = config["num_filters"], config["num_blocks"]
-  print(f"{'coupling':<24} {'split_mode':<18} {'event CxHxW':<12} {'cond. input':<12} "
-        f"{'ours':>9} {'normflows':>9}")
-  total_expected = 0
-  for info in couplings:
-    expected = expected_coupling_params(info["in_channels"], info["out_channels"], f, b)
-    actual = count_params(info["module"])
-    total_expected += expected
-    flag = "" if expected == actual else "  MISMATCH"
-    print(f"{info['name']:<24} {info['split_mode']:<18} "
-          f"{'x'.join(map(str, info['event_shape'])):<12} "
-          f"{'x'.join(map(str, info['conditioner_input'])):<12} {expected:>9} {actual:>9}{flag}")
-  total = count_params(model)
-  print(f"{'total':<68} {total_expected:>9} {total:>9}")
-  print(f"weight-norm convolutions: {len(weight_scales(model))}")
+def count_actnorms(model):
+  """`(initialised, total)` numbers of normflows ActNorms in `model` (data-dependent init)."""
+  actnorms = [m for m in model.modules() if isinstance(m, nf.flows.ActNorm)]
+  return sum(bool(m.data_dep_init_done > 0) for m in actnorms), len(actnorms)
+
+
+def run_check(model, pieces, x, train_step):
+  """Prints the per-piece parameter comparison and runs the sanity checks."""
+  print(f"{'piece':<22} {'kind and shape':<46} {'ours':>9} {'normflows':>9}")
+  for piece in pieces:
+    actual = count_params(piece["module"])
+    flag = "" if piece["expected"] == actual else "  MISMATCH"
+    print(f"{piece['name']:<22} {piece['detail']:<46} {piece['expected']:>9} "
+          f"{actual:>9}{flag}")
+  total_expected, total = sum(piece["expected"] for piece in pieces), count_params(model)
+  print(f"{'total':<69} {total_expected:>9} {total:>9}  (normflows / ours "
+        f"{total / total_expected:.4f})")
+  print(f"weight-norm convolutions (L2 penalty): {len(weight_scales(model))}")
 
   model.eval()
   with torch.no_grad():
@@ -377,9 +506,7 @@ def main(argv=None):
   config = args.model_config
   torch.manual_seed(args.seed)
   try:
-    model, couplings = build_model(config["image_shape"], config["num_scales"],
-                                   config["num_filters"], config["num_blocks"],
-                                   bfloat16=args.precision == "bfloat16")
+    model, pieces = build_model(config, bfloat16=args.precision == "bfloat16")
   except ValueError as e:
     sys.exit(f"error: {e}")
   optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
@@ -387,7 +514,7 @@ def main(argv=None):
   x = fixed_batch(config["image_shape"], args.batch_size, args.seed)
 
   if args.check:
-    run_check(model, couplings, config, x, train_step)
+    run_check(model, pieces, x, train_step)
     return 0
 
   def op_train_step():
@@ -409,7 +536,8 @@ def main(argv=None):
 
   def ready():
     return {"precision": args.precision, "versions": versions(),
-            "num_params": count_params(model), "torch_threads": torch.get_num_threads()}
+            "num_params": count_params(model), "torch_threads": torch.get_num_threads(),
+            "actnorms_initialized": count_actnorms(model)}
 
   ops = {"train_step": op_train_step, "log_prob": op_log_prob, "sample": op_sample}
   _worker.run("normflows", ops, profile, args.mode, args.memory_steps, ready)

@@ -1,21 +1,25 @@
 #!/usr/bin/env python
 """Speed benchmark: tfp_realnvp against normflows on the same CPU, in one interleaved run.
 
-For each configuration, the same multi-scale Real NVP (per scale: 3 checkerboard couplings,
-squeeze, 3 channel couplings, factor out half; the last scale: 4 checkerboard couplings; every
-coupling network a weight-normalised ResNet of the same width and depth) is built twice:
+For each configuration (`_configs.py`), the same flow is built twice: with `--flow realnvp`
+the multi-scale Real NVP (per scale: 3 checkerboard couplings, squeeze, 3 channel couplings,
+factor out half; the last scale: 4 checkerboard couplings; every coupling network a
+weight-normalised ResNet of the same width and depth), with `--flow glow` the multi-scale Glow
+(per level: squeeze, `--num-steps` steps of ActNorm, invertible 1x1 convolution and affine
+coupling, then a learned split prior and factor out half):
 
-* ours: `tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(...))`, in this process's Python, by a
-  worker process running this file with `--worker`;
+* ours: `tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(...))` or `FlowModel(tfp_realnvp.Glow(...))`,
+  in this process's Python, by a worker process running this file with `--worker`;
 * theirs: normflows (PyTorch), by `benchmarks/normflows_worker.py` run with the Python of a
   separate benchmark environment (`--torch-python`; see benchmarks/README.md).
 
 Both workers build their model, warm up (tracing, first allocations), then answer the same
-line-based JSON commands (`_worker.py`, shared by both). The driver interleaves them: in every
-round each operation is timed on one library and then on the other (the order alternates
-between rounds), so that the load of a shared machine falls on both alike. Reported: per-call
-medians (and quartiles), the ratio ours / theirs, parameter counts, and the peak resident
-memory of a separate training-only process of each library. Operations, at batch 64:
+line-based JSON commands (`_worker.py`, shared by both); the warm-up starts with training
+steps, which initialise Glow's ActNorms from the data on both sides. The driver interleaves
+them: in every round each operation is timed on one library and then on the other (the order
+alternates between rounds), so that the load of a shared machine falls on both alike.
+Reported: per-call medians (and quartiles), the ratio ours / theirs, parameter counts, and the
+peak resident memory of a separate training-only process of each library. Operations, at batch 64:
 
 * `train_step`: log_prob of a batch, loss (NLL + the L2 penalty on the weight-norm scales),
   gradients, Adam update (`model.train_on_batch` for ours);
@@ -29,6 +33,8 @@ Example (from the repository root):
 
 ```bash
 python benchmarks/speed.py --torch-python .bench-venv/bin/python --output benchmarks/runs/speed
+python benchmarks/speed.py --flow glow --configs mnist,cifar --threads 1 \
+    --output benchmarks/runs/speed-glow
 ```
 
 Timings are never tests: the figures go to `benchmarks/RESULTS.md`.
@@ -42,17 +48,13 @@ import statistics
 import subprocess
 import sys
 
+import _configs
 import _runlog
 import _worker
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _REPO_ROOT = _HERE.parent
 
-# The architecture of each configuration; normflows_worker.py builds the same from the name.
-CONFIGS = {
-    "mnist": {"event_shape": (28, 28, 1), "num_scales": 2, "num_filters": 32, "num_blocks": 2},
-    "cifar": {"event_shape": (32, 32, 3), "num_scales": 2, "num_filters": 64, "num_blocks": 2},
-}
 OPS = ("train_step", "log_prob", "sample")
 PRECISIONS = ("float32", "bfloat16")
 SAMPLES = 64
@@ -64,7 +66,8 @@ def parse_args(argv=None):
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--configs", default="mnist,cifar",
-                      help=f"Comma-separated configurations among {sorted(CONFIGS)}.")
+                      help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
+  _configs.add_arguments(parser)
   parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
                       help="Python of the environment where torch and normflows are installed.")
   parser.add_argument("--batch-size", type=int, default=64)
@@ -78,7 +81,8 @@ def parse_args(argv=None):
                            "PyTorch, intra- and inter-op threads for TensorFlow); 0 keeps each "
                            "library's default.")
   parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                      help="Precision of the coupling networks on both sides: float32, or "
+                      help="Precision of the coupling networks on both sides (bfloat16: Real "
+                           "NVP only): float32, or "
                            "bfloat16 compute with float32 weights and float32 flow arithmetic "
                            "(Keras's mixed_bfloat16 policy for ours, torch.autocast inside the "
                            "conditioners for normflows).")
@@ -100,7 +104,10 @@ def parse_args(argv=None):
 # --- Worker: our library ----------------------------------------------------------------------
 
 def run_worker(args):
-  """Builds our model for `args.config` and serves the driver's commands (`_worker.run`)."""
+  """Builds our model for `args.config` and serves the driver's commands (`_worker.run`).
+
+  The "ready" line counts the ActNorms whose data-dependent initialisation has run (Glow).
+  """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # pylint: disable=g-import-not-at-top
   import keras
@@ -113,16 +120,23 @@ def run_worker(args):
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  config = CONFIGS[args.config]
+  config = _configs.resolve(args, args.config)
   keras.utils.set_random_seed(args.seed)
-  model = tfp_realnvp.FlowModel(tfp_realnvp.RealNVP(
-      config["event_shape"], num_scales=config["num_scales"],
-      num_filters=config["num_filters"], num_blocks=config["num_blocks"],
-      dtype="mixed_bfloat16" if args.precision == "bfloat16" else None))
+  dtype = "mixed_bfloat16" if args.precision == "bfloat16" else None
+  if config["flow"] == "glow":
+    flow = tfp_realnvp.Glow(config["image_shape"], num_levels=config["num_levels"],
+                            num_steps=config["num_steps"], num_filters=config["num_filters"],
+                            coupling_network="glow", dtype=dtype)
+  else:
+    flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
+                               num_filters=config["num_filters"],
+                               num_blocks=config["num_blocks"], dtype=dtype)
+  model = tfp_realnvp.FlowModel(flow)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   rng = np.random.default_rng(args.seed)
-  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["event_shape"]), tf.float32)
+  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
 
+  actnorm_flags = [v for v in model.non_trainable_variables if v.name == "initialized"]
   ops = {
       "train_step": lambda: model.train_on_batch(x),
       "log_prob": lambda: model.log_prob(x).numpy(),
@@ -136,7 +150,10 @@ def run_worker(args):
                          "numpy": np.__version__},
             "num_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
             "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
+                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+            "actnorms_initialized": [sum(bool(v.numpy()) for v in actnorm_flags),
+                                     len(actnorm_flags)]}
+
 
   _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready)
 
@@ -212,6 +229,7 @@ def worker_commands(args, config, mode="speed"):
   """The command lines of our worker and of the normflows worker."""
   common = ["--config", config, "--batch-size", str(args.batch_size), "--mode", mode,
             "--memory-steps", str(args.memory_steps), "--precision", args.precision]
+  common += _configs.override_flags(args)
   return {
       "tfp_realnvp": [sys.executable, str(_HERE / "speed.py"), "--worker",
                       "--threads", str(args.threads)] + common,
@@ -269,7 +287,8 @@ def measure_config(args, config):
                          env=worker_env(args))
     memory[library] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
-  result = {"config": dict(CONFIGS[config], batch_size=args.batch_size, samples=SAMPLES),
+  result = {"config": dict(_configs.resolve(args, config), batch_size=args.batch_size,
+                           samples=SAMPLES),
             "workers": infos, "loadavg_1min": loads, "ops": {},
             "peak_rss_mb_training": memory, "peak_rss_mb_speed_process": speed_rss}
   if args.profile:
@@ -288,21 +307,26 @@ def print_profiles(results, rows=8):
       for op, table in per_op.items():
         top = ", ".join(f"{row['op']} {row['ms_per_call']:.1f} ({row['executions_per_call']:g}x)"
                         for row in table["top"][:rows])
-        print(f"[{config}] {library} {op}: wall {table['wall_ms_per_call']:.1f} ms, ops "
-              f"{table['op_ms_per_call']:.1f} ms in {table['executions_per_call']:g} "
-              f"executions per call; top ms per call: {top}")
+        print(f"[{result['config']['flow']} {config}] {library} {op}: wall "
+              f"{table['wall_ms_per_call']:.1f} ms, ops {table['op_ms_per_call']:.1f} ms in "
+              f"{table['executions_per_call']:g} executions per call; top ms per call: {top}")
 
 
 def print_table(results):
-  """Prints the Markdown table that RESULTS.md and the README show."""
-  print("| config | operation | tfp_realnvp (ms) | normflows (ms) | ours / theirs |")
+  """Prints the Markdown table that RESULTS.md and the README show (median [quartiles])."""
+
+  def cell(times):
+    return f"{times['median_ms']:.1f} [{times['q1_ms']:.1f}, {times['q3_ms']:.1f}]"
+
+  print("| flow, config | operation | tfp_realnvp (ms) | normflows (ms) | ours / theirs |")
   print("| --- | --- | --- | --- | --- |")
   for config, result in results.items():
+    label = f"{result['config']['flow']} {config}"
     for op, row in result["ops"].items():
-      print(f"| {config} | {op} | {row['tfp_realnvp']['median_ms']:.1f} | "
-            f"{row['normflows']['median_ms']:.1f} | {row['ratio']:.2f} |")
+      print(f"| {label} | {op} | {cell(row['tfp_realnvp'])} | {cell(row['normflows'])} | "
+            f"{row['ratio']:.2f} |")
     memory = result["peak_rss_mb_training"]
-    print(f"| {config} | peak RSS, training (MB) | {memory['tfp_realnvp']:.0f} | "
+    print(f"| {label} | peak RSS, training (MB) | {memory['tfp_realnvp']:.0f} | "
           f"{memory['normflows']:.0f} | {memory['tfp_realnvp'] / memory['normflows']:.2f} |")
 
 
@@ -315,15 +339,18 @@ def run_driver(args):
   if args.rounds * args.reps < 2:
     sys.exit("error: --rounds x --reps must be at least 2 to give medians and quartiles.")
   configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-  unknown = sorted(set(configs) - set(CONFIGS))
-  if unknown:
-    sys.exit(f"error: unknown configuration(s) {unknown}; choose among {sorted(CONFIGS)}.")
+  for config in configs:
+    try:
+      _configs.resolve(args, config)
+    except ValueError as e:
+      sys.exit(f"error: {e}")
   output = pathlib.Path(args.output)
   output.mkdir(parents=True, exist_ok=True)
   run = {"benchmark": "speed", "date_utc": _runlog.utc_now(),
          "command": " ".join([sys.executable] + sys.argv),
          "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
-         "threads": args.threads or "library defaults", "precision": args.precision,
+         "flow": args.flow, "threads": args.threads or "library defaults",
+         "precision": args.precision,
          "results": {}}
   for config in configs:
     run["results"][config] = measure_config(args, config)
