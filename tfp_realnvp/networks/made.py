@@ -242,19 +242,8 @@ class AutoregressiveNetwork(keras.layers.Layer):
       raise ValueError(f"conditional_input_layers must be 'all_layers' or 'first_layer', got "
                        f"{conditional_input_layers!r}.")
     self.conditional_input_layers = conditional_input_layers
-    hidden_units = () if hidden_units is None else hidden_units
-    if _validation.is_integer(hidden_units) or isinstance(hidden_units, str):
-      units = None
-    else:
-      try:
-        units = tuple(hidden_units)
-      except TypeError:
-        units = None
-    if units is None or not all(_validation.is_integer(u) and u >= 1 for u in units):
-      raise ValueError(
-          f"hidden_units must be a sequence of positive integers, e.g. (64, 64), got "
-          f"{hidden_units!r}.")
-    self.hidden_units = tuple(int(u) for u in units)
+    self.hidden_units = _validation.widths(() if hidden_units is None else hidden_units,
+                                           "hidden_units")
     if isinstance(input_order, str):
       self.input_order = input_order
     elif isinstance(input_order, (list, tuple, np.ndarray)):
