@@ -5,6 +5,8 @@ the autoregressive structure, the log-determinants and the round trips are check
 that is far from the identity.
 """
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -412,3 +414,17 @@ def test_bad_call_inputs():
     made(tf.zeros((2, 4), tf.float64))
   with pytest.raises(TypeError, match="floating-point"):
     made(tf.zeros((2, D), tf.int32))
+
+
+def test_a_file_saved_by_version_0_1_0_loads_with_the_same_outputs():
+  # Saved before MADE became a convenience over AutoregressiveNetwork (conditional, random
+  # order and degrees, bounded log-scale, every variable randomised), with its inputs and
+  # outputs: the configuration, the variable order and the output layout must still match.
+  data = pathlib.Path(__file__).parent / "data"
+  loaded = keras.models.load_model(data / "made_0.1.0.keras", safe_mode=True)
+  assert isinstance(loaded.get_layer("made"), MADE)
+  with np.load(data / "made_0.1.0_io.npz") as io:
+    shift, log_scale = loaded([io["x"], io["c"]])
+    np.testing.assert_allclose(shift.numpy(), io["shift"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(log_scale.numpy(), io["log_scale"], rtol=1e-6, atol=1e-6)
+    assert np.max(np.abs(io["shift"])) > 0.1 and np.max(np.abs(io["log_scale"])) > 0.1

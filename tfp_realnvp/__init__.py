@@ -20,9 +20,13 @@ from tfp_realnvp.flows import FlowLayer
 from tfp_realnvp.flows import RealNVP
 from tfp_realnvp.glow import Glow
 from tfp_realnvp.model import FlowModel
+from tfp_realnvp.networks import AutoregressiveNetwork
+from tfp_realnvp.networks import masked_autoregressive_default_template
+from tfp_realnvp.networks import real_nvp_default_template
 
 __version__ = "0.1.0"
 
-__all__ = ["ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow", "RealNVP", "Untracked",
-           "export_saved_model", "bijectors", "data", "networks", "presets", "training",
-           "__version__"]
+__all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow",
+           "RealNVP", "Untracked", "export_saved_model", "bijectors", "data",
+           "masked_autoregressive_default_template", "networks", "presets",
+           "real_nvp_default_template", "training", "__version__"]

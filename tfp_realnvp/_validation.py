@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["image_shape", "is_integer", "positive_int"]
+__all__ = ["image_shape", "is_integer", "positive_int", "widths"]
 
 
 def is_integer(value):
@@ -24,6 +24,24 @@ def positive_int(value, name, allow_none=False):
     expected = "None or a positive integer" if allow_none else "a positive integer"
     raise ValueError(f"{name} must be {expected}, got {value!r}.")
   return int(value)
+
+
+def widths(value, name, example="(64, 64)"):
+  """Returns layer widths (a sequence of positive ints, possibly empty) as a tuple of ints.
+
+  Raises:
+    ValueError: naming the argument `name`, for a single number, a string or anything else.
+  """
+  units = None
+  if not (is_integer(value) or isinstance(value, str)):
+    try:
+      units = tuple(value)
+    except TypeError:
+      pass
+  if units is None or not all(is_integer(u) and u >= 1 for u in units):
+    raise ValueError(
+        f"{name} must be a sequence of positive integers, e.g. {example}, got {value!r}.")
+  return tuple(int(u) for u in units)
 
 
 def image_shape(event_shape, owner=None):

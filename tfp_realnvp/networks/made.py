@@ -1,14 +1,16 @@
-"""MADE, the masked autoencoder behind MAF and IAF, as a Keras 3 layer."""
+"""MADE, the masked autoencoder behind MAF and IAF, as Keras 3 layers: `AutoregressiveNetwork`
+(TFP's arguments and output) and `MADE` (its `(shift, log_scale)` convenience)."""
 
 import numbers
 
 import keras
 from keras import ops
 import numpy as np
+import tensorflow as tf
 
 from tfp_realnvp import _validation
 
-__all__ = ["MADE", "made_masks"]
+__all__ = ["MADE", "AutoregressiveNetwork", "made_masks"]
 
 _NAMED_ORDERS = ("left-to-right", "right-to-left", "random")
 _HIDDEN_DEGREES = ("equal", "random")
@@ -75,7 +77,7 @@ def made_masks(event_size, hidden_units, input_order="left-to-right", hidden_deg
   Args:
     event_size: number of inputs `D`.
     hidden_units: widths of the hidden layers.
-    input_order: see `MADE`.
+    input_order: see `AutoregressiveNetwork`.
     hidden_degrees: `"equal"` or `"random"`.
     seed: integer seed of the random order and degrees (`None`: fresh entropy).
 
@@ -96,15 +98,374 @@ def made_masks(event_size, hidden_units, input_order="left-to-right", hidden_deg
   return input_degrees, masks
 
 
-@keras.saving.register_keras_serializable(package="tfp_realnvp")
-class MADE(keras.layers.Layer):
-  """Masked autoencoder (MADE) giving the shift and log-scale of a MAF or an IAF.
+def _shape_1d(value, name):
+  """`value` (an int or a rank-1 shape) as a one-element tuple `(size,)`, or `None`."""
+  if value is None:
+    return None
+  if _validation.is_integer(value):
+    value = (value,)
+  try:
+    shape = tuple(value)
+  except TypeError:
+    shape = None
+  if shape is None or len(shape) != 1:
+    raise ValueError(
+        f"{name} must describe a rank-1 shape (an integer D or [D]); vector events only, as "
+        f"in tfb.AutoregressiveNetwork; got {value!r}. Reshape higher-rank events to vectors "
+        f"(tfb.Reshape) first.")
+  return (_validation.positive_int(shape[0], f"{name}[0]"),)
 
-  A dense network whose weight matrices are masked so that `shift[..., i]` and
-  `log_scale[..., i]` depend only on the inputs that come before `i` in the autoregressive
-  order (Germain et al., 2015). It is the `shift_and_log_scale_fn` of TFP's masked
-  autoregressive flow, and a Keras 3 replacement for `tfb.AutoregressiveNetwork(params=2)`
-  (a `tf_keras` layer that a Keras 3 model can neither track nor train):
+
+def _maybe_serialize(module, value):
+  return None if value is None else module.serialize(value)
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class AutoregressiveNetwork(keras.layers.Layer):
+  """MADE network with the arguments and output of `tfb.AutoregressiveNetwork`, in Keras 3.
+
+  A Keras 3 drop-in for TFP's `tfb.AutoregressiveNetwork` (a `tf_keras` layer that a Keras 3
+  model can neither track nor train): the same constructor arguments, the same call
+  (`net(x, conditional_input=c)`) and the same output, `[..., event_size, params]`, with
+  `output[..., i, :]` depending only on the inputs `j` that come before `i` in the
+  autoregressive order (Germain et al., 2015). With `params=2` it is the
+  `shift_and_log_scale_fn` of TFP's masked autoregressive flow, which unstacks the last axis
+  into `(shift, log_scale)`:
+
+  ```python
+  made = tfp_realnvp.networks.AutoregressiveNetwork(params=2, hidden_units=[10, 10],
+                                                    activation="relu")
+  maf = tfb.MaskedAutoregressiveFlow(made)                 # Papamakarios et al., 2017
+  iaf = tfb.Invert(tfb.MaskedAutoregressiveFlow(made))     # Kingma et al., 2016
+  distribution = tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0., 1.), [2]), maf)
+  ```
+
+  Hold the layer in a Keras 3 model (assign it as an attribute) so that the model tracks,
+  trains and saves its variables; `MADE` is the same network with `params=2`, returning
+  `(shift, log_scale)`. The network, with masks `M` fixed by the degrees (below):
+
+  ```none
+  h_0 = x
+  h_l = activation((W_l * M_l) h_{l-1} + b_l + V_l c)     # c: conditional input, unmasked
+  out = (W * M) h_L + b + V c                             # [..., params * D] -> [..., D, params]
+  ```
+
+  `V_l c` enters every layer (`conditional_input_layers="all_layers"`) or only the first
+  (`"first_layer"`); the conditional kernels have no bias.
+
+  Degrees: `input_order[i]` is the 1-based degree (position in the autoregressive order) of
+  input `i`; `"left-to-right"` is `[1, 2, ..., D]` (`p(x_1) p(x_2 | x_1) ...`),
+  `"right-to-left"` `[D, ..., 1]`, `"random"` a permutation drawn from `seed`. Hidden degrees lie
+  in `[min degree of the layer below, D - 1]`: `"equal"` spreads them evenly, `"random"` draws
+  them from `seed`. A hidden unit of degree `m` sees the units below of degree `<= m`, an output
+  of input `i` the last hidden units of degree `< input_order[i]`. The masks are NumPy constants
+  computed from the configuration (TFP's `"equal"` rule places the hidden degrees slightly
+  differently; both give the autoregressive property); a random order or random degrees without
+  a `seed` draw one seed once and store it in the configuration, so a saved model reloads with
+  the same masks. Masked kernel entries start at zero and never receive a gradient, so
+  regularizers see only the weights in use.
+
+  Differences from `tfb.AutoregressiveNetwork`: the output is in the layer's compute dtype (any
+  number of batch dimensions; `x` and `conditional_input` broadcast against each other);
+  `event_shape` may be left out with `conditional=True` (it is taken from the first input);
+  `seed` and `output_kernel_initializer` are additions; `get_config` makes the layer saveable.
+
+  Args:
+    params: number of outputs per input, `>= 1` (the last axis of the output is never squeezed).
+    event_shape: `D` or `[D]`, the size of the input vectors; `None`: from the first input.
+    conditional: whether the network takes a `conditional_input`.
+    conditional_event_shape: `K` or `[K]`, the size of the conditional input; required with
+      `conditional=True`, refused without.
+    conditional_input_layers: `"all_layers"` or `"first_layer"`: the layers the conditional
+      input enters.
+    hidden_units: widths of the hidden layers; `None` or `[]` gives a masked linear map.
+    input_order: `"left-to-right"`, `"right-to-left"`, `"random"`, or a permutation of `1..D`.
+    hidden_degrees: `"equal"` or `"random"`.
+    activation: activation of the hidden layers (anything `keras.activations.get` accepts);
+      `None` is linear, TFP's default.
+    use_bias: whether the masked layers have biases.
+    kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+      kernel_constraint, bias_constraint: as in `keras.layers.Dense`, for every masked kernel
+      and bias; the kernel ones also for the conditional kernels.
+    validate_args: if `True`, `x` and `conditional_input` are checked at run time to be finite.
+    seed: integer seed of a random `input_order` and of random `hidden_degrees` (masks only;
+      seed the weights through the initializers).
+    output_kernel_initializer: initializer of the output layer's kernels (masked and
+      conditional); `None`: `kernel_initializer`. `"zeros"` makes a new MAF or IAF the identity.
+    **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+  Call arguments:
+    x: `[..., D]` floating-point tensor.
+    conditional_input: `[..., K]` tensor, required iff `conditional`; pass it by keyword, through
+      TFP as a bijector keyword argument: `maf.forward(z, conditional_input=c)` or
+      `distribution.log_prob(x, bijector_kwargs={"conditional_input": c})`.
+
+  Returns:
+    `[..., D, params]` in the layer's compute dtype (batch dimensions broadcast).
+
+  Raises:
+    ValueError: on invalid constructor arguments, a last dimension of `x` other than `D`, a
+      missing or unexpected conditional input, or unknown keyword arguments.
+    TypeError: `x` is not floating point.
+
+  References:
+    Mathieu Germain, Karol Gregor, Iain Murray, and Hugo Larochelle. MADE: Masked Autoencoder
+    for Distribution Estimation. ICML 2015. https://arxiv.org/abs/1502.03509
+
+    George Papamakarios, Theo Pavlakou, and Iain Murray. Masked Autoregressive Flow for Density
+    Estimation. NeurIPS 2017. https://arxiv.org/abs/1705.07057
+
+    Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever, and Max
+    Welling. Improved Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
+    https://arxiv.org/abs/1606.04934
+  """
+
+  def __init__(self, params, event_shape=None, conditional=False, conditional_event_shape=None,
+               conditional_input_layers="all_layers", hidden_units=None,
+               input_order="left-to-right", hidden_degrees="equal", activation=None,
+               use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+               kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+               bias_constraint=None, validate_args=False, seed=None,
+               output_kernel_initializer=None, **kwargs):
+    super().__init__(**kwargs)
+    self.params = _validation.positive_int(params, "params")
+    self.event_shape = _shape_1d(event_shape, "event_shape")
+    self.conditional = bool(conditional)
+    self.conditional_event_shape = _shape_1d(conditional_event_shape, "conditional_event_shape")
+    if self.conditional and self.conditional_event_shape is None:
+      raise ValueError("conditional=True needs conditional_event_shape=[K], the size of the "
+                       "conditional input.")
+    if not self.conditional and self.conditional_event_shape is not None:
+      raise ValueError(f"conditional_event_shape={conditional_event_shape!r} was passed but "
+                       f"conditional is False; pass conditional=True to condition the network.")
+    if conditional_input_layers not in ("all_layers", "first_layer"):
+      raise ValueError(f"conditional_input_layers must be 'all_layers' or 'first_layer', got "
+                       f"{conditional_input_layers!r}.")
+    self.conditional_input_layers = conditional_input_layers
+    self.hidden_units = _validation.widths(() if hidden_units is None else hidden_units,
+                                           "hidden_units")
+    if isinstance(input_order, str):
+      self.input_order = input_order
+    elif isinstance(input_order, (list, tuple, np.ndarray)):
+      if not all(_validation.is_integer(d) for d in input_order):
+        raise ValueError(
+            f"input_order must be one of {_NAMED_ORDERS} or a list of integers (a permutation "
+            f"of 1..D), got {input_order!r}.")
+      self.input_order = tuple(int(d) for d in input_order)
+    else:
+      raise ValueError(
+          f"input_order must be one of {_NAMED_ORDERS} or a permutation of 1..D, got "
+          f"{input_order!r}.")
+    if hidden_degrees not in _HIDDEN_DEGREES:
+      raise ValueError(
+          f"hidden_degrees must be one of {_HIDDEN_DEGREES}, got {hidden_degrees!r}.")
+    self.hidden_degrees = hidden_degrees
+    self.activation = keras.activations.get(activation)
+    self.use_bias = bool(use_bias)
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.bias_initializer = keras.initializers.get(bias_initializer)
+    self.output_kernel_initializer = (
+        None if output_kernel_initializer is None
+        else keras.initializers.get(output_kernel_initializer))
+    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+    self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+    self.kernel_constraint = keras.constraints.get(kernel_constraint)
+    self.bias_constraint = keras.constraints.get(bias_constraint)
+    self.validate_args = bool(validate_args)
+    if seed is not None and not _validation.is_integer(seed):
+      raise ValueError(f"seed must be None or an integer, got {seed!r}.")
+    if seed is None and (self.input_order == "random" or self.hidden_degrees == "random"):
+      seed = int(np.random.default_rng().integers(2**31 - 1))
+    self.seed = None if seed is None else int(seed)
+    if self.event_shape is not None:
+      self._make_masks()
+
+  @property
+  def event_size(self):
+    """`D`, the size of the input vectors (`None` until known)."""
+    return None if self.event_shape is None else self.event_shape[0]
+
+  @property
+  def conditional_size(self):
+    """`K`, the size of the conditional input, or `None` for an unconditional network."""
+    return None if self.conditional_event_shape is None else self.conditional_event_shape[0]
+
+  def _make_masks(self):
+    """The NumPy masks of the event size `D` (tuples, which Keras's tracker leaves alone)."""
+    input_degrees, masks = made_masks(self.event_size, self.hidden_units, self.input_order,
+                                      self.hidden_degrees, self.seed)
+    self._input_degrees = input_degrees
+    self._hidden_masks = tuple(masks[:-1])
+    # Parameter-major output columns: column p * D + i is parameter p of input i.
+    self._output_mask = np.tile(masks[-1], (1, self.params))
+
+  @property
+  def input_degrees(self):
+    """`[D]` NumPy array: the 1-based position of every input in the autoregressive order."""
+    return self._input_degrees.copy()
+
+  @property
+  def masks(self):
+    """The boolean NumPy masks `[fan_in, fan_out]` of the hidden layers and the output layer.
+
+    The output mask has `params * D` columns, parameter-major: column `p * D + i` is
+    parameter `p` of input `i`.
+    """
+    return [m.copy() for m in self._hidden_masks] + [self._output_mask.copy()]
+
+  def _conditions_layer(self, index):
+    return self.conditional and (self.conditional_input_layers == "all_layers" or index == 0)
+
+  def build(self, input_shape=None):
+    if self.event_shape is None:
+      if input_shape is None or input_shape[-1] is None:
+        raise ValueError(f"{self.name}: the event size is unknown; pass event_shape=[D] or call "
+                         f"the layer on inputs [..., D] with a known last dimension.")
+      self.event_shape = _shape_1d(int(input_shape[-1]), "event_shape")
+      self._make_masks()
+    self._hidden_kernels, self._hidden_biases, self._hidden_conditional_kernels = [], [], []
+    masks = self._hidden_masks + (self._output_mask,)
+    sizes = self.hidden_units + (self.params * self.event_size,)
+    fan_in = self.event_size
+    for i, (units, mask) in enumerate(zip(sizes, masks, strict=True)):
+      prefix = "output" if i == len(self.hidden_units) else f"hidden_{i}"
+      initializer = self.kernel_initializer
+      if prefix == "output" and self.output_kernel_initializer is not None:
+        initializer = self.output_kernel_initializer
+      kernel = self.add_weight(
+          name=f"{prefix}_kernel", shape=(fan_in, units),
+          initializer=_masked_initializer(initializer, mask),
+          regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+      bias = None
+      if self.use_bias:
+        bias = self.add_weight(name=f"{prefix}_bias", shape=(units,),
+                               initializer=self.bias_initializer,
+                               regularizer=self.bias_regularizer,
+                               constraint=self.bias_constraint)
+      conditional_kernel = None
+      if self._conditions_layer(i):
+        conditional_kernel = self.add_weight(
+            name=f"{prefix}_conditional_kernel", shape=(self.conditional_size, units),
+            initializer=initializer, regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
+      if prefix == "output":
+        self.output_kernel, self.output_bias = kernel, bias
+        self.output_conditional_kernel = conditional_kernel
+      else:
+        self._hidden_kernels.append(kernel)
+        self._hidden_biases.append(bias)
+        self._hidden_conditional_kernels.append(conditional_kernel)
+      fan_in = units
+
+  def call(self, x, conditional_input=None, **kwargs):
+    if kwargs:
+      raise ValueError(
+          f"{self.name}: unexpected keyword arguments {sorted(kwargs)}; {type(self).__name__} "
+          f"accepts only `conditional_input`.")
+    x = ops.convert_to_tensor(x)
+    if not _is_floating(x.dtype):
+      raise TypeError(
+          f"{self.name}: expected a floating-point tensor [..., {self.event_size}], got dtype "
+          f"{keras.backend.standardize_dtype(x.dtype)}. Cast the input, e.g. "
+          f"tf.cast(x, tf.float32).")
+    if len(x.shape) < 1:
+      raise ValueError(
+          f"{self.name}: expected x of shape [..., event_size={self.event_size}], got a scalar.")
+    if x.shape[-1] is not None and x.shape[-1] != self.event_size:
+      raise ValueError(
+          f"{self.name}: the last dimension of x ({x.shape[-1]}, shape {tuple(x.shape)}) must "
+          f"equal event_size ({self.event_size}).")
+    dtype = self.compute_dtype
+    x = self._checked(ops.cast(x, dtype), "x")
+    c = self._conditional(conditional_input, dtype)
+    kernels = self._hidden_kernels + [self.output_kernel]
+    biases = self._hidden_biases + [self.output_bias]
+    conditional_kernels = self._hidden_conditional_kernels + [self.output_conditional_kernel]
+    masks = self._hidden_masks + (self._output_mask,)
+    h = x
+    for i, (kernel, bias, conditional_kernel, mask) in enumerate(
+        zip(kernels, biases, conditional_kernels, masks, strict=True)):
+      h = ops.matmul(h, kernel * ops.cast(mask, dtype))
+      if bias is not None:
+        h = h + bias
+      if conditional_kernel is not None:
+        h = h + ops.matmul(c, conditional_kernel)
+      if i < len(self.hidden_units):
+        h = self.activation(h)
+    # [..., params * D] (parameter-major) -> [..., D, params].
+    return ops.stack(ops.split(h, self.params, axis=-1), axis=-1)
+
+  def _checked(self, tensor, name):
+    if not self.validate_args:
+      return tensor
+    return tf.debugging.assert_all_finite(
+        tensor, f"{self.name}: {name} has a NaN or infinite value.")
+
+  def _condition_arguments(self, size="K"):
+    """The constructor arguments that condition the network on `[..., size]`, for messages."""
+    return f"conditional=True, conditional_event_shape=[{size}]"
+
+  def _conditional(self, conditional_input, dtype):
+    """Checks the conditional input against the conditional size and casts it."""
+    if not self.conditional:
+      if conditional_input is not None:
+        raise ValueError(
+            f"{self.name}: got a conditional_input but the layer was created without "
+            f"{self._condition_arguments()}; create it with {self._condition_arguments()} to "
+            f"condition on a [..., K] input.")
+      return None
+    if conditional_input is None:
+      raise ValueError(
+          f"{self.name}: this network has "
+          f"{self._condition_arguments(self.conditional_size)} and needs a "
+          f"[..., {self.conditional_size}] conditional_input, passed by keyword: "
+          f"net(x, conditional_input=c), maf.forward(z, conditional_input=c), or "
+          f"distribution.log_prob(x, bijector_kwargs={{'conditional_input': c}}).")
+    c = ops.convert_to_tensor(conditional_input)
+    if len(c.shape) < 1 or (c.shape[-1] is not None and c.shape[-1] != self.conditional_size):
+      raise ValueError(
+          f"{self.name}: the last dimension of conditional_input (shape {tuple(c.shape)}) must "
+          f"equal the conditional size "
+          f"({self._condition_arguments(self.conditional_size)}).")
+    return self._checked(ops.cast(c, dtype), "conditional_input")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        params=self.params,
+        event_shape=None if self.event_shape is None else list(self.event_shape),
+        conditional=self.conditional,
+        conditional_event_shape=(None if self.conditional_event_shape is None
+                                 else list(self.conditional_event_shape)),
+        conditional_input_layers=self.conditional_input_layers,
+        hidden_units=list(self.hidden_units),
+        input_order=(self.input_order if isinstance(self.input_order, str)
+                     else list(self.input_order)),
+        hidden_degrees=self.hidden_degrees,
+        activation=keras.activations.serialize(self.activation),
+        use_bias=self.use_bias,
+        kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        kernel_regularizer=_maybe_serialize(keras.regularizers, self.kernel_regularizer),
+        bias_regularizer=_maybe_serialize(keras.regularizers, self.bias_regularizer),
+        kernel_constraint=_maybe_serialize(keras.constraints, self.kernel_constraint),
+        bias_constraint=_maybe_serialize(keras.constraints, self.bias_constraint),
+        validate_args=self.validate_args,
+        seed=self.seed,
+        output_kernel_initializer=_maybe_serialize(keras.initializers,
+                                                   self.output_kernel_initializer))
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class MADE(AutoregressiveNetwork):
+  """`AutoregressiveNetwork(params=2)` returning `(shift, log_scale)`, starting as the identity.
+
+  A convenience over `AutoregressiveNetwork` (the same network, masks and variables) for the
+  `shift_and_log_scale_fn` of TFP's masked autoregressive flow: it takes the event size
+  directly, returns the pair `(shift, log_scale)` instead of `[..., D, 2]`, defaults to ReLU
+  units, and its output layer (kernel, bias and conditional kernel) starts at zero, so a new
+  MAF or IAF is the identity:
 
   ```python
   made = MADE(event_size=5, hidden_units=(64, 64))
@@ -118,43 +479,29 @@ class MADE(keras.layers.Layer):
   Hold the layer in a `keras.Model` so that the model tracks, trains and saves its variables.
 
   ```none
-  h_0 = x
-  h_l = activation((W_l * M_l) h_{l-1} + b_l + V_l c)     # c: conditional input, unmasked
-  shift, raw = split((W * M) h_L + b + V c)              # output layer starts at zero
+  out = AutoregressiveNetwork(params=2)(x, c)      # [..., D, 2], output layer starts at zero
+  shift, raw = out[..., 0], out[..., 1]
   log_scale = raw, or bound * tanh(raw / bound)
   ```
 
-  Input order: `input_order[i]` is the 1-based degree (position in the autoregressive order) of
-  input `i`, the convention of `tfb.AutoregressiveNetwork`; output `i` depends exactly on the
-  inputs `j` with `input_order[j] < input_order[i]`. `"left-to-right"` is `[1, 2, ..., D]`
-  (`p(x_1) p(x_2 | x_1) ...`), `"right-to-left"` is `[D, ..., 2, 1]`, `"random"` a random
-  permutation drawn from `seed`.
-
-  Hidden degrees lie in `[min degree of the layer below, D - 1]`: `"equal"` spreads them evenly
-  (every degree gets the same number of units up to one when the layer has at least `D - 1`
-  units), `"random"` draws them uniformly from `seed`. The masks are NumPy constants computed in
-  `__init__` from the configuration (never variables), so `get_config` recreates them; when a
-  random order or random degrees are asked for without a `seed`, a seed is drawn once and
-  stored in the configuration so a saved model reloads with the same masks.
-
-  The output layer (its kernel, bias and conditional kernel) starts at zero, so a new layer gives
-  `shift = log_scale = 0` and a new MAF or IAF is the identity.
+  `input_order`, `hidden_degrees` and `seed` define the masks as in `AutoregressiveNetwork`
+  (`input_order[i]` is the 1-based degree of input `i`, TFP's convention).
 
   Args:
     event_size: size `D` of the (vector) events.
     hidden_units: widths of the hidden layers; `()` gives a masked linear map.
     activation: activation of the hidden layers (anything `keras.activations.get` accepts).
-    input_order: `"left-to-right"`, `"right-to-left"`, `"random"`, or a permutation of
-      `1..D` giving the degree of every input (see above).
+    input_order: `"left-to-right"`, `"right-to-left"`, `"random"`, or a permutation of `1..D`.
     hidden_degrees: `"equal"` or `"random"`.
-    conditional_size: size `K` of a conditional input `c` that enters every layer (the hidden
-      layers and the output layer) through unmasked dense kernels; `None` for none.
+    conditional_size: size `K` of a conditional input `c` that enters every layer through
+      unmasked dense kernels; `None` for none.
     log_scale_bound: `None` for an unbounded log-scale, or a positive float `b`: the log-scale is
       then `b * tanh(raw / b)`, which lies in `(-b, b)` and is close to `raw` for `|raw| << b`.
     kernel_initializer: initialiser of the hidden (and hidden conditional) kernels.
-    seed: integer seed of a random `input_order` and of random `hidden_degrees`. It seeds the
-      masks only; seed the weights through `kernel_initializer`.
-    **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+    seed: integer seed of a random `input_order` and of random `hidden_degrees` (masks only).
+    **kwargs: the other arguments of `AutoregressiveNetwork` (`use_bias`, `bias_initializer`,
+      the regularizers and constraints, `conditional_input_layers`, `validate_args`) and
+      `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Call arguments:
     x: `[..., D]` floating-point tensor, any number of batch dimensions.
@@ -176,190 +523,55 @@ class MADE(keras.layers.Layer):
   References:
     Mathieu Germain, Karol Gregor, Iain Murray, and Hugo Larochelle. MADE: Masked Autoencoder
     for Distribution Estimation. ICML 2015. https://arxiv.org/abs/1502.03509
-
-    George Papamakarios, Theo Pavlakou, and Iain Murray. Masked Autoregressive Flow for Density
-    Estimation. NeurIPS 2017. https://arxiv.org/abs/1705.07057
-
-    Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever, and Max
-    Welling. Improved Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
-    https://arxiv.org/abs/1606.04934
   """
 
   def __init__(self, event_size, hidden_units=(64, 64), activation="relu",
                input_order="left-to-right", hidden_degrees="equal", conditional_size=None,
                log_scale_bound=None, kernel_initializer="glorot_uniform", seed=None, **kwargs):
-    super().__init__(**kwargs)
-    self.event_size = _validation.positive_int(event_size, "event_size")
-    if _validation.is_integer(hidden_units) or isinstance(hidden_units, str):
-      raise ValueError(
-          f"hidden_units must be a sequence of positive integers, e.g. (64, 64), got "
-          f"{hidden_units!r}.")
-    try:
-      units = tuple(hidden_units)
-    except TypeError:
-      units = None
-    if units is None or not all(_validation.is_integer(u) and u >= 1 for u in units):
-      raise ValueError(
-          f"hidden_units must be a sequence of positive integers, e.g. (64, 64), got "
-          f"{hidden_units!r}.")
-    self.hidden_units = tuple(int(u) for u in units)
-    if isinstance(input_order, str):
-      self.input_order = input_order
-    elif isinstance(input_order, (list, tuple, np.ndarray)):
-      if not all(_validation.is_integer(d) for d in input_order):
-        raise ValueError(
-            f"input_order must be one of {_NAMED_ORDERS} or a list of integers (a permutation "
-            f"of 1..{self.event_size}), got {input_order!r}.")
-      self.input_order = tuple(int(d) for d in input_order)
-    else:
-      raise ValueError(
-          f"input_order must be one of {_NAMED_ORDERS} or a permutation of "
-          f"1..{self.event_size}, got {input_order!r}.")
-    if hidden_degrees not in _HIDDEN_DEGREES:
-      raise ValueError(
-          f"hidden_degrees must be one of {_HIDDEN_DEGREES}, got {hidden_degrees!r}.")
-    self.hidden_degrees = hidden_degrees
-    self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
-                                                     allow_none=True)
+    event_size = _validation.positive_int(event_size, "event_size")
+    conditional_size = _validation.positive_int(conditional_size, "conditional_size",
+                                                allow_none=True)
     if log_scale_bound is not None and (
         isinstance(log_scale_bound, bool) or not isinstance(log_scale_bound, numbers.Real)
         or not np.isfinite(log_scale_bound) or log_scale_bound <= 0):
       raise ValueError(
           f"log_scale_bound must be None or a positive finite number, got {log_scale_bound!r}.")
+    super().__init__(
+        params=2, event_shape=event_size, conditional=conditional_size is not None,
+        conditional_event_shape=conditional_size, hidden_units=hidden_units,
+        input_order=input_order, hidden_degrees=hidden_degrees, activation=activation,
+        kernel_initializer=kernel_initializer, seed=seed, output_kernel_initializer="zeros",
+        **kwargs)
     self.log_scale_bound = None if log_scale_bound is None else float(log_scale_bound)
-    self.activation = keras.activations.get(activation)
-    self.kernel_initializer = keras.initializers.get(kernel_initializer)
-    if seed is not None and not _validation.is_integer(seed):
-      raise ValueError(f"seed must be None or an integer, got {seed!r}.")
-    needs_seed = self.input_order == "random" or self.hidden_degrees == "random"
-    if seed is None and needs_seed:
-      seed = int(np.random.default_rng().integers(2**31 - 1))
-    self.seed = None if seed is None else int(seed)
 
-    input_degrees, masks = made_masks(self.event_size, self.hidden_units, self.input_order,
-                                      self.hidden_degrees, self.seed)
-    self._input_degrees = input_degrees
-    # Tuples, so that Keras's tracker leaves the NumPy constants alone. The output mask is
-    # repeated for the shift and the log-scale halves of the output layer.
-    self._hidden_masks = tuple(masks[:-1])
-    self._output_mask = np.concatenate([masks[-1], masks[-1]], axis=1)
-
-  @property
-  def input_degrees(self):
-    """`[D]` NumPy array: the 1-based position of every input in the autoregressive order."""
-    return self._input_degrees.copy()
-
-  @property
-  def masks(self):
-    """The boolean NumPy masks `[fan_in, fan_out]` of the hidden layers and the output layer.
-
-    The output mask has `2 * D` columns: shift first, then log-scale.
-    """
-    return [m.copy() for m in self._hidden_masks] + [self._output_mask.copy()]
-
-  def build(self, input_shape=None):
-    del input_shape  # The weights depend on the configuration only.
-    self._hidden_kernels = []
-    self._hidden_biases = []
-    self._hidden_conditional_kernels = []
-    fan_in = self.event_size
-    for i, units in enumerate(self.hidden_units):
-      self._hidden_kernels.append(self.add_weight(
-          name=f"hidden_{i}_kernel", shape=(fan_in, units),
-          initializer=self.kernel_initializer))
-      self._hidden_biases.append(self.add_weight(
-          name=f"hidden_{i}_bias", shape=(units,), initializer="zeros"))
-      if self.conditional_size is not None:
-        self._hidden_conditional_kernels.append(self.add_weight(
-            name=f"hidden_{i}_conditional_kernel", shape=(self.conditional_size, units),
-            initializer=self.kernel_initializer))
-      fan_in = units
-    outputs = 2 * self.event_size
-    self.output_kernel = self.add_weight(
-        name="output_kernel", shape=(fan_in, outputs), initializer="zeros")
-    self.output_bias = self.add_weight(name="output_bias", shape=(outputs,), initializer="zeros")
-    self.output_conditional_kernel = None
-    if self.conditional_size is not None:
-      self.output_conditional_kernel = self.add_weight(
-          name="output_conditional_kernel", shape=(self.conditional_size, outputs),
-          initializer="zeros")
+  def _condition_arguments(self, size="K"):
+    return f"conditional_size={size}"
 
   def call(self, x, conditional_input=None, **kwargs):
-    if kwargs:
-      raise ValueError(
-          f"{self.name}: unexpected keyword arguments {sorted(kwargs)}; MADE accepts only "
-          f"`conditional_input`.")
-    x = ops.convert_to_tensor(x)
-    if not _is_floating(x.dtype):
-      raise TypeError(
-          f"{self.name}: expected a floating-point tensor [..., {self.event_size}], got dtype "
-          f"{keras.backend.standardize_dtype(x.dtype)}. Cast the input, e.g. "
-          f"tf.cast(x, tf.float32).")
-    if len(x.shape) < 1:
-      raise ValueError(
-          f"{self.name}: expected x of shape [..., event_size={self.event_size}], got a scalar.")
-    if x.shape[-1] is not None and x.shape[-1] != self.event_size:
-      raise ValueError(
-          f"{self.name}: the last dimension of x ({x.shape[-1]}, shape {tuple(x.shape)}) must "
-          f"equal event_size ({self.event_size}).")
-    dtype = self.compute_dtype
-    x = ops.cast(x, dtype)
-    c = self._conditional(conditional_input, dtype)
-
-    h = x
-    for i in range(len(self.hidden_units)):
-      kernel = self._hidden_kernels[i] * ops.cast(self._hidden_masks[i], dtype)
-      h = ops.matmul(h, kernel) + self._hidden_biases[i]
-      if c is not None:
-        h = h + ops.matmul(c, self._hidden_conditional_kernels[i])
-      h = self.activation(h)
-    out = ops.matmul(h, self.output_kernel * ops.cast(self._output_mask, dtype))
-    out = out + self.output_bias
-    if c is not None:
-      out = out + ops.matmul(c, self.output_conditional_kernel)
-    shift = out[..., :self.event_size]
-    log_scale = out[..., self.event_size:]
+    out = super().call(x, conditional_input, **kwargs)
+    shift, log_scale = out[..., 0], out[..., 1]
     if self.log_scale_bound is not None:
-      bound = ops.cast(self.log_scale_bound, dtype)
+      bound = ops.cast(self.log_scale_bound, self.compute_dtype)
       log_scale = bound * ops.tanh(log_scale / bound)
     return shift, log_scale
 
-  def _conditional(self, conditional_input, dtype):
-    """Checks the conditional input against `conditional_size` and casts it."""
-    if self.conditional_size is None:
-      if conditional_input is not None:
-        raise ValueError(
-            f"{self.name}: got a conditional_input but the layer was created without "
-            f"conditional_size; pass conditional_size=K to MADE to condition on a [..., K] "
-            f"input.")
-      return None
-    if conditional_input is None:
-      raise ValueError(
-          f"{self.name}: this MADE has conditional_size={self.conditional_size} and needs a "
-          f"[..., {self.conditional_size}] conditional_input, passed by keyword: "
-          f"made(x, conditional_input=c), maf.forward(z, conditional_input=c), or "
-          f"distribution.log_prob(x, bijector_kwargs={{'conditional_input': c}}).")
-    c = ops.convert_to_tensor(conditional_input)
-    if len(c.shape) < 1 or (c.shape[-1] is not None and c.shape[-1] != self.conditional_size):
-      raise ValueError(
-          f"{self.name}: the last dimension of conditional_input (shape {tuple(c.shape)}) must "
-          f"equal conditional_size ({self.conditional_size}).")
-    return ops.cast(c, dtype)
-
   def get_config(self):
     config = super().get_config()
-    config.update(
-        event_size=self.event_size,
-        hidden_units=list(self.hidden_units),
-        activation=keras.activations.serialize(self.activation),
-        input_order=(self.input_order if isinstance(self.input_order, str)
-                     else list(self.input_order)),
-        hidden_degrees=self.hidden_degrees,
-        conditional_size=self.conditional_size,
-        log_scale_bound=self.log_scale_bound,
-        kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-        seed=self.seed)
+    for key in ("params", "event_shape", "conditional", "conditional_event_shape",
+                "output_kernel_initializer"):
+      del config[key]
+    config.update(event_size=self.event_size, conditional_size=self.conditional_size,
+                  log_scale_bound=self.log_scale_bound)
     return config
+
+
+def _masked_initializer(initializer, mask):
+  """`initializer` with the entries outside the boolean `mask` set to zero."""
+
+  def masked(shape, dtype=None):
+    return initializer(shape, dtype) * ops.cast(mask, dtype)
+
+  return masked
 
 
 def _is_floating(dtype):
