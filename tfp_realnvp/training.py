@@ -224,11 +224,16 @@ class Backup:
     return any(self._path(name, previous).exists() for name in (self.WEIGHTS, self.METADATA)
                for previous in (False, True))
 
-  def restore(self, model):
+  def restore(self, model, check=None):
     """Loads the newest sound state into `model`; returns its metadata (`None` if none).
 
     A state is sound when its metadata parses and a weights file (and the best epoch's
     weights) have the checksums it records; the newest sound one of the two is restored.
+
+    Args:
+      model: the compiled `FlowModel` that receives the weights and optimizer state.
+      check: called with the metadata of the sound state before its weights are loaded, to
+        refuse (by raising) the state of another run, whose weights would not fit `model`.
 
     Raises:
       RunError: if neither state is sound, naming the first damaged file.
@@ -253,6 +258,8 @@ class Backup:
       elif not self._best_is_sound(metadata.get("best")):
         damaged.append(self._best_path(metadata["best"]["epoch"]))
       else:
+        if check is not None:
+          check(metadata)
         if sound[0] != self._path(self.WEIGHTS):  # Keras reads only `.weights.h5` names.
           with _files.atomic_path(self._path(self.WEIGHTS)) as temporary:
             shutil.copyfile(sound[0], temporary)
@@ -333,8 +340,8 @@ class RunRecord:
   def epochs_done(self):
     return self.history[-1]["epoch"] if self.history else 0
 
-  def resume_from(self, metadata, backup_folder):
-    """Continues the interrupted run whose backup metadata is `metadata`.
+  def check_resumable(self, metadata, backup_folder):
+    """Raises unless the interrupted run whose backup metadata is `metadata` is this run's.
 
     Raises:
       RunError: if the interrupted run was for other data, another preset, kind of flow or
@@ -348,6 +355,14 @@ class RunRecord:
           f"{backup_folder} holds an interrupted run with a different {', '.join(changed)}; run "
           f"its command again to resume it, or delete {backup_folder} (or pick another output "
           "folder) to start a new run.")
+
+  def resume_from(self, metadata, backup_folder):
+    """Continues the interrupted run whose backup metadata is `metadata`.
+
+    Raises:
+      RunError: if the interrupted run was another (`check_resumable`).
+    """
+    self.check_resumable(metadata, backup_folder)
     self.attempt = int(metadata.get("attempt", 0)) + 1
     self.history = [r for r in metadata.get("history", []) if r["epoch"] <= metadata["epoch"]]
     self.best = metadata.get("best")
@@ -554,7 +569,8 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
     backup = Backup(folder.backup)
-    metadata = backup.restore(model)
+    metadata = backup.restore(
+        model, check=lambda found: record.check_resumable(found, folder.backup))
   if metadata is not None:
     record.resume_from(metadata, folder.backup)
     say(f"Resuming from {folder.backup}: {record.epochs_done} of {preset.epochs} epochs "
