@@ -1,12 +1,13 @@
 """Smoke tests of `examples/mnist.py`, `glow_mnist.py` and `cifar10.py`: each runs `--tiny`.
 
-Each example runs in a subprocess. The data are made here, so that nothing depends on the shared data or the network: an `.npz`
-of random MNIST-shaped images, and a TensorFlow Datasets folder holding a prepared `cifar10`
-of random images (written with `tfds.dataset_builders.store_as_tfds_dataset` under the name,
-version and features of TFDS's own `cifar10` builder). A prepared folder is what a user's
-`--data-dir` holds, and the subprocess reads it through `--data-dir`. `tfds.testing.mock_data`
-would not reach the subprocess, and under it a data set reads as not prepared (its data dir
-is empty), which the package's `tfp-realnvp train` rejects.
+Each example runs in a subprocess. The data are made here, so that nothing depends on the shared
+data or the network: an `.npz` of random MNIST-shaped images, and a TensorFlow Datasets folder
+holding a prepared `cifar10` of random images (written with
+`tfds.dataset_builders.store_as_tfds_dataset` under the name, version and features of TFDS's own
+`cifar10` builder). A prepared folder is what a user's `--data-dir` holds, and the subprocess
+reads it through `--data-dir`. `tfds.testing.mock_data` would not reach the subprocess, and
+under it a data set reads as not prepared (its data dir is empty), which the package's
+`tfp-realnvp train` rejects.
 
 Each run is checked for what the example is for: the tiny subset comes from the given data,
 the test bits/dim in `metrics.json` is finite, printed, and below that of an untrained flow of
