@@ -2,11 +2,13 @@
 
 ```none
 tfp-realnvp [--verbose] [--traceback] [--version] COMMAND ...
-tfp-realnvp train [--data digits] [--preset NAME] [--epochs N] [--batch-size N]
-                  [--learning-rate LR] [--steps-per-epoch N] [--output-dir DIR] [--seed S]
+tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epochs N]
+                  [--batch-size N] [--learning-rate LR] [--steps-per-epoch N]
+                  [--output-dir DIR] [--seed S]
                   [--strategy {default,mirrored,multiworker,tpu}]
                   [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
-                  [--num-scales N] [--num-filters N] [--num-blocks N] [--sample-count N]
+                  [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
+                  [--num-filters N] [--coupling-network {glow,resnet}] [--sample-count N]
                   [--data-dir DIR] [--download]
 tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
 tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
@@ -29,7 +31,11 @@ package import.
 
 Preset names are not written here (they live in `tfp_realnvp.presets`, which needs the
 package): `--preset` takes any name, and an unknown one ends with the same one-line error as
-every other user error, listing the presets, once TensorFlow is loaded.
+every other user error, listing the presets, once TensorFlow is loaded. So do the settings
+that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
+choices of `--flow` and `--coupling-network` are written here, so that argparse checks them
+(`FLOWS`, `COUPLING_NETWORKS`; a test keeps them equal to `tfp_realnvp.presets.FLOWS` and
+`tfp_realnvp.glow.COUPLING_NETWORKS`).
 
 Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
 on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
@@ -57,6 +63,8 @@ PROG = "tfp-realnvp"
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
+FLOWS = ("realnvp", "glow")
+COUPLING_NETWORKS = ("glow", "resnet")
 
 
 def _int_at_least(minimum):
@@ -117,6 +125,10 @@ def add_train_arguments(train):
                      help="architecture and training settings, a preset of "
                           "tfp_realnvp.presets (default: chosen from the data set's image size;"
                           " an unknown name lists them)")
+  train.add_argument("--flow", choices=FLOWS, default=None,
+                     help="kind of flow, Real NVP or Glow (default: the preset's flow, Real NVP "
+                          "when no preset is named; with glow and no preset: the Glow preset "
+                          "for the data set's image size)")
   train.add_argument("--epochs", type=_positive_int, default=None,
                      help="number of epochs (default: the preset's)")
   train.add_argument("--batch-size", type=_positive_int, default=None,
@@ -136,11 +148,18 @@ def add_train_arguments(train):
   train.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seed of the initial weights, data order and noise (default: 0)")
   train.add_argument("--num-scales", type=_positive_int, default=None,
-                     help="override the preset's number of scales")
+                     help="Real NVP: override the preset's number of scales")
+  train.add_argument("--num-blocks", type=_positive_int, default=None,
+                     help="Real NVP: override the preset's residual blocks per coupling network")
+  train.add_argument("--num-levels", type=_positive_int, default=None,
+                     help="Glow: override the preset's number of levels")
+  train.add_argument("--num-steps", type=_positive_int, default=None,
+                     help="Glow: override the preset's steps of flow per level")
   train.add_argument("--num-filters", type=_positive_int, default=None,
                      help="override the preset's feature maps of the coupling networks")
-  train.add_argument("--num-blocks", type=_positive_int, default=None,
-                     help="override the preset's residual blocks per coupling network")
+  train.add_argument("--coupling-network", choices=COUPLING_NETWORKS, default=None,
+                     help="Glow: override the preset's coupling network (glow: Glow's own; "
+                          "resnet: Real NVP's ResNet)")
   train.add_argument("--sample-count", type=_positive_int, default=64,
                      help="images in each epoch's sample grid (default: 64)")
 
@@ -148,7 +167,7 @@ def add_train_arguments(train):
 def build_parser():
   """The `argparse` parser of the command line (standard library only)."""
   parser = argparse.ArgumentParser(
-      prog=PROG, description="Train, evaluate and sample Real NVP normalizing flows.")
+      prog=PROG, description="Train, evaluate and sample Real NVP and Glow normalizing flows.")
   parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
   parser.add_argument("--traceback", action="store_true",
                       help="show the full Python traceback of errors")
@@ -157,8 +176,8 @@ def build_parser():
   commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
   add_train_arguments(commands.add_parser(
       "train", help="train a flow by maximum likelihood",
-      description="Train a Real NVP flow and keep the weights of its best validation epoch. "
-                  "With no arguments: the embedded 8x8 digits, 2 to 5 minutes on two CPU "
+      description="Train a Real NVP or Glow flow and keep the weights of its best validation "
+                  "epoch. With no arguments: the embedded 8x8 digits, 2 to 5 minutes on two CPU "
                   "cores. Running the same command again after an interruption resumes after "
                   "the last finished epoch."))
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Quality benchmark: test bits/dim of a Real NVP on MNIST after a fixed training-time budget.
+"""Quality benchmark: test bits/dim of a Real NVP or Glow on MNIST after a training-time budget.
 
-Trains the `mnist` preset (a `tfp_realnvp.FlowModel` of `tfp_realnvp.RealNVP`: Adam, batch 64,
-the paper's logit preprocessing and L2 penalty) on the 60,000 MNIST training images with
+Trains a preset (`--preset`: `mnist` by default, a `tfp_realnvp.FlowModel` of
+`tfp_realnvp.RealNVP`; `glow_mnist` for `tfp_realnvp.Glow`; Adam, batch 64, the logit
+preprocessing and L2 penalty of `FlowModel`), with the overrides of its flow's architecture
+(Real NVP: `--num-scales`, `--num-filters`, `--num-blocks`, `--batch-norm`; Glow:
+`--num-levels`, `--num-steps`, `--num-filters`, `--coupling-network`; a setting of the other
+flow is an error), on the 60,000 MNIST training images with
 `tfp_realnvp.training.train`, for a budget of *training* wall-clock minutes, and at each
 evaluation mark reports bits/dim on the full 10,000-image test set. The training clock excludes
 evaluation, checkpointing and the first step of each process (which traces the graph); the
@@ -36,6 +40,8 @@ Example (from the repository root):
 ```bash
 python benchmarks/mnist_quality.py --minutes 30 --eval-at 5,10,20,30 \
     --output benchmarks/runs/mnist30
+python benchmarks/mnist_quality.py --preset glow_mnist --minutes 30 --eval-at 5,10,20,30 \
+    --output benchmarks/runs/glow_mnist30
 ```
 
 Bits/dim: for dequantized 8-bit images `x = (k + u) / 256`,
@@ -77,13 +83,21 @@ def parse_args(argv=None):
   parser.add_argument("--resume", action="store_true",
                       help="Accepted for old command lines and ignored: an interrupted run in "
                            "--output always resumes.")
-  parser.add_argument("--num-scales", type=int, default=3)
-  parser.add_argument("--num-filters", type=int, default=32)
-  parser.add_argument("--num-blocks", type=int, default=2)
-  parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
-                      help="Follow every coupling with a batch-norm bijector.")
-  parser.add_argument("--learning-rate", type=float, default=1e-3)
-  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--preset", default="mnist",
+                      help="Preset of tfp_realnvp.presets (mnist: Real NVP; glow_mnist: Glow); "
+                           "the options below default to its settings.")
+  parser.add_argument("--num-scales", type=int, default=None, help="Real NVP.")
+  parser.add_argument("--num-blocks", type=int, default=None, help="Real NVP.")
+  parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                      help="Real NVP: follow every coupling with a batch-norm bijector.")
+  parser.add_argument("--num-levels", type=int, default=None, help="Glow.")
+  parser.add_argument("--num-steps", type=int, default=None, help="Glow: steps per level.")
+  parser.add_argument("--coupling-network", choices=("glow", "resnet"), default=None,
+                      help="Glow.")
+  parser.add_argument("--num-filters", type=int, default=None,
+                      help="Feature maps of the coupling networks.")
+  parser.add_argument("--learning-rate", type=float, default=None)
+  parser.add_argument("--batch-size", type=int, default=None)
   parser.add_argument("--steps-per-epoch", type=int, default=100,
                       help="Steps per chunk (training.train's epochs): one progress line and "
                            "one backup per chunk.")
@@ -96,7 +110,8 @@ def parse_args(argv=None):
                       help="At each mark, also report test bits/dim after re-estimating the "
                            "batch-norm moving statistics with this many training-mode forward "
                            "passes over training batches (weights untouched, statistics "
-                           "restored afterwards); 0 turns it off.")
+                           "restored afterwards); 0 turns it off. Skipped, with a message, "
+                           "for a model without batch normalisation (Glow's own networks).")
   parser.add_argument("--no-terminate-on-nan", action="store_true",
                       help="Keep training after a non-finite loss (to count them all).")
   args = parser.parse_args(argv)
@@ -114,6 +129,15 @@ def _check_data(path):
         "(10000, 28, 28, 1)); on this team's machines it is ../shared/data/mnist.npz from the "
         "repository root. Pass another location with --data PATH.")
   return path
+
+
+def has_batch_norm(model):
+  """Whether `model` keeps batch-norm moving statistics (what precise BN re-estimates).
+
+  Keras's `BatchNormalization` (in the coupling ResNets) and the batch-norm bijectors'
+  `tfp_realnvp.networks.BatchNormStatistics` both name them `moving_mean`.
+  """
+  return any(variable.name == "moving_mean" for variable in model.non_trainable_variables)
 
 
 def library_versions():
@@ -202,9 +226,19 @@ def main(argv=None):
   import numpy as np
   import tensorflow as tf
   import tfp_realnvp
+  from tfp_realnvp import presets
   from tfp_realnvp import training
   # pylint: enable=g-import-not-at-top
   finite_or_none = training.finite_or_none
+
+  # The preset with the overrides (all but the epochs: the budget ends the run), checked
+  # before any work: a setting of another flow is one line.
+  try:
+    preset = presets.resolve(
+        args.preset, tfp_realnvp.data.get_source(str(data_path)).shape,
+        **{name: getattr(args, name) for name in presets.SETTINGS if name != "epochs"})
+  except ValueError as error:
+    sys.exit(f"error: {error}")
 
   folder = training.RunFolder.for_process(output, tf.distribute.get_strategy())
   if not training.Backup(folder.backup).exists() and (
@@ -225,7 +259,7 @@ def main(argv=None):
   test_ds = tf.data.Dataset.from_tensor_slices(test_images).batch(args.eval_batch_size)
   # Training batches for re-estimating the normalisation statistics (precise BN).
   calibration_batches = iter(tfp_realnvp.data.load_images(
-      str(data_path), split="train", batch_size=args.batch_size, seed=args.test_seed + 1,
+      str(data_path), split="train", batch_size=preset.batch_size, seed=args.test_seed + 1,
       repeat=True, shuffle=True, drop_remainder=True))
 
   settings = {"test_seed": args.test_seed, "eval_batch_size": args.eval_batch_size,
@@ -250,6 +284,10 @@ def main(argv=None):
 
     def on_train_begin(self, logs=None):
       del logs
+      if settings["precise_bn_steps"] and not has_batch_norm(self.model):
+        print(f"--precise-bn-steps skipped: the {preset.name!r} model has no batch "
+              "normalisation (no test_bpd_precise_bn)", flush=True)
+        settings["precise_bn_steps"] = 0
       if state:
         self._resume()
       else:
@@ -375,7 +413,7 @@ def main(argv=None):
       """Test bits/dim with moving statistics re-estimated at the current weights."""
       variables = self.model.non_trainable_variables
       saved = [v.numpy() for v in variables]
-      for _ in range(args.precise_bn_steps):
+      for _ in range(settings["precise_bn_steps"]):
         self._training_mode_forward(next(calibration_batches))
       result = self.model.evaluate(test_ds, verbose=0, return_dict=True)["bits_per_dim"]
       for variable, value in zip(variables, saved, strict=True):
@@ -389,7 +427,7 @@ def main(argv=None):
       test = self.model.evaluate(test_ds, verbose=0, return_dict=True)
       eval_seconds = time.perf_counter() - start
       precise_bpd = None
-      if args.precise_bn_steps > 0:
+      if settings["precise_bn_steps"] > 0:
         start = time.perf_counter()
         precise_bpd = finite_or_none(self._precise_bn_test_bpd())
         precise_seconds = round(time.perf_counter() - start, 1)
@@ -405,7 +443,7 @@ def main(argv=None):
                 "eval_seconds": round(eval_seconds, 1), "date_utc": _runlog.utc_now(),
                 "loadavg_1min": os.getloadavg()[0]}
       if precise_bpd is not None:
-        record["precise_bn_steps"] = args.precise_bn_steps
+        record["precise_bn_steps"] = settings["precise_bn_steps"]
         record["precise_bn_seconds"] = precise_seconds
       if mark is not None:
         state["marks_done"].append(mark)
@@ -418,11 +456,8 @@ def main(argv=None):
     callbacks.append(keras.callbacks.TerminateOnNaN())
   try:
     result = training.train(
-        str(data_path), output, "mnist", steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-        verbose=0, callbacks=callbacks, validation_freq=0, state=state, epochs=epochs,
-        num_scales=args.num_scales, num_filters=args.num_filters, num_blocks=args.num_blocks,
-        batch_norm=args.batch_norm, batch_size=args.batch_size,
-        learning_rate=args.learning_rate)
+        str(data_path), output, preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
+        seed=args.seed, verbose=0, callbacks=callbacks, validation_freq=0, state=state)
   except training.RunError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(state["summary"], indent=2), flush=True)

@@ -8,8 +8,9 @@ not re-written here: it builds the flow from the preset, calls `model.fit` with 
 training state in `--output-dir/backup` (a killed run resumes after its last finished epoch
 when the same command is run again), keeps the weights of the best validation epoch,
 evaluates the test bits/dim on the whole test split with fixed dequantization noise, and saves
-the results. `examples/cifar10.py` does the same with the paper's CIFAR-10 configuration; the
-options and the `--tiny` subset both use are in `examples/_image_example.py`.
+the results. `examples/cifar10.py` does the same with the paper's CIFAR-10 configuration,
+`examples/glow_mnist.py` with Glow on MNIST; the options and the `--tiny` subset they all use
+are in `examples/_image_example.py`.
 
 Data (`--data`, read with `tfp_realnvp.data.load_images`):
 
@@ -42,21 +43,18 @@ figure. Errors (data not found, not prepared, ...) end with one line `mnist.py: 
 and exit status 1.
 """
 
-import os
-import pathlib
 import sys
 
-import _image_example  # The options and run shared with examples/cifar10.py.
+import _image_example  # The options and run shared with the other image examples.
 
-DEFAULT_NPZ = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz"
 # Real NVP on MNIST, as reported by later work (the Real NVP paper has no MNIST result).
 PUBLISHED_BITS_PER_DIM = 1.06
 
 
 def main(argv=None):
-  default_data = os.fspath(DEFAULT_NPZ) if DEFAULT_NPZ.is_file() else "mnist"
   return _image_example.main("mnist.py", __doc__.split("\n\n", maxsplit=1)[0], "mnist",
-                             default_data, PUBLISHED_BITS_PER_DIM, argv)
+                             _image_example.default_data("mnist.npz", "mnist"),
+                             PUBLISHED_BITS_PER_DIM, argv)
 
 
 if __name__ == "__main__":

@@ -52,15 +52,21 @@ def _interrupt(*args, **kwargs):
   raise _Interrupted()
 
 
-def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch):
+@pytest.fixture
+def mnist_npz(tmp_path):
+  """Random MNIST-shaped images: 256 for training, the benchmark's 10,000 for the test."""
+  pixels = np.random.default_rng(0).integers(0, 256, (10256, 28, 28, 1), dtype=np.uint8)
+  np.savez(tmp_path / "mnist.npz", x_train=pixels[:256], x_test=pixels[256:])
+  return tmp_path / "mnist.npz"
+
+
+def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch, mnist_npz):
   """Killed after 6 steps, rerun with 9, killed again, rerun: it ends without training.
 
   Both kills are during `train`'s final evaluation, after the last chunk's backup.
   """
-  pixels = np.random.default_rng(0).integers(0, 256, (10256, 28, 28, 1), dtype=np.uint8)
-  np.savez(tmp_path / "mnist.npz", x_train=pixels[:256], x_test=pixels[256:])
   output = tmp_path / "run"
-  argv = ["--data", str(tmp_path / "mnist.npz"), "--output", str(output), "--minutes", "60",
+  argv = ["--data", str(mnist_npz), "--output", str(output), "--minutes", "60",
           "--num-scales", "1", "--num-filters", "4", "--num-blocks", "1", "--batch-size", "16",
           "--steps-per-epoch", "3", "--precise-bn-steps", "1", "--eval-batch-size", "5000"]
   with monkeypatch.context() as patch:
@@ -87,3 +93,30 @@ def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch):
   assert state["train_seconds"] / 60 == pytest.approx(results[-1]["train_minutes"])
   with pytest.raises(SystemExit, match="holds a finished run"):
     mnist_quality.main(argv + ["--max-steps", "9"])
+
+
+def _glow_argv(mnist_npz, output):
+  return ["--data", str(mnist_npz), "--output", str(output), "--minutes", "60",
+          "--preset", "glow_mnist", "--num-levels", "1", "--num-steps", "1", "--num-filters", "4",
+          "--batch-size", "16", "--steps-per-epoch", "2", "--max-steps", "2",
+          "--eval-batch-size", "5000"]
+
+
+def test_a_real_nvp_setting_for_a_glow_preset_is_refused_before_any_work(tmp_path, mnist_npz):
+  output = tmp_path / "glow"
+  with pytest.raises(SystemExit, match="error: num_scales is a Real NVP setting; Glow presets"):
+    mnist_quality.main(_glow_argv(mnist_npz, output) + ["--num-scales", "2"])
+  assert not output.exists()
+
+
+def test_a_glow_preset_trains_without_precise_bn(tmp_path, capsys, mnist_npz):
+  """`--preset glow_mnist` trains a Glow; precise BN is skipped (no batch norm) with a message."""
+  output = tmp_path / "glow"
+  assert mnist_quality.main(_glow_argv(mnist_npz, output)) == 0
+  assert "--precise-bn-steps skipped: the 'glow_mnist' model has no batch normalisation" in (
+      capsys.readouterr().out)
+  metrics = json.loads((output / "metrics.json").read_text())
+  assert (metrics["config"]["preset"], metrics["config"]["flow_kind"]) == ("glow_mnist", "glow")
+  assert metrics["state"]["config"]["precise_bn_steps"] == 0
+  (result,) = [json.loads(line) for line in (output / "results.jsonl").read_text().splitlines()]
+  assert math.isfinite(result["test_bpd"]) and result["test_bpd_precise_bn"] is None

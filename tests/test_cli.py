@@ -3,6 +3,8 @@
 Every command runs in a subprocess on the embedded 8x8 digits with a tiny flow (the
 `--num-scales 1 --num-filters 4 --num-blocks 1` overrides), so that importing TensorFlow and
 tracing the flow dominate. The commands that only read the trained model run two at a time.
+A tiny Glow (`--flow glow --num-levels 1 --num-steps 1 --num-filters 4`) is trained and read
+by every command in-process, and checked the same way.
 Errors found before any TensorFlow work, and the presets and plotting helpers, are checked
 in-process (`cli.main` is the console script's `tfp_realnvp_launcher.main`). The console
 script's launcher is also run on its own, to check that `--help`, `--version` and argument
@@ -10,6 +12,8 @@ errors never import TensorFlow.
 """
 
 import concurrent.futures
+import contextlib
+import io
 import json
 import math
 import os
@@ -22,11 +26,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tfp_realnvp
 from tfp_realnvp import cli
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
+import tfp_realnvp_launcher
 
 TINY = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1"]
+GLOW_TINY = ["--flow", "glow", "--num-levels", "1", "--num-steps", "1", "--num-filters", "4"]
 TIMEOUT = 240  # Seconds for one command; a hang fails the test instead of the whole run.
 
 
@@ -196,28 +203,56 @@ def test_help_lists_the_commands(capsys):
     assert name in text
 
 
-def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
-  output, _ = trained
-  result = commands["evaluate"]
-  assert result.returncode == 0, _describe(result)
+def _assert_reproduces_test_bits_per_dim(output, stdout):
+  """`evaluate` printed the test bits/dim that `train` recorded in `output/metrics.json`."""
   metrics = json.loads((output / "metrics.json").read_text())
-  reported = float(result.stdout.split("test bits/dim:")[1].split()[0])
+  reported = float(stdout.split("test bits/dim:")[1].split()[0])
   # Same test split, same fixed dequantization noise, same model.
   assert reported == pytest.approx(metrics["test_bits_per_dim"], abs=2e-4)
 
 
-def test_export_writes_a_saved_model(commands):
+def _assert_serves(saved_model):
+  """The exported SavedModel has every signature and its samples have finite densities."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  result = commands["export"]
-  assert result.returncode == 0, _describe(result)
-  served = tf.saved_model.load(str(commands["root"] / "saved_model"))
+  served = tf.saved_model.load(str(saved_model))
   assert {"log_prob", "bits_per_dim", "sample", "forward", "inverse",
           "serving_default"} <= set(served.signatures)
   images = served.signatures["sample"](count=tf.constant(2), seed=tf.constant(0),
                                        temperature=tf.constant(1.0))["images"]
   log_prob = served.signatures["log_prob"](x=images)["log_prob"].numpy()
   assert log_prob.shape == (2,) and np.all(np.isfinite(log_prob))
+
+
+def _assert_corners_are_the_test_images(path, steps):
+  """The corners of an interpolation grid of the digits are test images 0, 1, 2, 3."""
+  from tfp_realnvp import data  # pylint: disable=g-import-not-at-top
+
+  size, _, pixels = _png(path)
+  assert size == plotting.grid_size(steps * steps, (8, 8), ncols=steps)
+  images = next(iter(data.load_images("digits", "test", batch_size=4, shuffle=False,
+                                      dequantize=False))).numpy()
+  levels = np.round(images[..., 0] * 256).astype(int)
+  step = 64 + plotting.PADDING  # One enlarged tile and its gap.
+  last = steps - 1
+  corners = {0: (0, 0), 1: (0, last), 2: (last, 0), 3: (last, last)}  # z1, z2 top; z3, z4.
+  for index, (row, col) in corners.items():
+    tile = pixels[row * step:row * step + 64:8, col * step:col * step + 64:8].astype(int)
+    # data -> latent -> data: the same 8-bit levels, up to float32 rounding at a bin edge.
+    assert np.max(np.abs(tile - levels[index])) <= 1, index
+
+
+def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
+  output, _ = trained
+  result = commands["evaluate"]
+  assert result.returncode == 0, _describe(result)
+  _assert_reproduces_test_bits_per_dim(output, result.stdout)
+
+
+def test_export_writes_a_saved_model(commands):
+  result = commands["export"]
+  assert result.returncode == 0, _describe(result)
+  _assert_serves(commands["root"] / "saved_model")
   again = _run(["export", commands["root"] / "saved_model"], commands["root"])
   assert again.returncode == 2  # OUTPUT missing: an argparse error, not a traceback.
 
@@ -238,21 +273,9 @@ def test_sample_writes_a_grid(commands):
 
 
 def test_interpolate_corners_are_the_test_images(commands):
-  from tfp_realnvp import data  # pylint: disable=g-import-not-at-top
-
   result = commands["interpolate"]
   assert result.returncode == 0, _describe(result)
-  size, _, pixels = _png(commands["root"] / "interpolation.png")
-  assert size == plotting.grid_size(16, (8, 8), ncols=4)
-  images = next(iter(data.load_images("digits", "test", batch_size=4, shuffle=False,
-                                      dequantize=False))).numpy()
-  levels = np.round(images[..., 0] * 256).astype(int)
-  step = 64 + plotting.PADDING  # One enlarged tile and its gap.
-  corners = {0: (0, 0), 1: (0, 3), 2: (3, 0), 3: (3, 3)}  # z1, z2 top; z3, z4 bottom.
-  for index, (row, col) in corners.items():
-    tile = pixels[row * step:row * step + 64:8, col * step:col * step + 64:8].astype(int)
-    # data -> latent -> data: the same 8-bit levels, up to float32 rounding at a bin edge.
-    assert np.max(np.abs(tile - levels[index])) <= 1, index
+  _assert_corners_are_the_test_images(commands["root"] / "interpolation.png", steps=4)
 
 
 @pytest.mark.parametrize("name, fragment", [
@@ -274,6 +297,12 @@ def test_errors_are_one_line(commands, name, fragment):
     ("random_bytes_npz", 1, "not a readable .npz file"),
     ("empty_npz", 1, "holds no images"),
     ("mismatched_npz", 1, "all splits must hold images of one shape"),
+    ("preset_of_another_flow", 1, "Preset 'digits' is a Real NVP preset, not a Glow one"),
+    ("real_nvp_setting_for_glow", 1,
+     "num_scales is a Real NVP setting; Glow presets (such as 'glow_digits') take num_levels, "
+     "num_steps, num_filters, coupling_network"),
+    ("glow_setting_for_real_nvp", 1, "num_levels is a Glow setting; Real NVP presets"),
+    ("unknown_flow", 2, "argument --flow: invalid choice: 'maf'"),
 ])
 def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, fragment):
   """The same `main` as the console script, in-process (no TensorFlow start-up to wait for)."""
@@ -301,6 +330,10 @@ def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, f
       "random_bytes_npz": ["train", "--data", bad_data],
       "empty_npz": ["train", "--data", bad_data],
       "mismatched_npz": ["train", "--data", bad_data],
+      "preset_of_another_flow": ["train", "--preset", "digits", "--flow", "glow"],
+      "real_nvp_setting_for_glow": ["train", "--flow", "glow", "--num-scales", "2"],
+      "glow_setting_for_real_nvp": ["train", "--num-levels", "2"],
+      "unknown_flow": ["train", "--flow", "maf"],
   }[name]
   try:
     returned = cli.main([str(arg) for arg in argv])
@@ -374,7 +407,135 @@ def test_killed_training_resumes_without_losing_epochs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
+# Glow: a tiny training run and every command on its model, in-process.
+
+
+def _main(argv):
+  """`cli.main(argv)` in-process: `(exit status, stdout, stderr)`."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main([str(arg) for arg in argv])
+  return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def glow_trained(tmp_path_factory):
+  """A finished tiny Glow run on the digits: `(output_dir, stdout)`."""
+  output = tmp_path_factory.mktemp("glow") / "run"
+  code, out, err = _main(["train", "--data", "digits", "--epochs", "1", "--steps-per-epoch",
+                          "2", "--batch-size", "16", "--sample-count", "4", "--output-dir",
+                          output, *GLOW_TINY])
+  assert code == 0, out + err
+  return output, out
+
+
+def test_glow_train_records_the_flow_and_saves_a_glow(glow_trained):
+  import keras  # pylint: disable=g-import-not-at-top
+
+  output, out = glow_trained
+  metrics = json.loads((output / "metrics.json").read_text())
+  config = metrics["config"]
+  assert metrics["status"] == "finished" and math.isfinite(metrics["test_bits_per_dim"])
+  assert (config["preset"], config["flow_kind"]) == ("glow_digits", "glow")
+  assert config["flow"] == {"num_levels": 1, "num_steps": 1, "num_filters": 4,
+                            "coupling_network": "glow"}
+  assert ("Training Glow preset 'glow_digits' (1 levels, 1 steps, 4 filters, glow coupling "
+          "networks)") in out
+  model = keras.models.load_model(output / "model.keras", compile=False)
+  assert isinstance(model.flow, tfp_realnvp.Glow)
+  assert (model.flow.num_levels, model.flow.num_steps, model.flow.num_filters) == (1, 1, 4)
+
+
+def test_glow_evaluate(glow_trained):
+  output, _ = glow_trained
+  code, out, err = _main(["evaluate", output / "model.keras", "--data", "digits"])
+  assert code == 0, err
+  _assert_reproduces_test_bits_per_dim(output, out)
+
+
+def test_glow_sample(glow_trained, tmp_path):
+  output, _ = glow_trained
+  code, _, err = _main(["sample", output / "model.keras", "--count", "6", "--seed", "1",
+                        "--output", tmp_path / "sample.png"])
+  assert code == 0, err
+  size, mode, pixels = _png(tmp_path / "sample.png")
+  assert (size, mode) == (plotting.grid_size(6, (8, 8)), "L") and pixels.std() > 0
+
+
+def test_glow_interpolate(glow_trained, tmp_path):
+  output, _ = glow_trained
+  code, _, err = _main(["interpolate", output / "model.keras", "--data", "digits", "--steps",
+                        "3", "--output", tmp_path / "interpolation.png"])
+  assert code == 0, err
+  _assert_corners_are_the_test_images(tmp_path / "interpolation.png", steps=3)
+
+
+def test_glow_export(glow_trained, tmp_path):
+  output, _ = glow_trained
+  code, _, err = _main(["export", output / "model.keras", tmp_path / "saved_model"])
+  assert code == 0, err
+  _assert_serves(tmp_path / "saved_model")
+
+
+# ------------------------------------------------------------------------------------------------
 # In-process checks of the presets and plotting helpers.
+
+
+def test_launcher_choices_are_the_library_s():
+  from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
+
+  assert tfp_realnvp_launcher.FLOWS == tuple(presets.FLOWS)
+  assert tfp_realnvp_launcher.COUPLING_NETWORKS == glow.COUPLING_NETWORKS
+
+
+def test_glow_defaults_per_shape_and_data():
+  for shape, source, expected in [((8, 8, 1), None, "glow_digits"),
+                                  ((28, 28, 1), None, "glow_mnist"),
+                                  ((32, 32, 3), None, "glow_cifar10"),
+                                  ((64, 64, 3), None, "glow_imagenet64"),
+                                  ((32, 32, 3), "downsampled_imagenet/32x32", "glow_imagenet32"),
+                                  ((64, 64, 3), "celeb_a", "glow_celeba")]:
+    preset = presets.resolve(None, shape, source=source, flow="glow")
+    assert (preset.name, preset.flow, preset.title) == (expected, "glow", "Glow")
+    assert presets.resolve(None, shape, source=source).flow == "realnvp"  # The default flow.
+  assert presets.resolve("glow_mnist", (28, 28, 1)).flow == "glow"  # The preset's flow.
+  with pytest.raises(ValueError, match="Unknown flow 'maf'; the flows are 'realnvp', 'glow'"):
+    presets.resolve(None, (8, 8, 1), flow="maf")
+  with pytest.raises(ValueError, match="Preset 'glow_mnist' is a Glow preset, not a Real NVP"):
+    presets.resolve("glow_mnist", (28, 28, 1), flow="realnvp")
+  with pytest.raises(ValueError, match="batch_norm is a Real NVP setting; Glow presets"):
+    presets.resolve("glow_digits", (8, 8, 1), batch_norm=False)
+  with pytest.raises(ValueError, match="coupling_network must be one of 'glow', 'resnet'"):
+    presets.resolve("glow_digits", (8, 8, 1), coupling_network="unet")
+  # Settings of the other flow are ignored when unset (None), as the command line passes them.
+  assert presets.resolve("glow_digits", (8, 8, 1), num_scales=None).num_scales is None
+
+
+def test_glow_supports_shapes_that_every_level_squeezes():
+  glow = presets.get_preset("glow_cifar10")  # L=3: squeezed 3 times.
+  assert glow.supports((32, 32, 3)) and glow.supports((8, 8, 3))
+  assert not glow.supports((28, 28, 1)) and not glow.supports((4, 4, 3))
+  assert presets.get_preset("cifar10").supports((28, 28, 1))  # Real NVP 2 scales: one squeeze.
+  assert presets.compatible_presets((28, 28, 1), flow="glow") == ["glow_digits", "glow_mnist"]
+  with pytest.raises(ValueError, match="'glow_cifar10' with num_levels=3 cannot be used for "
+                                       "images of shape \\(28, 28, 1\\): height and width must "
+                                       "be divisible by 8. Glow presets that fit this shape: "
+                                       "'glow_digits', 'glow_mnist'\\.$"):
+    presets.resolve("glow_cifar10", (28, 28, 1))
+  for preset in presets.PRESETS.values():
+    assert preset.flow in presets.FLOWS and set(preset.flow_kwargs()) == set(
+        presets.FLOW_SETTINGS[preset.flow])
+
+
+def test_build_flow_of_a_glow_preset():
+  flow = presets.build_flow("glow_digits", (8, 8, 1), num_filters=4, num_steps=1)
+  preset = presets.get_preset("glow_digits")
+  assert isinstance(flow, tfp_realnvp.Glow)
+  assert (flow.num_levels, flow.num_steps, flow.num_filters, flow.coupling_network) == (
+      preset.num_levels, 1, 4, preset.coupling_network)
+  assert preset.describe() == "2 levels, 4 steps, 64 filters, glow coupling networks"
+  assert presets.get_preset("digits").describe() == (
+      "2 scales, 32 filters, 2 blocks, batch norm on")
 
 
 def test_preset_for_shape_and_unknown_sizes():

@@ -1,12 +1,13 @@
-"""Smoke tests of `examples/mnist.py` and `examples/cifar10.py`: each runs `--tiny` in a subprocess.
+"""Smoke tests of `examples/mnist.py`, `glow_mnist.py` and `cifar10.py`: each runs `--tiny`.
 
-The data are made here, so that nothing depends on the shared data or the network: an `.npz`
-of random MNIST-shaped images, and a TensorFlow Datasets folder holding a prepared `cifar10`
-of random images (written with `tfds.dataset_builders.store_as_tfds_dataset` under the name,
-version and features of TFDS's own `cifar10` builder). A prepared folder is what a user's
-`--data-dir` holds, and the subprocess reads it through `--data-dir`. `tfds.testing.mock_data`
-would not reach the subprocess, and under it a data set reads as not prepared (its data dir
-is empty), which the package's `tfp-realnvp train` rejects.
+Each example runs in a subprocess. The data are made here, so that nothing depends on the shared
+data or the network: an `.npz` of random MNIST-shaped images, and a TensorFlow Datasets folder
+holding a prepared `cifar10` of random images (written with
+`tfds.dataset_builders.store_as_tfds_dataset` under the name, version and features of TFDS's own
+`cifar10` builder). A prepared folder is what a user's `--data-dir` holds, and the subprocess
+reads it through `--data-dir`. `tfds.testing.mock_data` would not reach the subprocess, and
+under it a data set reads as not prepared (its data dir is empty), which the package's
+`tfp-realnvp train` rejects.
 
 Each run is checked for what the example is for: the tiny subset comes from the given data,
 the test bits/dim in `metrics.json` is finite, printed, and below that of an untrained flow of
@@ -31,8 +32,11 @@ from tfp_realnvp import presets
 from tfp_realnvp import training
 from test_examples import ROOT, TIMEOUT, assert_png, number_after, read_metrics, run_example
 
-# What `--tiny` trains: the flow overrides and the images of each split (examples/mnist.py).
-TINY_FLOW = {"num_scales": 1, "num_filters": 4, "num_blocks": 1, "batch_norm": True}
+# What `--tiny` trains: the flow of each kind (the preset's keyword arguments with the tiny
+# overrides of `examples/_image_example.py`), and the test images.
+TINY_FLOW = {
+    "realnvp": {"num_scales": 1, "num_filters": 4, "num_blocks": 1, "batch_norm": True},
+    "glow": {"num_levels": 1, "num_steps": 1, "num_filters": 4, "coupling_network": "glow"}}
 TINY_TEST_IMAGES = 32
 
 
@@ -47,7 +51,8 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   config = metrics["config"]
   assert metrics["status"] == "finished"
   assert config["preset"] == preset and config["event_shape"] == list(event_shape)
-  assert config["flow"] == TINY_FLOW
+  flow = presets.get_preset(preset).flow
+  assert config["flow_kind"] == flow and config["flow"] == TINY_FLOW[flow]
   assert not (output_dir / "backup").exists()  # Deleted once the run is finished.
 
   # The tiny subset holds the images given to the example (all of them: fewer than it takes).
@@ -92,7 +97,9 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   assert_png(output_dir / "bits_per_dim.png")
 
 
-def test_mnist_tiny(tmp_path):
+@pytest.mark.parametrize("example, published", [("mnist", "Real NVP: 1.06"),
+                                                 ("glow_mnist", "Glow: 1.05")])
+def test_mnist_tiny(tmp_path, example, published):
   rng = np.random.default_rng(0)
   npz = tmp_path / "random_mnist.npz"
   x_train = rng.integers(0, 256, (224, 28, 28, 1), dtype=np.uint8)
@@ -100,8 +107,9 @@ def test_mnist_tiny(tmp_path):
   np.savez(npz, x_train=x_train, y_train=rng.integers(0, 10, 224, dtype=np.uint8),
            x_test=x_test, y_test=rng.integers(0, 10, TINY_TEST_IMAGES, dtype=np.uint8))
   output_dir = tmp_path / "run"
-  out = run_example("mnist", output_dir, "--data", str(npz))
-  _check_tiny_run(output_dir, out, "mnist", (28, 28, 1), x_train, x_test)
+  out = run_example(example, output_dir, "--data", str(npz))
+  _check_tiny_run(output_dir, out, example, (28, 28, 1), x_train, x_test)
+  assert f"published {published}" in out
 
 
 def _prepare_fake_cifar10(data_dir, num_train, num_test, seed=0):

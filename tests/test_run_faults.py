@@ -6,7 +6,8 @@ the backup of an unfinished run: epoch 2 in `latest.weights.h5` / `training_meta
 epoch 1 in their `.bkp` copies. Each test damages a copy of that folder the way a kill, a full
 disk or a stray write would (truncated, random bytes, missing) and checks that
 `training.Backup.restore` picks the newest sound state, or raises a `RunError` that names the
-file and says how to start afresh. Two tests resume the run for real.
+file and says how to start afresh. Two tests resume the run for real; others resume it with
+another preset, kind of flow or architecture, which is refused.
 """
 
 import os
@@ -136,3 +137,19 @@ def test_resume_after_damaged_metrics_and_samples(run):
   best = min(metrics["history"], key=lambda r: r["val_bits_per_dim"])["epoch"]
   assert metrics["best_epoch"] == best
   assert keras.models.load_model(run / "model.keras").event_shape == (8, 8, 1)
+
+
+@pytest.mark.parametrize("other, changed", [
+    ({"flow": "glow", "num_levels": 1, "num_steps": 1, "num_filters": 4},
+     "preset, flow_kind, flow"),
+    ({"preset": "mnist", **TINY}, "preset"),
+    ({**TINY, "num_filters": 8}, "flow"),
+])
+def test_resuming_another_flow_or_preset_is_refused_before_loading_weights(run, other, changed):
+  """The same one-line error for every mismatch, raised before the weights would not fit."""
+  settings = {key: value for key, value in RUN.items() if key not in TINY}
+  with pytest.raises(training.RunError,
+                     match=f"holds an interrupted run with a different {changed}; run its "
+                           "command again to resume it, or delete"):
+    training.train(output_dir=run, epochs=3, **settings, **other)
+  assert (run / "backup" / "training_metadata.json").exists()  # Left as it was.

@@ -81,14 +81,15 @@ def _model_and_data(args):
 def train_options(args):
   """The `tfp_realnvp.training.train` arguments of parsed `train` options (strategy created)."""
   return dict(
-      data=args.data, output_dir=args.output_dir, preset=args.preset,
+      data=args.data, output_dir=args.output_dir, preset=args.preset, flow=args.flow,
       steps_per_epoch=args.steps_per_epoch, seed=args.seed,
       strategy=_make_strategy(args.strategy),  # First: MultiWorkerMirroredStrategy requires it.
       mixed_precision=None if args.mixed_precision == "none" else args.mixed_precision,
       jit_compile=_JIT_COMPILE[args.jit], sample_count=args.sample_count,
       data_dir=args.data_dir, download=args.download, epochs=args.epochs,
       batch_size=args.batch_size, learning_rate=args.learning_rate, num_scales=args.num_scales,
-      num_filters=args.num_filters, num_blocks=args.num_blocks)
+      num_blocks=args.num_blocks, num_levels=args.num_levels, num_steps=args.num_steps,
+      num_filters=args.num_filters, coupling_network=args.coupling_network)
 
 
 def train(args):

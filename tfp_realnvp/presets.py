@@ -1,8 +1,10 @@
-"""Named Real NVP configurations for the image sizes of the paper, and the default choice.
+"""Named Real NVP and Glow configurations for the image sizes of the papers, and the default choice.
 
-A preset fixes the architecture of `tfp_realnvp.RealNVP` (number of scales, width and depth of
-the coupling ResNets, batch normalisation) and the training settings that go with it. The
-architectures follow Section 4.1 of Dinh, Sohl-Dickstein and Bengio (2017):
+A preset names a kind of flow (`flow`: `"realnvp"` for `tfp_realnvp.RealNVP`, `"glow"` for
+`tfp_realnvp.Glow`), fixes its architecture and the training settings that go with it.
+
+Real NVP presets: number of scales, width and depth of the coupling ResNets, batch
+normalisation. The architectures follow Section 4.1 of Dinh, Sohl-Dickstein and Bengio (2017):
 
 * CIFAR-10: 8 residual blocks of 64 feature maps, and the images are downscaled only once
   (`num_scales=2`: one squeeze and factor-out, then the final scale).
@@ -12,7 +14,7 @@ architectures follow Section 4.1 of Dinh, Sohl-Dickstein and Bengio (2017):
 * Batch normalisation bijectors after the couplings, batch size 64, Adam with learning rate
   1e-3 (and the L2 penalty 5e-5 of `FlowModel`).
 
-Two presets are not in the paper:
+Two Real NVP presets are not in the paper:
 
 * `"digits"`, for the embedded 8x8 scikit-learn digits, is deliberately small (2 scales, 2
   residual blocks of 32 feature maps) so that the default `tfp-realnvp train` finishes in 2 to 5
@@ -33,26 +35,57 @@ Differences from the paper: the number of feature maps is the same at every scal
 doubles it each time the resolution halves), and the epoch counts are starting points chosen
 here, not the paper's schedules (which train until the validation likelihood stops improving).
 
-| preset       | image size | num_scales | num_filters | num_blocks | batch_norm | epochs |
-| ------------ | ---------- | ---------- | ----------- | ---------- | ---------- | ------ |
-| `digits`     | 8x8        | 2          | 32          | 2          | yes        | 20     |
-| `mnist`      | 28x28      | 3          | 32          | 2          | yes        | 50     |
-| `cifar10`    | 32x32      | 2          | 64          | 8          | yes        | 100    |
-| `imagenet32` | 32x32      | 4          | 32          | 4          | yes        | 20     |
-| `imagenet64` | 64x64      | 5          | 32          | 2          | yes        | 10     |
-| `celeba`     | 64x64      | 5          | 32          | 2          | yes        | 20     |
+Glow presets (`glow_<size name>`): number of levels `L` (`num_levels`; Glow squeezes at every
+level, so height and width must be divisible by `2 ** L`), steps of flow per level `K`
+(`num_steps`), width of the coupling networks (`num_filters`) and their kind
+(`coupling_network`: Glow's own network, or Real NVP's ResNet). From Kingma and Dhariwal
+(2018), Section 5 and the hyperparameters of its appendix:
 
-Every preset uses a batch size of 64 and a learning rate of 1e-3.
+* `"glow_cifar10"`: the paper's CIFAR-10 model, L=3, K=32, 512 channels (3.35 test bits/dim).
+* `"glow_imagenet32"` (L=3, K=48, 512) and `"glow_imagenet64"` (L=4, K=48, 512): the paper's
+  downsampled ImageNet models.
+
+Ours, not in the paper:
+
+* `"glow_celeba"` (64x64): the paper's CelebA-HQ model is 256x256 with L=6; for 64x64 images
+  this keeps its K=32 and 512 channels and uses L=4 (down to 4x4, as `glow_imagenet64`).
+* `"glow_digits"` (8x8) and `"glow_mnist"` (28x28; with L=2: 28 -> 14 -> 7) are small
+  enough for CPUs (sizes in the table); they are provisional starting points, not measured
+  optima.
+
+The paper trains with Adam at learning rate 1e-3 after a linear warm-up, with larger batches
+and until convergence; the Glow presets keep the batch size 64 and learning rate 1e-3 (no
+warm-up) of the Real NVP presets and their epoch counts, which are starting points.
+
+| preset            | flow     | image size | architecture                               | epochs |
+| ----------------- | -------- | ---------- | ------------------------------------------ | ------ |
+| `digits`          | Real NVP | 8x8        | 2 scales, 32 filters, 2 blocks, batch norm | 20     |
+| `mnist`           | Real NVP | 28x28      | 3 scales, 32 filters, 2 blocks, batch norm | 50     |
+| `cifar10`         | Real NVP | 32x32      | 2 scales, 64 filters, 8 blocks, batch norm | 100    |
+| `imagenet32`      | Real NVP | 32x32      | 4 scales, 32 filters, 4 blocks, batch norm | 20     |
+| `imagenet64`      | Real NVP | 64x64      | 5 scales, 32 filters, 2 blocks, batch norm | 10     |
+| `celeba`          | Real NVP | 64x64      | 5 scales, 32 filters, 2 blocks, batch norm | 20     |
+| `glow_digits`     | Glow     | 8x8        | 2 levels, 4 steps, 64 filters (ours)       | 20     |
+| `glow_mnist`      | Glow     | 28x28      | 2 levels, 8 steps, 128 filters (ours)      | 50     |
+| `glow_cifar10`    | Glow     | 32x32      | 3 levels, 32 steps, 512 filters            | 100    |
+| `glow_imagenet32` | Glow     | 32x32      | 3 levels, 48 steps, 512 filters            | 20     |
+| `glow_imagenet64` | Glow     | 64x64      | 4 levels, 48 steps, 512 filters            | 10     |
+| `glow_celeba`     | Glow     | 64x64      | 4 levels, 32 steps, 512 filters (ours)     | 20     |
+
+Every preset uses a batch size of 64 and a learning rate of 1e-3; every Glow preset Glow's own
+coupling network (`coupling_network="glow"`).
 
 `resolve` is the one place where a preset, the data's default and overrides meet: it returns
-the `Preset` with the overrides applied (checked against the image shape), and everything
-downstream (`build_flow`, `tfp_realnvp.training.train`, `metrics.json`) reads its settings
-from that one object.
+the `Preset` with the overrides applied (checked against the flow and the image shape), and
+everything downstream (`build_flow`, `tfp_realnvp.training.train`, `metrics.json`) reads its
+settings from that one object. The default for a data set is a Real NVP preset unless
+`flow="glow"` asks for the Glow one, the Real NVP preset's name with the prefix `glow_`.
 
 ```python
 flow = presets.build_flow("cifar10", (32, 32, 3))
 preset = presets.resolve(None, (8, 8, 1), source="digits", num_filters=4, epochs=3)
 flow = presets.build_flow(preset, (8, 8, 1))  # 2 scales, 4 filters, 2 blocks
+glow = presets.build_flow(presets.resolve(None, (28, 28, 1), flow="glow"), (28, 28, 1))
 ```
 """
 
@@ -61,51 +94,137 @@ import types
 
 from tfp_realnvp import _validation
 
-__all__ = ["PRESETS", "Preset", "build_flow", "check_shape", "compatible_presets",
-           "SETTINGS", "default_preset", "get_preset", "preset_for_shape", "resolve"]
+__all__ = ["FLOWS", "FLOW_SETTINGS", "PRESETS", "Preset", "SETTINGS", "TRAINING_SETTINGS",
+           "build_flow", "check_shape", "compatible_presets", "default_preset", "get_preset",
+           "preset_for_shape", "resolve"]
+
+FLOWS = types.MappingProxyType({"realnvp": "Real NVP", "glow": "Glow"})
+"""Read-only mapping of flow kind (`Preset.flow`) -> its name in titles and messages."""
+
+FLOW_SETTINGS = types.MappingProxyType({
+    "realnvp": ("num_scales", "num_filters", "num_blocks", "batch_norm"),
+    "glow": ("num_levels", "num_steps", "num_filters", "coupling_network")})
+"""Read-only mapping of flow kind -> the `Preset` fields that are its flow's keyword arguments."""
+
+TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs")
+"""The `Preset` fields of the training run, the same for every kind of flow."""
+
+SETTINGS = tuple(dict.fromkeys(
+    [name for names in FLOW_SETTINGS.values() for name in names] + list(TRAINING_SETTINGS)))
+"""The fields of `Preset` that `resolve` can override: the union of `FLOW_SETTINGS` (each
+preset takes those of its flow) and `TRAINING_SETTINGS`."""
+
+# The integer settings, checked by `resolve`.
+_COUNTS = ("num_scales", "num_filters", "num_blocks", "num_levels", "num_steps", "batch_size",
+           "epochs")
+
+
+def _height_width(event_shape):
+  return _validation.image_shape(event_shape)[:2]
+
+
+def _quoted(names):
+  return ", ".join(repr(name) for name in names)
+
+
+def _check_flow(flow):
+  if flow not in FLOWS:
+    raise ValueError(f"Unknown flow {flow!r}; the flows are {_quoted(FLOWS)}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-  """A Real NVP architecture plus recommended training settings.
+  """A Real NVP or Glow architecture plus recommended training settings.
+
+  The architecture is the fields of `FLOW_SETTINGS[flow]`; those of the other flow are `None`.
 
   Attributes:
     name: the preset's name.
     image_size: `(height, width)` of the images the preset is meant for.
-    num_scales: `RealNVP` number of scales.
-    num_filters: feature maps of the coupling ResNets.
-    num_blocks: residual blocks per coupling ResNet.
-    batch_norm: whether batch-normalisation bijectors follow the couplings.
+    num_scales: `RealNVP` number of scales (Real NVP).
+    num_filters: feature maps of the coupling networks (both flows).
+    num_blocks: residual blocks per coupling ResNet (Real NVP).
+    batch_norm: whether batch-normalisation bijectors follow the couplings (Real NVP).
     batch_size: recommended global batch size.
     learning_rate: recommended Adam learning rate.
     epochs: default number of training epochs.
     description: one line saying where the configuration comes from.
+    flow: the kind of flow, a key of `FLOWS`: `"realnvp"` or `"glow"`.
+    num_levels: `Glow` number of levels `L` (Glow).
+    num_steps: `Glow` steps of flow per level `K` (Glow).
+    coupling_network: `Glow` coupling network, `"glow"` or `"resnet"` (Glow).
+
+  Raises:
+    ValueError: for an unknown `flow`, or architecture fields that do not match it.
   """
 
   name: str
   image_size: tuple
-  num_scales: int
-  num_filters: int
-  num_blocks: int
-  batch_norm: bool
+  num_scales: int = None
+  num_filters: int = None
+  num_blocks: int = None
+  batch_norm: bool = None
   batch_size: int = 64
   learning_rate: float = 1e-3
   epochs: int = 10
   description: str = ""
+  flow: str = "realnvp"
+  num_levels: int = None
+  num_steps: int = None
+  coupling_network: str = None
+
+  def __post_init__(self):
+    _check_flow(self.flow)
+    own = FLOW_SETTINGS[self.flow]
+    missing = [name for name in own if getattr(self, name) is None]
+    foreign = [name for name in SETTINGS
+               if name not in own and name not in TRAINING_SETTINGS
+               and getattr(self, name) is not None]
+    if missing or foreign:
+      raise ValueError(f"Preset {self.name!r}: a {self.title} preset sets {', '.join(own)} "
+                       f"and no other flow settings (missing: {missing}, foreign: {foreign}).")
+
+  @property
+  def title(self):
+    """The name of the preset's kind of flow, `"Real NVP"` or `"Glow"`."""
+    return FLOWS[self.flow]
 
   def flow_kwargs(self):
-    """The keyword arguments of `tfp_realnvp.RealNVP` that this preset fixes."""
-    return {"num_scales": self.num_scales, "num_filters": self.num_filters,
-            "num_blocks": self.num_blocks, "batch_norm": self.batch_norm}
+    """The keyword arguments of `tfp_realnvp.RealNVP` or `tfp_realnvp.Glow` of this preset."""
+    return {name: getattr(self, name) for name in FLOW_SETTINGS[self.flow]}
+
+  def describe(self):
+    """The architecture in one line, e.g. `"3 scales, 32 filters, 2 blocks, batch norm on"`."""
+    if self.flow == "glow":
+      return (f"{self.num_levels} levels, {self.num_steps} steps, {self.num_filters} filters, "
+              f"{self.coupling_network} coupling networks")
+    return (f"{self.num_scales} scales, {self.num_filters} filters, {self.num_blocks} blocks, "
+            f"batch norm {'on' if self.batch_norm else 'off'}")
 
   def supports(self, event_shape):
-    """Whether the preset's number of scales can squeeze images of shape `(H, W, C)`."""
+    """Whether the preset's depth can squeeze images of shape `(H, W, C)`.
+
+    Real NVP squeezes at every scale but the last (`H` and `W` divisible by
+    `2 ** (num_scales - 1)`), Glow at every level (divisible by `2 ** num_levels`).
+    """
     height, width = _height_width(event_shape)
-    factor = 2 ** (self.num_scales - 1)
+    _, factor = _depth(self)
     return height % factor == 0 and width % factor == 0
 
 
+def _depth(preset):
+  """`(setting, divisor)`: a preset's depth setting, and what height and width must divide by."""
+  if preset.flow == "glow":  # Glow squeezes at every level.
+    return f"num_levels={preset.num_levels}", 2 ** preset.num_levels
+  return f"num_scales={preset.num_scales}", 2 ** (preset.num_scales - 1)
+
+
 def _make_presets():
+  def glow(name, image_size, num_levels, num_steps, num_filters, epochs, description):
+    return Preset(name, image_size, flow="glow", num_levels=num_levels, num_steps=num_steps,
+                  num_filters=num_filters, coupling_network="glow", epochs=epochs,
+                  description=description)
+
   presets = [
       Preset("digits", (8, 8), num_scales=2, num_filters=32, num_blocks=2, batch_norm=True,
              epochs=20,
@@ -123,6 +242,19 @@ def _make_presets():
              description="the paper's 64x64 ImageNet model: 2 blocks of 32, down to 4x4"),
       Preset("celeba", (64, 64), num_scales=5, num_filters=32, num_blocks=2, batch_norm=True,
              epochs=20, description="the paper's CelebA 64x64 model: 2 blocks of 32, down to 4x4"),
+      glow("glow_digits", (8, 8), num_levels=2, num_steps=4, num_filters=64, epochs=20,
+           description="small Glow for the embedded 8x8 digits (ours)"),
+      glow("glow_mnist", (28, 28), num_levels=2, num_steps=8, num_filters=128, epochs=50,
+           description="Glow for 28x28 images, sized for CPUs (ours, provisional)"),
+      glow("glow_cifar10", (32, 32), num_levels=3, num_steps=32, num_filters=512, epochs=100,
+           description="the Glow paper's CIFAR-10 model: L=3, K=32, 512 channels"),
+      glow("glow_imagenet32", (32, 32), num_levels=3, num_steps=48, num_filters=512, epochs=20,
+           description="the Glow paper's 32x32 ImageNet model: L=3, K=48, 512 channels"),
+      glow("glow_imagenet64", (64, 64), num_levels=4, num_steps=48, num_filters=512, epochs=10,
+           description="the Glow paper's 64x64 ImageNet model: L=4, K=48, 512 channels"),
+      glow("glow_celeba", (64, 64), num_levels=4, num_steps=32, num_filters=512, epochs=20,
+           description="CelebA 64x64: the Glow paper's CelebA-HQ K=32, 512 channels, L=4 "
+                       "(ours)"),
   ]
   return types.MappingProxyType({preset.name: preset for preset in presets})
 
@@ -130,7 +262,7 @@ def _make_presets():
 PRESETS = _make_presets()
 """Read-only mapping of preset name -> `Preset`."""
 
-# The preset chosen for each image size when no data set name says otherwise.
+# The Real NVP preset chosen for each image size when no data set name says otherwise.
 _SHAPE_DEFAULTS = {(8, 8): "digits", (28, 28): "mnist", (32, 32): "cifar10",
                    (64, 64): "imagenet64"}
 
@@ -139,12 +271,12 @@ _DATA_DEFAULTS = {"downsampled_imagenet/32x32": "imagenet32",
                   "downsampled_imagenet/64x64": "imagenet64", "celeb_a": "celeba"}
 
 
-def _height_width(event_shape):
-  return _validation.image_shape(event_shape)[:2]
-
-
-def _names():
-  return ", ".join(repr(name) for name in PRESETS)
+def _for_flow(name, flow):
+  """The default preset `name` (a Real NVP preset) for a kind of flow (`None`: Real NVP)."""
+  if flow is None or flow == "realnvp":
+    return name
+  _check_flow(flow)
+  return f"{flow}_{name}"
 
 
 def get_preset(preset):
@@ -156,96 +288,127 @@ def get_preset(preset):
   if isinstance(preset, Preset):
     return preset
   if not isinstance(preset, str) or preset not in PRESETS:
-    raise ValueError(f"Unknown preset {preset!r}; the presets are {_names()}.")
+    raise ValueError(f"Unknown preset {preset!r}; the presets are {_quoted(PRESETS)}.")
   return PRESETS[preset]
 
 
-def compatible_presets(event_shape):
-  """Names of the presets whose number of scales fits images of shape `(H, W, C)`."""
+def compatible_presets(event_shape, flow=None):
+  """Names of the presets (of the kind `flow`, or of any kind) that fit images `(H, W, C)`."""
   _height_width(event_shape)
-  return [name for name, preset in PRESETS.items() if preset.supports(event_shape)]
+  if flow is not None:
+    _check_flow(flow)
+  return [name for name, preset in PRESETS.items()
+          if preset.supports(event_shape) and flow in (None, preset.flow)]
 
 
-def preset_for_shape(event_shape):
+def preset_for_shape(event_shape, flow=None):
   """Returns the name of the default preset for images of shape `(H, W, C)`.
 
   8x8 -> `"digits"`, 28x28 -> `"mnist"`, 32x32 -> `"cifar10"`, 64x64 -> `"imagenet64"`, for
-  any number of channels.
+  any number of channels; with `flow="glow"` the Glow presets of the same names with the
+  prefix `glow_` (`"glow_digits"`, ...).
 
   Raises:
-    ValueError: for another image size; the message lists the sizes that have a default and
-      the presets that would still fit the shape (pass one of them explicitly).
+    ValueError: for an unknown flow, or another image size; the message lists the sizes that
+      have a default and the presets that would still fit the shape (pass one explicitly).
   """
   size = _height_width(event_shape)
   if size in _SHAPE_DEFAULTS:
-    return _SHAPE_DEFAULTS[size]
+    return _for_flow(_SHAPE_DEFAULTS[size], flow)
   sizes = ", ".join(f"{h}x{w}" for h, w in _SHAPE_DEFAULTS)
-  fitting = compatible_presets(event_shape)
-  hint = (f"presets that fit this shape: {', '.join(repr(n) for n in fitting)}" if fitting
-          else "no preset fits this shape (its height and width must be even at every scale "
-               "but the last)")
+  fitting = compatible_presets(event_shape, flow)
+  hint = (f"presets that fit this shape: {_quoted(fitting)}" if fitting
+          else "no preset fits this shape (its height and width must be divisible by 2 at "
+               "every squeeze)")
   raise ValueError(f"No default preset for images of size {size[0]}x{size[1]}; defaults exist "
                    f"for {sizes}. Choose a preset explicitly ({hint}).")
 
 
-def default_preset(source, event_shape):
+def default_preset(source, event_shape, flow=None):
   """The preset for a data source of `tfp_realnvp.data` whose images have shape `event_shape`.
 
   Known data set names that share an image size with another data set pick their own preset
-  (`"celeb_a"` -> `"celeba"`, `"downsampled_imagenet/32x32"` -> `"imagenet32"`); everything
-  else goes through `preset_for_shape`.
+  (`"celeb_a"` -> `"celeba"`, `"downsampled_imagenet/32x32"` -> `"imagenet32"`, and with
+  `flow="glow"` -> `"glow_celeba"`, `"glow_imagenet32"`); everything else goes through
+  `preset_for_shape`.
   """
   if isinstance(source, str) and source in _DATA_DEFAULTS:
-    return _DATA_DEFAULTS[source]
-  return preset_for_shape(event_shape)
+    return _for_flow(_DATA_DEFAULTS[source], flow)
+  return preset_for_shape(event_shape, flow)
 
 
 def check_shape(preset, event_shape):
   """Raises unless a preset (a name or a `Preset`, overrides applied) fits `(H, W, C)` images.
 
   Raises:
-    ValueError: for an unknown preset, or a height or width that the preset's number of scales
-      cannot squeeze; the message lists the presets that fit the shape.
+    ValueError: for an unknown preset, or a height or width that the preset's depth cannot
+      squeeze; the message lists the presets of the same flow that fit the shape.
   """
   preset = get_preset(preset)
   if not preset.supports(event_shape):
-    fitting = compatible_presets(event_shape)
-    factor = 2 ** (preset.num_scales - 1)
+    fitting = compatible_presets(event_shape, preset.flow)
+    depth, factor = _depth(preset)
     raise ValueError(
-        f"Preset {preset.name!r} with num_scales={preset.num_scales} cannot be used for images "
+        f"Preset {preset.name!r} with {depth} cannot be used for images "
         f"of shape {tuple(event_shape)}: height and width must be divisible by {factor}. "
-        f"Presets that fit this shape: {', '.join(repr(n) for n in fitting) or 'none'}.")
+        f"{preset.title} presets that fit this shape: {_quoted(fitting) or 'none'}.")
 
 
-# The fields of `Preset` that `resolve` can override (all but the name and the description).
-SETTINGS = ("num_scales", "num_filters", "num_blocks", "batch_norm", "batch_size",
-            "learning_rate", "epochs")
+def _check_overrides(preset, overrides):
+  """Raises for an override that the preset's flow does not take, naming the flow that does."""
+  own = FLOW_SETTINGS[preset.flow]
+  for name, value in overrides.items():
+    if value is None or name in own or name in TRAINING_SETTINGS:
+      continue
+    owners = " or ".join(FLOWS[flow] for flow, names in FLOW_SETTINGS.items() if name in names)
+    raise ValueError(f"{name} is a {owners} setting; {preset.title} presets (such as "
+                     f"{preset.name!r}) take {', '.join(own)}.")
+  coupling_network = overrides.get("coupling_network")
+  if coupling_network is not None:
+    from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
+
+    if coupling_network not in glow.COUPLING_NETWORKS:
+      raise ValueError(f"coupling_network must be one of {_quoted(glow.COUPLING_NETWORKS)}, "
+                       f"got {coupling_network!r}.")
 
 
-def resolve(preset, event_shape, source=None, **overrides):
+def resolve(preset, event_shape, source=None, flow=None, **overrides):
   """The preset to use for images of shape `(H, W, C)`, with overrides applied and checked.
 
   Args:
-    preset: a preset name, a `Preset`, or `None` for the default of the data (`default_preset`
-      of `source` and `event_shape`).
+    preset: a preset name, a `Preset`, or `None` for the default of the data and flow
+      (`default_preset` of `source`, `event_shape` and `flow`).
     event_shape: `(height, width, channels)` of the images.
     source: the data source, used only to pick the default preset.
-    **overrides: new values of any of `SETTINGS` (`num_scales`, `num_filters`, `num_blocks`,
-      `batch_norm`, `batch_size`, `learning_rate`, `epochs`); `None` values are ignored.
+    flow: `None` (the preset's flow; Real NVP when `preset` is `None`), `"realnvp"` or
+      `"glow"`. A named preset must be of this kind.
+    **overrides: new values of any of `SETTINGS` that the preset's flow takes
+      (`FLOW_SETTINGS`; Real NVP: `num_scales`, `num_filters`, `num_blocks`, `batch_norm`;
+      Glow: `num_levels`, `num_steps`, `num_filters`, `coupling_network`) or of
+      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`); `None` values are ignored.
 
   Returns:
     A `Preset` (keeping the preset's name) whose fields are the settings to use.
 
   Raises:
-    ValueError: for an unknown preset or setting, an image size without a default preset, or
-      a shape that the resolved number of scales cannot squeeze.
+    ValueError: for an unknown preset, flow or setting, a preset of another flow than `flow`,
+      a setting of another flow than the preset's, an image size without a default preset,
+      or a shape that the resolved depth cannot squeeze.
   """
   shape = _validation.image_shape(event_shape)
+  if flow is not None:
+    _check_flow(flow)
   unknown = sorted(set(overrides) - set(SETTINGS))
   if unknown:
     raise ValueError(f"Unknown preset settings {unknown}; the settings are {list(SETTINGS)}.")
-  preset = get_preset(default_preset(source, shape) if preset is None else preset)
-  for name in ("num_scales", "num_filters", "num_blocks", "batch_size", "epochs"):
+  preset = get_preset(default_preset(source, shape, flow) if preset is None else preset)
+  if flow is not None and preset.flow != flow:
+    raise ValueError(
+        f"Preset {preset.name!r} is a {preset.title} preset, not a {FLOWS[flow]} one; choose a "
+        f"{FLOWS[flow]} preset ({_quoted(n for n, p in PRESETS.items() if p.flow == flow)}) "
+        "or leave the flow to the preset.")
+  _check_overrides(preset, overrides)
+  for name in _COUNTS:
     _validation.positive_int(overrides.get(name), name, allow_none=True)
   preset = dataclasses.replace(
       preset, **{name: value for name, value in overrides.items() if value is not None})
@@ -254,26 +417,30 @@ def resolve(preset, event_shape, source=None, **overrides):
 
 
 def build_flow(preset, event_shape, **overrides):
-  """Builds the `tfp_realnvp.RealNVP` flow of a preset for images of shape `(H, W, C)`.
+  """Builds the `tfp_realnvp.RealNVP` or `tfp_realnvp.Glow` flow of a preset (per its `flow`).
 
   Args:
     preset: a preset name (see `PRESETS`) or a `Preset` (e.g. from `resolve`).
     event_shape: `(height, width, channels)` of the images.
-    **overrides: `RealNVP` keyword arguments that replace the preset's (`num_scales`,
-      `num_filters`, `num_blocks`, `batch_norm`, or any other argument such as `dtype`);
+    **overrides: keyword arguments of the flow that replace the preset's (any of
+      `FLOW_SETTINGS` that the preset's flow takes, or any other argument such as `dtype`);
       arguments whose value is `None` are ignored.
 
   Returns:
-    A new `tfp_realnvp.RealNVP` layer.
+    A new `tfp_realnvp.RealNVP` or `tfp_realnvp.Glow` layer.
 
   Raises:
-    ValueError: for an unknown preset, or a shape that the preset's number of scales cannot
-      squeeze (the message lists the presets that fit the shape).
+    ValueError: for an unknown preset, a setting of another flow, or a shape that the preset's
+      depth cannot squeeze (the message lists the presets that fit the shape).
   """
-  from tfp_realnvp import flows  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp import flows
+  from tfp_realnvp import glow
+  # pylint: enable=g-import-not-at-top
 
   settings = {name: overrides.pop(name) for name in list(overrides) if name in SETTINGS}
   preset = resolve(preset, event_shape, **settings)
   kwargs = preset.flow_kwargs()
   kwargs.update({key: value for key, value in overrides.items() if value is not None})
-  return flows.RealNVP(_validation.image_shape(event_shape), **kwargs)
+  flow_class = {"realnvp": flows.RealNVP, "glow": glow.Glow}[preset.flow]
+  return flow_class(_validation.image_shape(event_shape), **kwargs)

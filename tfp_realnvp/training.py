@@ -1,13 +1,16 @@
-"""A complete, resumable training run of a preset's Real NVP: `train`, and the pieces it is made of.
+"""A complete, resumable training run of a preset's flow: `train`, and the pieces it is made of.
 
-`train(data)` is what `tfp-realnvp train`, `examples/mnist.py` and `examples/cifar10.py` run.
-With its defaults it trains the `"digits"` preset on the embedded 8x8 scikit-learn digits
+`train(data)` is what `tfp-realnvp train`, `examples/mnist.py`, `examples/glow_mnist.py` and
+`examples/cifar10.py` run. It trains the Real NVP or Glow flow of a preset
+(`tfp_realnvp.presets`; `flow="glow"` picks the Glow preset of the data). With its defaults it
+trains the `"digits"` preset on the embedded 8x8 scikit-learn digits
 (20 epochs of 24 steps; 2 to 5 minutes on two CPU cores) and writes, under
 `runs/<data>/`:
 
 * `samples/epoch_XXX.png`: a grid of samples after each epoch (fixed base-distribution seed,
   so the grids show how one set of latents evolves);
-* `metrics.json`: the resolved configuration, the per-epoch history (`loss`, `bits_per_dim`,
+* `metrics.json`: the resolved configuration (the preset, the kind of flow `flow_kind` and the
+  flow's keyword arguments `flow`, ...), the per-epoch history (`loss`, `bits_per_dim`,
   `val_loss`, `val_bits_per_dim`, seconds, and the `attempt` that ran the epoch), `best_epoch`
   (lowest validation bits/dim), the `state` of extra callbacks (see below) and the final
   `test_bits_per_dim`;
@@ -78,7 +81,7 @@ __all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "RunError"
 # Seed of the dequantization noise of the test split when computing test bits/dim.
 TEST_NOISE_SEED = 0
 # Settings of a run that an interrupted run must share with the command that resumes it.
-_ARCHITECTURE = ("data", "event_shape", "flow", "mixed_precision")
+_ARCHITECTURE = ("data", "event_shape", "preset", "flow_kind", "flow", "mixed_precision")
 # The validation metric whose lowest value picks the best epoch.
 MONITOR = "val_bits_per_dim"
 
@@ -221,11 +224,16 @@ class Backup:
     return any(self._path(name, previous).exists() for name in (self.WEIGHTS, self.METADATA)
                for previous in (False, True))
 
-  def restore(self, model):
+  def restore(self, model, check=None):
     """Loads the newest sound state into `model`; returns its metadata (`None` if none).
 
     A state is sound when its metadata parses and a weights file (and the best epoch's
     weights) have the checksums it records; the newest sound one of the two is restored.
+
+    Args:
+      model: the compiled `FlowModel` that receives the weights and optimizer state.
+      check: called with the metadata of the sound state before its weights are loaded, to
+        refuse (by raising) the state of another run, whose weights would not fit `model`.
 
     Raises:
       RunError: if neither state is sound, naming the first damaged file.
@@ -250,6 +258,8 @@ class Backup:
       elif not self._best_is_sound(metadata.get("best")):
         damaged.append(self._best_path(metadata["best"]["epoch"]))
       else:
+        if check is not None:
+          check(metadata)
         if sound[0] != self._path(self.WEIGHTS):  # Keras reads only `.weights.h5` names.
           with _files.atomic_path(self._path(self.WEIGHTS)) as temporary:
             shutil.copyfile(sound[0], temporary)
@@ -330,11 +340,12 @@ class RunRecord:
   def epochs_done(self):
     return self.history[-1]["epoch"] if self.history else 0
 
-  def resume_from(self, metadata, backup_folder):
-    """Continues the interrupted run whose backup metadata is `metadata`.
+  def check_resumable(self, metadata, backup_folder):
+    """Raises unless the interrupted run whose backup metadata is `metadata` is this run's.
 
     Raises:
-      RunError: if the interrupted run was for other data or another architecture.
+      RunError: if the interrupted run was for other data, another preset, kind of flow or
+        architecture.
     """
     previous = metadata.get("config", {})
     changed = [key for key in _ARCHITECTURE
@@ -344,6 +355,14 @@ class RunRecord:
           f"{backup_folder} holds an interrupted run with a different {', '.join(changed)}; run "
           f"its command again to resume it, or delete {backup_folder} (or pick another output "
           "folder) to start a new run.")
+
+  def resume_from(self, metadata, backup_folder):
+    """Continues the interrupted run whose backup metadata is `metadata`.
+
+    Raises:
+      RunError: if the interrupted run was another (`check_resumable`).
+    """
+    self.check_resumable(metadata, backup_folder)
     self.attempt = int(metadata.get("attempt", 0)) + 1
     self.history = [r for r in metadata.get("history", []) if r["epoch"] <= metadata["epoch"]]
     self.best = metadata.get("best")
@@ -461,17 +480,19 @@ def _fit_verbosity(verbose):
   return 1 if sys.stdout.isatty() else 2
 
 
-def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, seed=0,
+def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_epoch=None, seed=0,
           strategy=None, mixed_precision=None, jit_compile="auto", sample_count=64,
           data_dir=None, download=False, verbose="auto", callbacks=(), validation_freq=1,
           state=None, **settings):
-  """Trains (or resumes) a preset's Real NVP on `data`, keeping the best epoch.
+  """Trains (or resumes) a preset's Real NVP or Glow flow on `data`, keeping the best epoch.
 
   Args:
     data: a `tfp_realnvp.data.load_images` source (`"digits"`, a TFDS name, an `.npz` file or
       a folder of images).
     output_dir: folder of the run (default `runs/<data>`); a run interrupted there resumes.
     preset: a preset name or `Preset`; `None` picks the data's default (`presets.resolve`).
+    flow: `None` (the preset's flow; Real NVP when `preset` is `None`), `"realnvp"` or `"glow"`
+      (with `preset=None`, the data's default Glow preset); a named preset must be of this kind.
     steps_per_epoch: cap on the training steps per epoch (default: one pass over the data).
     seed: seed of the initial weights, data order and noise.
     strategy: a `tf.distribute.Strategy` (default: the current one); create it before any
@@ -496,16 +517,19 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       one, in `RunResult.metrics["state"]`). It is saved with every backup and in
       `metrics.json`, and when the run resumes it is updated in place with the state of the
       interrupted run before training starts.
-    **settings: overrides of the preset, any of `presets.SETTINGS` (`epochs`, `batch_size`,
-      `learning_rate`, `num_scales`, `num_filters`, `num_blocks`, `batch_norm`).
+    **settings: overrides of the preset, any of `presets.SETTINGS` that the preset's flow takes
+      (`epochs`, `batch_size`, `learning_rate`; Real NVP: `num_scales`, `num_filters`,
+      `num_blocks`, `batch_norm`; Glow: `num_levels`, `num_steps`, `num_filters`,
+      `coupling_network`).
 
   Returns:
     A `RunResult`.
 
   Raises:
     RunError: for a backup of another run or a damaged one without a sound copy.
-    ValueError: for unknown data, presets or settings, a shape the preset cannot squeeze, or
-      a negative `validation_freq`.
+    ValueError: for unknown data, presets, flows or settings, a preset of another flow than
+      `flow`, a setting of another flow than the preset's, a shape the preset cannot squeeze,
+      or a negative `validation_freq`.
   """
   if not isinstance(validation_freq, int) or validation_freq < 0:
     raise ValueError(f"validation_freq must be a non-negative integer, got {validation_freq!r}.")
@@ -515,12 +539,12 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   shape = source.shape
   train_split, validation_split, test_split = source.training_splits(
       validation=validation_freq > 0)
-  preset = presets.resolve(preset, shape, source=source.name, **settings)
+  preset = presets.resolve(preset, shape, source=source.name, flow=flow, **settings)
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
   record = RunRecord(config={
       "data": os.fspath(data), "train_split": train_split,
       "validation_split": validation_split, "test_split": test_split,
-      "preset": preset.name, "event_shape": list(shape),
+      "preset": preset.name, "event_shape": list(shape), "flow_kind": preset.flow,
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
       "epochs": preset.epochs, "batch_size": preset.batch_size,
       "learning_rate": preset.learning_rate, "steps_per_epoch": steps_per_epoch,
@@ -545,7 +569,8 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
     backup = Backup(folder.backup)
-    metadata = backup.restore(model)
+    metadata = backup.restore(
+        model, check=lambda found: record.check_resumable(found, folder.backup))
   if metadata is not None:
     record.resume_from(metadata, folder.backup)
     say(f"Resuming from {folder.backup}: {record.epochs_done} of {preset.epochs} epochs "
@@ -558,11 +583,9 @@ def train(data="digits", output_dir=None, preset=None, *, steps_per_epoch=None, 
   run_callbacks = [SampleGrid(folder.samples, sample_count, seed=seed + 2),
                    keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
                    EpochCheckpoint(record, backup, folder.metrics)]
-  batch_norm = "on" if preset.batch_norm else "off"
-  say(f"Training preset {preset.name!r} ({preset.num_scales} scales, {preset.num_filters} "
-      f"filters, {preset.num_blocks} blocks, batch norm {batch_norm}) on {os.fspath(data)!r} "
-      f"{shape[0]}x{shape[1]}x{shape[2]} for {preset.epochs} epochs, batch size "
-      f"{preset.batch_size}, learning rate {preset.learning_rate:g}, "
+  say(f"Training {preset.title} preset {preset.name!r} ({preset.describe()}) on "
+      f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {preset.epochs} epochs, "
+      f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}, "
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
   model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
@@ -618,7 +641,7 @@ def _finish(model, record, folder, source, test_split, preset, train_seconds, re
   plotted = len(history) > 1
   if plotted:
     plotting.save_bits_per_dim_plot(history, folder.plot,
-                                    title=f"Real NVP '{preset.name}' on {source.name}")
+                                    title=f"{preset.title} '{preset.name}' on {source.name}")
   damaged = folder.remove_damaged_grids()
   record.results = {
       "train_seconds_this_attempt": train_seconds, "test_bits_per_dim": test_bpd,
