@@ -66,7 +66,7 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 | `imagenet64`      | Real NVP | 64x64      | 5 scales, 32 filters, 2 blocks, batch norm | 10     |
 | `celeba`          | Real NVP | 64x64      | 5 scales, 32 filters, 2 blocks, batch norm | 20     |
 | `glow_digits`     | Glow     | 8x8        | 2 levels, 4 steps, 64 filters (ours)       | 20     |
-| `glow_mnist`      | Glow     | 28x28      | 2 levels, 8 steps, 128 filters (ours)      | 50     |
+| `glow_mnist`      | Glow     | 28x28      | 2 levels, 16 steps, 64 filters (ours)      | 50     |
 | `glow_cifar10`    | Glow     | 32x32      | 3 levels, 32 steps, 512 filters            | 100    |
 | `glow_imagenet32` | Glow     | 32x32      | 3 levels, 48 steps, 512 filters            | 20     |
 | `glow_imagenet64` | Glow     | 64x64      | 4 levels, 48 steps, 512 filters            | 10     |
@@ -244,8 +244,8 @@ def _make_presets():
              epochs=20, description="the paper's CelebA 64x64 model: 2 blocks of 32, down to 4x4"),
       glow("glow_digits", (8, 8), num_levels=2, num_steps=4, num_filters=64, epochs=20,
            description="small Glow for the embedded 8x8 digits (ours)"),
-      glow("glow_mnist", (28, 28), num_levels=2, num_steps=8, num_filters=128, epochs=50,
-           description="Glow for 28x28 images, sized for CPUs (ours, provisional)"),
+      glow("glow_mnist", (28, 28), num_levels=2, num_steps=16, num_filters=64, epochs=50,
+           description="Glow for 28x28 images, sized for CPUs (ours)"),
       glow("glow_cifar10", (32, 32), num_levels=3, num_steps=32, num_filters=512, epochs=100,
            description="the Glow paper's CIFAR-10 model: L=3, K=32, 512 channels"),
       glow("glow_imagenet32", (32, 32), num_levels=3, num_steps=48, num_filters=512, epochs=20,
