@@ -13,8 +13,10 @@ evaluates the test bits/dim on the whole test split with fixed dequantization no
 saves the results. `examples/mnist.py` trains Real NVP on the same data; the options and the
 `--tiny` subset they share are in `examples/_image_example.py`.
 
-Published figure for comparison: the Glow paper reports 1.05 test bits/dim on MNIST (Real NVP:
-1.06), with a larger model trained much longer than this preset's epochs on a CPU.
+Published figure for comparison: 1.05 test bits/dim on MNIST is the figure quoted for Glow
+in the literature (e.g. Table 2 of FFJORD, Grathwohl et al. 2019, next to Real NVP's 1.06;
+the Glow paper's own tables report CIFAR-10, ImageNet and LSUN), for models far larger and
+trained far longer than this preset's epochs on a CPU.
 
 Data (`--data`, read with `tfp_realnvp.data.load_images`):
 
