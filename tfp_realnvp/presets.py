@@ -90,6 +90,8 @@ glow = presets.build_flow(presets.resolve(None, (28, 28, 1), flow="glow"), (28, 
 """
 
 import dataclasses
+import math
+import numbers
 import types
 
 from tfp_realnvp import _validation
@@ -106,7 +108,7 @@ FLOW_SETTINGS = types.MappingProxyType({
     "glow": ("num_levels", "num_steps", "num_filters", "coupling_network")})
 """Read-only mapping of flow kind -> the `Preset` fields that are its flow's keyword arguments."""
 
-TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs")
+TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs", "ema", "warmup_steps", "clipnorm")
 """The `Preset` fields of the training run, the same for every kind of flow."""
 
 SETTINGS = tuple(dict.fromkeys(
@@ -132,6 +134,23 @@ def _check_flow(flow):
     raise ValueError(f"Unknown flow {flow!r}; the flows are {_quoted(FLOWS)}.")
 
 
+def _is_real(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_optimizer_settings(ema, warmup_steps, clipnorm):
+  """Raises for an EMA momentum, warm-up or gradient clip out of range, naming the problem."""
+  if not (_is_real(ema) and 0 <= ema < 1):
+    raise ValueError(f"ema must be the momentum of the weights' moving average, a number in "
+                     f"[0, 1) (0 turns the averaging off), got {ema!r}.")
+  if not (_validation.is_integer(warmup_steps) and warmup_steps >= 0):
+    raise ValueError(f"warmup_steps must be a non-negative integer (0 turns the warm-up off), "
+                     f"got {warmup_steps!r}.")
+  if clipnorm is not None and not (_is_real(clipnorm) and clipnorm > 0):
+    raise ValueError(f"clipnorm must be a positive number (the largest global norm of the "
+                     f"gradients) or None (no clipping), got {clipnorm!r}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
   """A Real NVP or Glow architecture plus recommended training settings.
@@ -153,9 +172,16 @@ class Preset:
     num_levels: `Glow` number of levels `L` (Glow).
     num_steps: `Glow` steps of flow per level `K` (Glow).
     coupling_network: `Glow` coupling network, `"glow"` or `"resnet"` (Glow).
+    ema: momentum of the exponential moving average of the weights that the run evaluates,
+      samples and saves (Keras's `use_ema`), in [0, 1); 0 (the default) turns it off.
+    warmup_steps: steps of the linear learning-rate warm-up from 0 to `learning_rate`; 0 (the
+      default) turns it off.
+    clipnorm: the global norm (over all the gradients) above which the gradients are scaled
+      down (Keras's `global_clipnorm`); `None` (the default) turns it off.
 
   Raises:
-    ValueError: for an unknown `flow`, or architecture fields that do not match it.
+    ValueError: for an unknown `flow`, architecture fields that do not match it, or an `ema`,
+      `warmup_steps` or `clipnorm` out of range.
   """
 
   name: str
@@ -172,8 +198,12 @@ class Preset:
   num_levels: int = None
   num_steps: int = None
   coupling_network: str = None
+  ema: float = 0.0
+  warmup_steps: int = 0
+  clipnorm: float = None
 
   def __post_init__(self):
+    _check_optimizer_settings(self.ema, self.warmup_steps, self.clipnorm)
     _check_flow(self.flow)
     own = FLOW_SETTINGS[self.flow]
     missing = [name for name in own if getattr(self, name) is None]
@@ -385,7 +415,8 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
     **overrides: new values of any of `SETTINGS` that the preset's flow takes
       (`FLOW_SETTINGS`; Real NVP: `num_scales`, `num_filters`, `num_blocks`, `batch_norm`;
       Glow: `num_levels`, `num_steps`, `num_filters`, `coupling_network`) or of
-      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`); `None` values are ignored.
+      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`, `ema`, `warmup_steps`,
+      `clipnorm`); `None` values are ignored (`ema=0` and `warmup_steps=0` turn those off).
 
   Returns:
     A `Preset` (keeping the preset's name) whose fields are the settings to use.
@@ -393,7 +424,8 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
   Raises:
     ValueError: for an unknown preset, flow or setting, a preset of another flow than `flow`,
       a setting of another flow than the preset's, an image size without a default preset,
-      or a shape that the resolved depth cannot squeeze.
+      a shape that the resolved depth cannot squeeze, or an `ema`, `warmup_steps` or
+      `clipnorm` out of range.
   """
   shape = _validation.image_shape(event_shape)
   if flow is not None:
