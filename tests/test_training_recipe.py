@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 import tfp_realnvp
+from tfp_realnvp import _files
 from tfp_realnvp import cli
 from tfp_realnvp import data
 from tfp_realnvp import plotting
@@ -189,14 +190,31 @@ def _interrupt(*args, **kwargs):
   raise _Interrupted()
 
 
+def _load_backup_weights(path):
+  """The trainable weights in a weights file of the backup of a run with `RUN`'s settings."""
+  settings = {k: v for k, v in RUN.items() if k in presets.SETTINGS}
+  preset = presets.resolve(RUN["preset"], (8, 8, 1), **settings)
+  model = tfp_realnvp.FlowModel(presets.build_flow(preset, (8, 8, 1)))
+  model.compile(optimizer=training.make_optimizer(preset))
+  model.optimizer.build(model.trainable_variables)
+  model.load_weights(path)
+  return _weights(model)
+
+
 def test_a_resumed_run_continues_the_same_average(ema_run, tmp_path):
-  uninterrupted, _ = ema_run
+  uninterrupted, recorder = ema_run
+  steps = recorder.steps
   with pytest.MonkeyPatch.context() as patch:
     _same_batches_every_epoch(patch)
     patch.setattr(training, "_finish", _interrupt)
     with pytest.raises(_Interrupted):
       training.train(output_dir=tmp_path / "run", epochs=2, **RUN)
     patch.undo()
+    # The interrupted run's best weights so far are the average at the end of its best epoch.
+    best = _files.read_json(tmp_path / "run" / "backup" / training.Backup.METADATA)["best"]
+    _assert_weights_close(_load_backup_weights(tmp_path / "run" / "backup" / (
+        f"best-epoch-{best['epoch']:03d}.weights.h5")), _moving_average(steps[:2 * best["epoch"]]),
+        atol=1e-5)
     _same_batches_every_epoch(patch)
     resumed = training.train(output_dir=tmp_path / "run", epochs=3, **RUN)
   assert resumed.resumed_at == 2 and resumed.best_epoch == uninterrupted.best_epoch

@@ -75,6 +75,17 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 Every preset uses a batch size of 64 and a learning rate of 1e-3; every Glow preset Glow's own
 coupling network (`coupling_network="glow"`).
 
+Optimizer settings (`TRAINING_SETTINGS`, built into Adam by `tfp_realnvp.training.make_optimizer`),
+every one off by default in every preset:
+
+* `warmup_steps` (default 0): linear learning-rate warm-up from 0 over that many steps.
+* `clipnorm` (default `None`): clip the global norm of all the gradients (Keras's
+  `global_clipnorm`).
+* `ema` (default 0): momentum of Keras's exponential moving average of the weights, which the
+  run validates, samples, tests and saves (`tfp_realnvp.training.train`).
+
+EVIDENCE_PLACEHOLDER
+
 `resolve` is the one place where a preset, the data's default and overrides meet: it returns
 the `Preset` with the overrides applied (checked against the flow and the image shape), and
 everything downstream (`build_flow`, `tfp_realnvp.training.train`, `metrics.json`) reads its
