@@ -35,6 +35,19 @@ copy is left, the error is one line naming the file and saying how to start afre
 epoch history is kept in the backup, so a damaged or deleted `metrics.json` loses nothing.
 The backup is deleted once the model, metrics and plots of a finished run are written.
 
+The optimizer (`make_optimizer`): Adam with the preset's learning rate, optionally warmed up
+(`warmup_steps`), with a global gradient-norm clip (`clipnorm`) and an exponential moving
+average of the weights (`ema`), all off by default. With `ema`, the run uses the averaged
+weights wherever it judges or keeps the model: Keras's `SwapEMAWeights` swaps them in around
+every validation (so the validation bits/dim and the best epoch are the average's), the sample
+grids and the best epoch's weights are those of the average (`averaged_weights`), and at the end
+of training Keras puts the average in the model for good (`finalize_variable_values`), so the
+test bits/dim and `model.keras` are the average's. The backup holds the raw weights and the
+optimizer's variables, the averages included, so a resumed run continues the same average;
+`ema` and `warmup_steps` must be those of the interrupted run, since they change the
+optimizer's variables. The batch-norm moving statistics are not averaged (Keras averages the
+trainable weights only).
+
 Extending a run: `callbacks` are extra Keras callbacks (e.g. one that stops training when a
 time budget is spent), and `state` is a small JSON dict that they may keep in the run record:
 it is saved with every backup and in `metrics.json`, and when the run resumes it is updated in
@@ -573,9 +586,10 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       `metrics.json`, and when the run resumes it is updated in place with the state of the
       interrupted run before training starts.
     **settings: overrides of the preset, any of `presets.SETTINGS` that the preset's flow takes
-      (`epochs`, `batch_size`, `learning_rate`; Real NVP: `num_scales`, `num_filters`,
-      `num_blocks`, `batch_norm`; Glow: `num_levels`, `num_steps`, `num_filters`,
-      `coupling_network`).
+      (`epochs`, `batch_size`, `learning_rate`, `ema`, `warmup_steps`, `clipnorm`; Real NVP:
+      `num_scales`, `num_filters`, `num_blocks`, `batch_norm`; Glow: `num_levels`,
+      `num_steps`, `num_filters`, `coupling_network`). The optimizer is
+      `make_optimizer(preset)`.
 
   Returns:
     A `RunResult`.
