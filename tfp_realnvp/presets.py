@@ -84,17 +84,20 @@ every one off by default in every preset:
 * `ema` (default 0): momentum of Keras's exponential moving average of the weights, which the
   run validates, samples, tests and saves (`tfp_realnvp.training.train`).
 
-Why off: in 2-minute-scale pilots on the embedded digits (`tfp-realnvp train` with one option
-changed, one CPU core, 2026-11-30) none of them helped, and the EMA hurt.
+Why off: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
+pinned to one CPU core, about 5 minutes each under load, 2026-11-30) none of them helped, and
+the EMA hurt.
 
 * Baseline `digits` (20 epochs, 480 steps): best validation 4.886 (epoch 19), test 4.939.
 * `--warmup-steps 200`: slower start (validation 7.27 after 4 epochs against 5.69), then the
   same level: best validation 4.897 (epoch 18), test 4.908, within the epoch-to-epoch wander
-  of the baseline (4.89 to 5.05). No non-finite step with or without it at 1e-3.
-* `--ema 0.99`: the raw weights trained as in the baseline (training bits/dim equal to 3
-  decimals), but the averaged weights validated at 7.75, 8.92, ..., 49.2 (epoch 6), ..., 5.37
-  (epoch 20): the batch-norm moving statistics, which Keras does not average, are those of the
-  raw weights and do not fit the averaged ones while the weights move fast. Test 5.388.
+  of the baseline (4.89 to 5.05). No non-finite step with or without it at 1e-3 (every
+  epoch's mean loss finite).
+* `--ema 0.99`: the raw weights trained as in the baseline (training bits/dim within 0.004
+  of it every epoch), but the averaged weights validated at 7.75, 8.92, ..., 49.2 (epoch 6),
+  ..., 5.37 (epoch 20): the batch-norm moving statistics, which Keras does not average, are
+  those of the raw weights and do not fit the averaged ones while the weights move fast.
+  Test 5.388.
 * Glow (`--flow glow --epochs 10`, no batch norm): `--ema 0.99` stayed behind the raw weights
   all along (validation 5.934 against 5.733 after 220 steps; test 5.931 against 5.736): Keras
   starts the average at the first step's weights, without bias correction, so after `t` steps
