@@ -3,7 +3,8 @@
 ```none
 tfp-realnvp [--verbose] [--traceback] [--version] COMMAND ...
 tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epochs N]
-                  [--batch-size N] [--learning-rate LR] [--steps-per-epoch N]
+                  [--batch-size N] [--learning-rate LR] [--warmup-steps N]
+                  [--clipnorm NORM] [--ema MOMENTUM] [--steps-per-epoch N]
                   [--output-dir DIR] [--seed S]
                   [--strategy {default,mirrored,multiworker,tpu}]
                   [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
@@ -99,6 +100,14 @@ def _float_at_least(minimum, strict):
   return parse
 
 
+def _ema_momentum(text):
+  """An argparse type: a momentum in [0, 1)."""
+  value = _float_at_least(0.0, strict=False)(text)
+  if value >= 1:
+    raise argparse.ArgumentTypeError(f"expected a momentum in [0, 1) (0: off), got {text!r}")
+  return value
+
+
 def _version():
   try:
     return importlib.metadata.version("tfp_realnvp")
@@ -135,6 +144,17 @@ def add_train_arguments(train):
                      help="global batch size (default: the preset's, 64)")
   train.add_argument("--learning-rate", type=_float_at_least(0.0, strict=True), default=None,
                      help="Adam learning rate (default: the preset's, 1e-3)")
+  train.add_argument("--warmup-steps", type=_non_negative_int, default=None,
+                     help="steps of linear learning-rate warm-up from 0 (default: the preset's, "
+                          "0: none)")
+  train.add_argument("--clipnorm", type=_float_at_least(0.0, strict=True), default=None,
+                     help="scale the gradients down so that their global norm (over all "
+                          "variables) is at most this (Keras's global_clipnorm; default: the "
+                          "preset's, no clipping)")
+  train.add_argument("--ema", type=_ema_momentum, default=None, metavar="MOMENTUM",
+                     help="validate, sample and save an exponential moving average of the "
+                          "weights with this momentum, e.g. 0.999 (Keras's use_ema; default: "
+                          "the preset's, 0: off)")
   train.add_argument("--steps-per-epoch", type=_positive_int, default=None,
                      help="cap on the training steps per epoch (default: one pass over the data)")
   train.add_argument("--strategy", choices=STRATEGIES, default="default",

@@ -97,6 +97,13 @@ def parse_args(argv=None):
   parser.add_argument("--num-filters", type=int, default=None,
                       help="Feature maps of the coupling networks.")
   parser.add_argument("--learning-rate", type=float, default=None)
+  parser.add_argument("--warmup-steps", type=int, default=None,
+                      help="Steps of linear learning-rate warm-up (default: the preset's).")
+  parser.add_argument("--clipnorm", type=float, default=None,
+                      help="Global gradient-norm clip (default: the preset's).")
+  parser.add_argument("--ema", type=float, default=None,
+                      help="Momentum of the weights' moving average, which the marks evaluate "
+                           "(default: the preset's; 0: off).")
   parser.add_argument("--batch-size", type=int, default=None)
   parser.add_argument("--steps-per-epoch", type=int, default=100,
                       help="Steps per chunk (training.train's epochs): one progress line and "
@@ -424,13 +431,15 @@ def main(argv=None):
       start = time.perf_counter()
       # evaluate() shares the model's metric trackers: reset them afterwards, so that the
       # chunk's training running mean restarts instead of mixing in the test batches.
-      test = self.model.evaluate(test_ds, verbose=0, return_dict=True)
-      eval_seconds = time.perf_counter() - start
-      precise_bpd = None
-      if settings["precise_bn_steps"] > 0:
-        start = time.perf_counter()
-        precise_bpd = finite_or_none(self._precise_bn_test_bpd())
-        precise_seconds = round(time.perf_counter() - start, 1)
+      # With --ema, the marks evaluate the averaged weights (those train saves).
+      with training.averaged_weights(self.model):
+        test = self.model.evaluate(test_ds, verbose=0, return_dict=True)
+        eval_seconds = time.perf_counter() - start
+        precise_bpd = None
+        if settings["precise_bn_steps"] > 0:
+          start = time.perf_counter()
+          precise_bpd = finite_or_none(self._precise_bn_test_bpd())
+          precise_seconds = round(time.perf_counter() - start, 1)
       self.model.reset_metrics()
       self.chunk.metrics_reset()
       record = {"mark_minutes": mark, "train_minutes": state["train_seconds"] / 60.0,

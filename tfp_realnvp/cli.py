@@ -87,7 +87,9 @@ def train_options(args):
       mixed_precision=None if args.mixed_precision == "none" else args.mixed_precision,
       jit_compile=_JIT_COMPILE[args.jit], sample_count=args.sample_count,
       data_dir=args.data_dir, download=args.download, epochs=args.epochs,
-      batch_size=args.batch_size, learning_rate=args.learning_rate, num_scales=args.num_scales,
+      batch_size=args.batch_size, learning_rate=args.learning_rate,
+      warmup_steps=args.warmup_steps, clipnorm=args.clipnorm, ema=args.ema,
+      num_scales=args.num_scales,
       num_blocks=args.num_blocks, num_levels=args.num_levels, num_steps=args.num_steps,
       num_filters=args.num_filters, coupling_network=args.coupling_network)
 

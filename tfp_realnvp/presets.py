@@ -75,6 +75,39 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 Every preset uses a batch size of 64 and a learning rate of 1e-3; every Glow preset Glow's own
 coupling network (`coupling_network="glow"`).
 
+Optimizer settings (`TRAINING_SETTINGS`, built into Adam by `tfp_realnvp.training.make_optimizer`),
+every one off by default in every preset:
+
+* `warmup_steps` (default 0): linear learning-rate warm-up from 0 over that many steps.
+* `clipnorm` (default `None`): clip the global norm of all the gradients (Keras's
+  `global_clipnorm`).
+* `ema` (default 0): momentum of Keras's exponential moving average of the weights, which the
+  run validates, samples, tests and saves (`tfp_realnvp.training.train`).
+
+Why off: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
+pinned to one CPU core, about 5 minutes each under load, 2026-11-30) none of them helped, and
+the EMA hurt.
+
+* Baseline `digits` (20 epochs, 480 steps): best validation 4.886 (epoch 19), test 4.939.
+* `--warmup-steps 200`: slower start (validation 7.27 after 4 epochs against 5.69), then the
+  same level: best validation 4.897 (epoch 18), test 4.908, within the epoch-to-epoch wander
+  of the baseline (4.89 to 5.05). No non-finite step with or without it at 1e-3 (every
+  epoch's mean loss finite).
+* `--ema 0.99`: the raw weights trained as in the baseline (training bits/dim within 0.004
+  of it every epoch), but the averaged weights validated at 7.75, 8.92, ..., 49.2 (epoch 6),
+  ..., 5.37 (epoch 20): the batch-norm moving statistics, which Keras does not average, are
+  those of the raw weights and do not fit the averaged ones while the weights move fast.
+  Test 5.388.
+* Glow (`--flow glow --epochs 10`, no batch norm): `--ema 0.99` stayed behind the raw weights
+  all along (validation 5.934 against 5.733 after 220 steps; test 5.931 against 5.736): Keras
+  starts the average at the first step's weights, without bias correction, so after `t` steps
+  they still weigh `ema ** t` (11 % here).
+
+So EMA is for long runs (many times `1 / (1 - ema)` steps) and, with batch normalisation, only
+where the statistics can be re-estimated for the averaged weights; `--clipnorm` was not needed
+at the default learning rate. MNIST-scale evidence (2,000 steps without a non-finite step) is to
+come from `benchmarks/mnist_quality.py --warmup-steps/--clipnorm/--ema`.
+
 `resolve` is the one place where a preset, the data's default and overrides meet: it returns
 the `Preset` with the overrides applied (checked against the flow and the image shape), and
 everything downstream (`build_flow`, `tfp_realnvp.training.train`, `metrics.json`) reads its
@@ -90,6 +123,8 @@ glow = presets.build_flow(presets.resolve(None, (28, 28, 1), flow="glow"), (28, 
 """
 
 import dataclasses
+import math
+import numbers
 import types
 
 from tfp_realnvp import _validation
@@ -106,7 +141,7 @@ FLOW_SETTINGS = types.MappingProxyType({
     "glow": ("num_levels", "num_steps", "num_filters", "coupling_network")})
 """Read-only mapping of flow kind -> the `Preset` fields that are its flow's keyword arguments."""
 
-TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs")
+TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs", "ema", "warmup_steps", "clipnorm")
 """The `Preset` fields of the training run, the same for every kind of flow."""
 
 SETTINGS = tuple(dict.fromkeys(
@@ -132,6 +167,23 @@ def _check_flow(flow):
     raise ValueError(f"Unknown flow {flow!r}; the flows are {_quoted(FLOWS)}.")
 
 
+def _is_real(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_optimizer_settings(ema, warmup_steps, clipnorm):
+  """Raises for an EMA momentum, warm-up or gradient clip out of range, naming the problem."""
+  if not (_is_real(ema) and 0 <= ema < 1):
+    raise ValueError(f"ema must be the momentum of the weights' moving average, a number in "
+                     f"[0, 1) (0 turns the averaging off), got {ema!r}.")
+  if not (_validation.is_integer(warmup_steps) and warmup_steps >= 0):
+    raise ValueError(f"warmup_steps must be a non-negative integer (0 turns the warm-up off), "
+                     f"got {warmup_steps!r}.")
+  if clipnorm is not None and not (_is_real(clipnorm) and clipnorm > 0):
+    raise ValueError(f"clipnorm must be a positive number (the largest global norm of the "
+                     f"gradients) or None (no clipping), got {clipnorm!r}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
   """A Real NVP or Glow architecture plus recommended training settings.
@@ -153,9 +205,16 @@ class Preset:
     num_levels: `Glow` number of levels `L` (Glow).
     num_steps: `Glow` steps of flow per level `K` (Glow).
     coupling_network: `Glow` coupling network, `"glow"` or `"resnet"` (Glow).
+    ema: momentum of the exponential moving average of the weights that the run evaluates,
+      samples and saves (Keras's `use_ema`), in [0, 1); 0 (the default) turns it off.
+    warmup_steps: steps of the linear learning-rate warm-up from 0 to `learning_rate`; 0 (the
+      default) turns it off.
+    clipnorm: the global norm (over all the gradients) above which the gradients are scaled
+      down (Keras's `global_clipnorm`); `None` (the default) turns it off.
 
   Raises:
-    ValueError: for an unknown `flow`, or architecture fields that do not match it.
+    ValueError: for an unknown `flow`, architecture fields that do not match it, or an `ema`,
+      `warmup_steps` or `clipnorm` out of range.
   """
 
   name: str
@@ -172,8 +231,12 @@ class Preset:
   num_levels: int = None
   num_steps: int = None
   coupling_network: str = None
+  ema: float = 0.0
+  warmup_steps: int = 0
+  clipnorm: float = None
 
   def __post_init__(self):
+    _check_optimizer_settings(self.ema, self.warmup_steps, self.clipnorm)
     _check_flow(self.flow)
     own = FLOW_SETTINGS[self.flow]
     missing = [name for name in own if getattr(self, name) is None]
@@ -385,7 +448,8 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
     **overrides: new values of any of `SETTINGS` that the preset's flow takes
       (`FLOW_SETTINGS`; Real NVP: `num_scales`, `num_filters`, `num_blocks`, `batch_norm`;
       Glow: `num_levels`, `num_steps`, `num_filters`, `coupling_network`) or of
-      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`); `None` values are ignored.
+      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`, `ema`, `warmup_steps`,
+      `clipnorm`); `None` values are ignored (`ema=0` and `warmup_steps=0` turn those off).
 
   Returns:
     A `Preset` (keeping the preset's name) whose fields are the settings to use.
@@ -393,7 +457,8 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
   Raises:
     ValueError: for an unknown preset, flow or setting, a preset of another flow than `flow`,
       a setting of another flow than the preset's, an image size without a default preset,
-      or a shape that the resolved depth cannot squeeze.
+      a shape that the resolved depth cannot squeeze, or an `ema`, `warmup_steps` or
+      `clipnorm` out of range.
   """
   shape = _validation.image_shape(event_shape)
   if flow is not None:

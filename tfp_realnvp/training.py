@@ -35,6 +35,19 @@ copy is left, the error is one line naming the file and saying how to start afre
 epoch history is kept in the backup, so a damaged or deleted `metrics.json` loses nothing.
 The backup is deleted once the model, metrics and plots of a finished run are written.
 
+The optimizer (`make_optimizer`): Adam with the preset's learning rate, optionally warmed up
+(`warmup_steps`), with a global gradient-norm clip (`clipnorm`) and an exponential moving
+average of the weights (`ema`), all off by default. With `ema`, the run uses the averaged
+weights wherever it judges or keeps the model: Keras's `SwapEMAWeights` swaps them in around
+every validation (so the validation bits/dim and the best epoch are the average's), the sample
+grids and the best epoch's weights are those of the average (`averaged_weights`), and at the end
+of training Keras puts the average in the model for good (`finalize_variable_values`), so the
+test bits/dim and `model.keras` are the average's. The backup holds the raw weights and the
+optimizer's variables, the averages included, so a resumed run continues the same average;
+`ema` and `warmup_steps` must be those of the interrupted run, since they change the
+optimizer's variables. The batch-norm moving statistics are not averaged (Keras averages the
+trainable weights only).
+
 Extending a run: `callbacks` are extra Keras callbacks (e.g. one that stops training when a
 time budget is spent), and `state` is a small JSON dict that they may keep in the run record:
 it is saved with every backup and in `metrics.json`, and when the run resumes it is updated in
@@ -55,6 +68,7 @@ three splits. The validation curve uses fresh dequantization noise every epoch; 
 it is the bits/dim of the dequantized data, an upper bound on those of the 8-bit data.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -75,13 +89,15 @@ from tfp_realnvp import plotting
 from tfp_realnvp import presets
 
 __all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "RunError", "RunFolder",
-           "RunRecord", "RunResult", "SampleGrid", "evaluate_test", "finite_or_none", "save_model",
-           "train"]
+           "RunRecord", "RunResult", "SampleGrid", "averaged_weights", "evaluate_test",
+           "finite_or_none", "make_optimizer", "save_model", "train"]
 
 # Seed of the dequantization noise of the test split when computing test bits/dim.
 TEST_NOISE_SEED = 0
-# Settings of a run that an interrupted run must share with the command that resumes it.
-_ARCHITECTURE = ("data", "event_shape", "preset", "flow_kind", "flow", "mixed_precision")
+# Settings of a run that an interrupted run must share with the command that resumes it (`ema`
+# and `warmup_steps` change the optimizer's variables, which the backup holds).
+_ARCHITECTURE = ("data", "event_shape", "preset", "flow_kind", "flow", "mixed_precision", "ema",
+                 "warmup_steps")
 # The validation metric whose lowest value picks the best epoch.
 MONITOR = "val_bits_per_dim"
 
@@ -101,6 +117,49 @@ def save_model(model, path):
   with _files.atomic_path(path) as temporary:
     model.save(temporary)
   return pathlib.Path(path)
+
+
+def make_optimizer(preset):
+  """The Adam optimizer of a preset's training settings (`presets.Preset`).
+
+  * `learning_rate`, after `warmup_steps` steps of linear warm-up from 0 when `warmup_steps` is
+    not 0: Keras's `CosineDecay` schedule with `warmup_target`, held constant after the warm-up
+    (`alpha=1`), so that the optimizer (and a `.keras` file) stays serializable;
+  * `clipnorm`: Keras's `global_clipnorm`, which scales all the gradients together so that their
+    global norm is at most `clipnorm` (not Keras's `clipnorm`, which clips each variable's
+    gradient on its own and changes the direction of the update);
+  * `ema`: Keras's exponential moving average of the trainable weights (`use_ema=True`,
+    `ema_momentum=ema`), kept in the optimizer's variables; see `averaged_weights` and `train`
+    for where the averaged weights are used.
+  """
+  learning_rate = preset.learning_rate
+  if preset.warmup_steps:
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=1, alpha=1.0, warmup_target=preset.learning_rate,
+        warmup_steps=preset.warmup_steps)
+  return keras.optimizers.Adam(learning_rate, global_clipnorm=preset.clipnorm,
+                               use_ema=preset.ema > 0, ema_momentum=preset.ema)
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+  """Holds the optimizer's moving averages in `model`'s weights for the block (EMA on).
+
+  The swap is Keras's own (`keras.callbacks.SwapEMAWeights`, which `train` also uses around
+  every validation): the raw weights go into the optimizer's average variables, and back when
+  the block ends, even on an error. Without EMA (or without an optimizer) nothing changes.
+  """
+  optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer.
+  if not getattr(optimizer, "use_ema", False):
+    yield model
+    return
+  swap = keras.callbacks.SwapEMAWeights()
+  swap.set_model(model)
+  swap.on_test_begin()
+  try:
+    yield model
+  finally:
+    swap.on_test_end()
 
 
 def _is_chief(strategy):
@@ -397,7 +456,11 @@ class RunRecord:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-  """After each epoch: records it, keeps the best weights, backs up the state, writes metrics."""
+  """After each epoch: records it, keeps the best weights, backs up the state, writes metrics.
+
+  The best weights are the averaged ones (`averaged_weights`) when the optimizer keeps an EMA;
+  the backup holds the raw weights and the optimizer's variables, the averages included.
+  """
 
   def __init__(self, record, backup, metrics_path):
     super().__init__()
@@ -409,7 +472,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     if self.record.add_epoch(epoch + 1, logs, time.time() - self._start):
-      sha = self.backup.save_best(self.model, epoch + 1)
+      with averaged_weights(self.model):
+        sha = self.backup.save_best(self.model, epoch + 1)
       self.record.best = {"epoch": epoch + 1, MONITOR: self.record.history[-1][MONITOR],
                           "sha256": sha}
     self.backup.save(self.model, self.record.metadata())
@@ -417,7 +481,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class SampleGrid(keras.callbacks.Callback):
-  """Saves `epoch_XXX.png` after each epoch, drawn from the same base-distribution seed."""
+  """Saves `epoch_XXX.png` after each epoch, drawn from the same base-distribution seed.
+
+  With an EMA optimizer the samples are those of the averaged weights (`averaged_weights`).
+  """
 
   def __init__(self, folder, count, seed):
     super().__init__()
@@ -425,7 +492,8 @@ class SampleGrid(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     del logs
-    images = self.model.sample(self.count, seed=self.seed)
+    with averaged_weights(self.model):
+      images = self.model.sample(self.count, seed=self.seed)
     plotting.save_image_grid(images.numpy(), self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
@@ -518,9 +586,10 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       `metrics.json`, and when the run resumes it is updated in place with the state of the
       interrupted run before training starts.
     **settings: overrides of the preset, any of `presets.SETTINGS` that the preset's flow takes
-      (`epochs`, `batch_size`, `learning_rate`; Real NVP: `num_scales`, `num_filters`,
-      `num_blocks`, `batch_norm`; Glow: `num_levels`, `num_steps`, `num_filters`,
-      `coupling_network`).
+      (`epochs`, `batch_size`, `learning_rate`, `ema`, `warmup_steps`, `clipnorm`; Real NVP:
+      `num_scales`, `num_filters`, `num_blocks`, `batch_norm`; Glow: `num_levels`,
+      `num_steps`, `num_filters`, `coupling_network`). The optimizer is
+      `make_optimizer(preset)`.
 
   Returns:
     A `RunResult`.
@@ -547,7 +616,9 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       "preset": preset.name, "event_shape": list(shape), "flow_kind": preset.flow,
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
       "epochs": preset.epochs, "batch_size": preset.batch_size,
-      "learning_rate": preset.learning_rate, "steps_per_epoch": steps_per_epoch,
+      "learning_rate": preset.learning_rate, "ema": preset.ema,
+      "warmup_steps": preset.warmup_steps, "clipnorm": preset.clipnorm,
+      "steps_per_epoch": steps_per_epoch,
       "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "seed": seed,
       "validation_freq": validation_freq}, state={} if state is None else state)
 
@@ -564,7 +635,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
     keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
   with strategy.scope():
     model = model_lib.FlowModel(presets.build_flow(preset, shape))
-    optimizer = keras.optimizers.Adam(preset.learning_rate)
+    optimizer = make_optimizer(preset)
     if mixed_precision == "float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
@@ -580,12 +651,16 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       old.unlink()
   record.write(folder.metrics)
 
-  run_callbacks = [SampleGrid(folder.samples, sample_count, seed=seed + 2),
+  # With EMA, Keras swaps the averaged weights in around each validation, and puts them in the
+  # model for good at the end of `fit` (`finalize_variable_values`).
+  swap = [keras.callbacks.SwapEMAWeights()] if preset.ema and validation_freq else []
+  run_callbacks = [*swap, SampleGrid(folder.samples, sample_count, seed=seed + 2),
                    keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
                    EpochCheckpoint(record, backup, folder.metrics)]
   say(f"Training {preset.title} preset {preset.name!r} ({preset.describe()}) on "
       f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {preset.epochs} epochs, "
-      f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}, "
+      f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}"
+      f"{_optimizer_settings(preset)}, "
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
   model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
@@ -600,6 +675,15 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
   if folder.is_chief:
     _report(result, say)
   return result
+
+
+def _optimizer_settings(preset):
+  """The warm-up, clipping and averaging that are on, e.g. `" (200 warm-up steps, EMA 0.999)"`."""
+  on = [f"{preset.warmup_steps} warm-up steps" if preset.warmup_steps else None,
+        f"global gradient norm clipped at {preset.clipnorm:g}" if preset.clipnorm else None,
+        f"EMA {preset.ema:g}" if preset.ema else None]
+  on = [text for text in on if text]
+  return f" ({', '.join(on)})" if on else ""
 
 
 def _report(result, say):
