@@ -89,7 +89,8 @@ def train_options(args):
       data_dir=args.data_dir, download=args.download, epochs=args.epochs,
       batch_size=args.batch_size, learning_rate=args.learning_rate, num_scales=args.num_scales,
       num_blocks=args.num_blocks, num_levels=args.num_levels, num_steps=args.num_steps,
-      num_filters=args.num_filters, coupling_network=args.coupling_network)
+      num_filters=args.num_filters, coupling_network=args.coupling_network,
+      coupling=args.coupling)
 
 
 def train(args):

@@ -9,6 +9,7 @@ from tfp_realnvp.bijectors.batch_norm import BatchNorm
 from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
 from tfp_realnvp.bijectors.coupling import SplineCoupling
+from tfp_realnvp.bijectors.coupling import coupling_maker
 from tfp_realnvp.bijectors.coupling import spline_params_per_unit
 from tfp_realnvp.bijectors.factor_out import FactorOut
 from tfp_realnvp.bijectors.glow import multiscale_glow
@@ -31,9 +32,10 @@ __all__ = [
     "FactorOut",
     "InvertibleConv1x1",
     "Logit",
-    "SplitPrior",
     "SplineCoupling",
+    "SplitPrior",
     "Squeeze",
+    "coupling_maker",
     "multiscale_glow",
     "multiscale_real_nvp",
     "scale_shapes",

@@ -293,22 +293,28 @@ def spline_params_per_unit(num_bins):
   return 3 * _num_bins(num_bins) - 1
 
 
-def coupling_maker(coupling, num_bins=8, bound=3.0, validate_args=False):
+def coupling_maker(coupling, num_bins=8, bound=3.0, additive=False, validate_args=False):
   """The couplings of a flow of kind `coupling` (one of `COUPLINGS`), for the flow builders.
 
   Returns:
     `(params_per_unit, make_coupling)`: the `params_per_unit` to build the conditioners with
     (`None` for the `(shift, log_scale)` of an affine coupling, `3 * num_bins - 1` for a
     spline), and `make_coupling(conditioner, mask, parity, event_shape, name)` building an
-    `AffineCoupling` or a `SplineCoupling` of `num_bins` bins on `[-bound, bound]`.
+    `AffineCoupling` (additive per `additive`) or a `SplineCoupling` of `num_bins` bins on
+    `[-bound, bound]`.
 
   Raises:
-    ValueError: an unknown `coupling`, or (for a spline) a bad `num_bins` or `bound`.
+    ValueError: an unknown `coupling`, `additive` with splines, or (for a spline) a bad
+      `num_bins` or `bound`.
   """
   if coupling not in COUPLINGS:
     raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
   if coupling == "affine":
-    return None, functools.partial(AffineCoupling, validate_args=validate_args)
+    return None, functools.partial(AffineCoupling, additive=additive,
+                                   validate_args=validate_args)
+  if additive:
+    raise ValueError(f"additive=True makes additive affine couplings; it cannot be combined "
+                     f"with coupling={coupling!r}.")
   _SplineTransform(num_bins, bound)  # Fails now, not at the first coupling, on bad arguments.
   return spline_params_per_unit(num_bins), functools.partial(
       SplineCoupling, num_bins=num_bins, bound=bound, validate_args=validate_args)
@@ -473,6 +479,7 @@ class _SplineTransform:
     spline = tfp.bijectors.RationalQuadraticSpline(widths, heights, slopes,
                                                    range_min=-self.bound)
     y = spline.forward(transformed) if inverse else spline.inverse(transformed)
+    y.set_shape(transformed.shape)  # Lost in the spline's dynamic broadcasting.
     x = transformed if inverse else y
     return y, spline.forward_log_det_jacobian(x, event_ndims=0)
 
