@@ -42,6 +42,8 @@ python benchmarks/mnist_quality.py --minutes 30 --eval-at 5,10,20,30 \
     --output benchmarks/runs/mnist30
 python benchmarks/mnist_quality.py --preset glow_mnist --minutes 30 --eval-at 5,10,20,30 \
     --output benchmarks/runs/glow_mnist30
+python benchmarks/mnist_quality.py --coupling spline --minutes 30 --eval-at 5,10,20,30 \
+    --output benchmarks/runs/mnist30_spline    # the mnist preset with spline couplings
 ```
 
 Bits/dim: for dequantized 8-bit images `x = (k + u) / 256`,
