@@ -9,8 +9,8 @@ tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epo
                   [--strategy {default,mirrored,multiworker,tpu}]
                   [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
                   [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
-                  [--num-filters N] [--coupling-network {glow,resnet}] [--sample-count N]
-                  [--data-dir DIR] [--download]
+                  [--num-filters N] [--coupling-network {glow,resnet}]
+                  [--coupling {affine,spline}] [--sample-count N] [--data-dir DIR] [--download]
 tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
 tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
 tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
@@ -34,9 +34,10 @@ Preset names are not written here (they live in `tfp_realnvp.presets`, which nee
 package): `--preset` takes any name, and an unknown one ends with the same one-line error as
 every other user error, listing the presets, once TensorFlow is loaded. So do the settings
 that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
-choices of `--flow` and `--coupling-network` are written here, so that argparse checks them
-(`FLOWS`, `COUPLING_NETWORKS`; a test keeps them equal to `tfp_realnvp.presets.FLOWS` and
-`tfp_realnvp.glow.COUPLING_NETWORKS`).
+choices of `--flow`, `--coupling-network` and `--coupling` are written here, so that argparse
+checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`; a test keeps them equal to
+`tfp_realnvp.presets.FLOWS`, `tfp_realnvp.glow.COUPLING_NETWORKS` and
+`tfp_realnvp.bijectors.coupling.COUPLINGS`).
 
 Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
 on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
@@ -66,6 +67,7 @@ MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
 FLOWS = ("realnvp", "glow")
 COUPLING_NETWORKS = ("glow", "resnet")
+COUPLINGS = ("affine", "spline")
 
 
 def _int_at_least(minimum):
@@ -180,6 +182,9 @@ def add_train_arguments(train):
   train.add_argument("--coupling-network", choices=COUPLING_NETWORKS, default=None,
                      help="Glow: override the preset's coupling network (glow: Glow's own; "
                           "resnet: Real NVP's ResNet)")
+  train.add_argument("--coupling", choices=COUPLINGS, default=None,
+                     help="override the preset's couplings (affine: the paper's; spline: "
+                          "rational-quadratic splines, 8 bins on [-3, 3])")
   train.add_argument("--sample-count", type=_positive_int, default=64,
                      help="images in each epoch's sample grid (default: 64)")
 

@@ -5,8 +5,8 @@ Trains a preset (`--preset`: `mnist` by default, a `tfp_realnvp.FlowModel` of
 `tfp_realnvp.RealNVP`; `glow_mnist` for `tfp_realnvp.Glow`; Adam, batch 64, the logit
 preprocessing and L2 penalty of `FlowModel`), with the overrides of its flow's architecture
 (Real NVP: `--num-scales`, `--num-filters`, `--num-blocks`, `--batch-norm`; Glow:
-`--num-levels`, `--num-steps`, `--num-filters`, `--coupling-network`; a setting of the other
-flow is an error), on the 60,000 MNIST training images with
+`--num-levels`, `--num-steps`, `--num-filters`, `--coupling-network`; both: `--coupling
+{affine,spline}`; a setting of the other flow is an error), on the 60,000 MNIST training images with
 `tfp_realnvp.training.train`, for a budget of *training* wall-clock minutes, and at each
 evaluation mark reports bits/dim on the full 10,000-image test set. The training clock excludes
 evaluation, checkpointing and the first step of each process (which traces the graph); the
@@ -42,6 +42,8 @@ python benchmarks/mnist_quality.py --minutes 30 --eval-at 5,10,20,30 \
     --output benchmarks/runs/mnist30
 python benchmarks/mnist_quality.py --preset glow_mnist --minutes 30 --eval-at 5,10,20,30 \
     --output benchmarks/runs/glow_mnist30
+python benchmarks/mnist_quality.py --coupling spline --minutes 30 --eval-at 5,10,20,30 \
+    --output benchmarks/runs/mnist30_spline    # the mnist preset with spline couplings
 ```
 
 Bits/dim: for dequantized 8-bit images `x = (k + u) / 256`,
@@ -96,6 +98,8 @@ def parse_args(argv=None):
                       help="Glow.")
   parser.add_argument("--num-filters", type=int, default=None,
                       help="Feature maps of the coupling networks.")
+  parser.add_argument("--coupling", choices=("affine", "spline"), default=None,
+                      help="The couplings: affine (the presets') or rational-quadratic splines.")
   parser.add_argument("--learning-rate", type=float, default=None)
   parser.add_argument("--warmup-steps", type=int, default=None,
                       help="Steps of linear learning-rate warm-up (default: the preset's).")

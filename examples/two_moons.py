@@ -55,14 +55,17 @@ class DenseConditioner(keras.layers.Layer):
   """MLP conditioner of a coupling on 1x1 "images": `[N, 1, 1, 1]` -> `(shift, log_scale)`.
 
   The log-scale is `scale * tanh(raw)` with a learned `scale`, and the output layer starts at
-  zero, so a new coupling is the identity (as in the paper's networks).
+  zero, so a new coupling is the identity (as in the paper's networks). With
+  `params_per_unit=P` it returns `P` raw parameters `[N, 1, 1, 1, P]` instead (those of a
+  `SplineCoupling`, also the identity when zero).
   """
 
-  def __init__(self, hidden_units=(64, 64), **kwargs):
+  def __init__(self, hidden_units=(64, 64), params_per_unit=None, **kwargs):
     super().__init__(**kwargs)
+    self.params_per_unit = params_per_unit
     self.hidden = [keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")
                    for i, units in enumerate(hidden_units)]
-    self.out = keras.layers.Dense(2, kernel_initializer="zeros", name="out")
+    self.out = keras.layers.Dense(params_per_unit or 2, kernel_initializer="zeros", name="out")
 
   def build(self, input_shape):
     shape = (input_shape[0], 1)
@@ -70,13 +73,16 @@ class DenseConditioner(keras.layers.Layer):
       layer.build(shape)
       shape = (shape[0], layer.units)
     self.out.build(shape)
-    self.log_scale_factor = self.add_weight(name="log_scale_factor", shape=(),
-                                            initializer="ones")
+    if self.params_per_unit is None:
+      self.log_scale_factor = self.add_weight(name="log_scale_factor", shape=(),
+                                              initializer="ones")
 
   def call(self, h):
     h = ops.reshape(h, (-1, 1))
     for layer in self.hidden:
       h = layer(h)
+    if self.params_per_unit is not None:
+      return ops.reshape(self.out(h), (-1, 1, 1, 1, self.params_per_unit))
     shift, raw = ops.split(self.out(h), 2, axis=-1)
     log_scale = self.log_scale_factor * ops.tanh(raw)
     return ops.reshape(shift, (-1, 1, 1, 1)), ops.reshape(log_scale, (-1, 1, 1, 1))
@@ -86,20 +92,24 @@ class TwoDimensionalFlow(tfp_realnvp.FlowLayer):
   """A stack of channel couplings on 2-D points, owning every conditioner.
 
   `bijector` maps latent points `[..., 2]` to data points `[..., 2]` (TFP's direction):
-  reshape to `[..., 1, 1, 2]`, apply the couplings, reshape back.
+  reshape to `[..., 1, 1, 2]`, apply the couplings, reshape back. `coupling="spline"` makes
+  them `SplineCoupling`s of `num_bins` bins on `[-bound, bound]` (see
+  `examples/spline_vs_affine.py`), `"affine"` (the default) `AffineCoupling`s.
   """
 
-  def __init__(self, num_couplings=8, hidden_units=(64, 64), **kwargs):
+  def __init__(self, num_couplings=8, hidden_units=(64, 64), coupling="affine", num_bins=8,
+               bound=3.0, **kwargs):
     super().__init__(event_shape=(2,), **kwargs)
+    params_per_unit, make_coupling = rb.coupling_maker(coupling, num_bins, bound)
     self.conditioners = []
     couplings = []
     for i in range(num_couplings):
-      conditioner = DenseConditioner(hidden_units, name=f"conditioner_{i}")
+      conditioner = DenseConditioner(hidden_units, params_per_unit, name=f"conditioner_{i}")
       # Build now, so that the variables exist before Keras traces a training step.
       conditioner.build((None, 1, 1, 1))
       self.conditioners.append(conditioner)
-      couplings.append(rb.AffineCoupling(conditioner, mask="channel", parity=i % 2,
-                                         event_shape=(1, 1, 2), name=f"coupling_{i}"))
+      couplings.append(make_coupling(conditioner, mask="channel", parity=i % 2,
+                                     event_shape=(1, 1, 2), name=f"coupling_{i}"))
     # tfb.Chain applies its last bijector first in the forward (latent -> data) direction.
     bijector = tfb.Chain(
         [tfb.Reshape(event_shape_out=[2], event_shape_in=[1, 1, 2])]

@@ -47,13 +47,15 @@ def randomize(layer, seed=0, stddev=0.2):
 
 
 def resnet_conditioner(input_shape, output_channels, dtype="float64", seed=0, name=None,
-                       conditional_size=None):
+                       conditional_size=None, params_per_unit=None):
   """A tiny randomised `CouplingResNet`, built for `input_shape` `(h, w, c)`.
 
-  With `conditional_size=K`, a conditional network that takes `conditional_input` `[N, K]`.
+  With `conditional_size=K`, a conditional network that takes `conditional_input` `[N, K]`;
+  with `params_per_unit=P`, one returning raw parameters `[N, h, w, output_channels, P]`.
   """
   net = networks.CouplingResNet(output_channels, num_filters=4, num_blocks=1,
-                                conditional_size=conditional_size, dtype=dtype, name=name)
+                                conditional_size=conditional_size,
+                                params_per_unit=params_per_unit, dtype=dtype, name=name)
   net.build((None,) + tuple(input_shape))
   return randomize(net, seed)
 

@@ -483,9 +483,11 @@ def test_glow_export(glow_trained, tmp_path):
 
 def test_launcher_choices_are_the_library_s():
   from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp.bijectors import coupling  # pylint: disable=g-import-not-at-top
 
   assert tfp_realnvp_launcher.FLOWS == tuple(presets.FLOWS)
   assert tfp_realnvp_launcher.COUPLING_NETWORKS == glow.COUPLING_NETWORKS
+  assert tfp_realnvp_launcher.COUPLINGS == coupling.COUPLINGS
 
 
 def test_glow_defaults_per_shape_and_data():
@@ -507,6 +509,8 @@ def test_glow_defaults_per_shape_and_data():
     presets.resolve("glow_digits", (8, 8, 1), batch_norm=False)
   with pytest.raises(ValueError, match="coupling_network must be one of 'glow', 'resnet'"):
     presets.resolve("glow_digits", (8, 8, 1), coupling_network="unet")
+  with pytest.raises(ValueError, match="coupling must be one of 'affine', 'spline'"):
+    presets.resolve("digits", (8, 8, 1), coupling="cubic")
   # Settings of the other flow are ignored when unset (None), as the command line passes them.
   assert presets.resolve("glow_digits", (8, 8, 1), num_scales=None).num_scales is None
 
@@ -522,8 +526,8 @@ def test_glow_supports_shapes_that_every_level_squeezes():
                                        "be divisible by 8. Glow presets that fit this shape: "
                                        "'glow_digits', 'glow_mnist'\\.$"):
     presets.resolve("glow_cifar10", (28, 28, 1))
-  for preset in presets.PRESETS.values():
-    assert preset.flow in presets.FLOWS and set(preset.flow_kwargs()) == set(
+  for preset in presets.PRESETS.values():  # Affine couplings: `coupling` is left out.
+    assert preset.flow in presets.FLOWS and set(preset.flow_kwargs()) | {"coupling"} == set(
         presets.FLOW_SETTINGS[preset.flow])
 
 
@@ -536,6 +540,19 @@ def test_build_flow_of_a_glow_preset():
   assert preset.describe() == "2 levels, 4 steps, 64 filters, glow coupling networks"
   assert presets.get_preset("digits").describe() == (
       "2 scales, 32 filters, 2 blocks, batch norm on")
+
+
+@pytest.mark.parametrize("preset", ["digits", "glow_digits"])
+def test_spline_couplings_through_the_presets_overrides(preset):
+  resolved = presets.resolve(preset, (8, 8, 1), coupling="spline")
+  assert resolved.flow_kwargs()["coupling"] == "spline"
+  assert resolved.describe().endswith(", spline couplings")
+  flow = presets.build_flow(preset, (8, 8, 1), coupling="spline", num_filters=4)
+  assert flow.coupling == "spline" and flow.get_config()["coupling"] == "spline"
+  assert isinstance(flow.conditioners[0].params_per_unit, int)
+  args = tfp_realnvp_launcher.build_parser().parse_args(
+      ["train", "--preset", preset, "--coupling", "spline"])
+  assert cli.train_options(args)["coupling"] == "spline"
 
 
 def test_preset_for_shape_and_unknown_sizes():

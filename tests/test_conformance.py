@@ -51,15 +51,25 @@ class Case:
     return self.name
 
 
-def coupling_case(mask, parity, event_shape, additive=False, conditional_size=None):
+SPLINE_BINS = 5
+SPLINE_BOUND = 2.0  # Small enough that some of the normal test inputs fall outside [-B, B].
+
+
+def coupling_case(mask, parity, event_shape, kind="affine", conditional_size=None):
+  """A coupling with a randomised `CouplingResNet`; `kind` "affine", "additive" or "spline"."""
   def build(dtype="float64", validate_args=False):
     input_shape, channels = rb.CheckerboardMask(parity).conditioner_shape(event_shape) \
         if mask == "checkerboard" else rb.ChannelMask(parity).conditioner_shape(event_shape)
+    params_per_unit = rb.spline_params_per_unit(SPLINE_BINS) if kind == "spline" else None
     conditioner = resnet_conditioner(input_shape, channels, dtype, seed=parity,
-                                     conditional_size=conditional_size)
-    return rb.AffineCoupling(conditioner, mask=mask, parity=parity, additive=additive,
+                                     conditional_size=conditional_size,
+                                     params_per_unit=params_per_unit)
+    if kind == "spline":
+      return rb.SplineCoupling(conditioner, mask=mask, parity=parity, num_bins=SPLINE_BINS,
+                               bound=SPLINE_BOUND, event_shape=event_shape,
+                               validate_args=validate_args)
+    return rb.AffineCoupling(conditioner, mask=mask, parity=parity, additive=kind == "additive",
                              event_shape=event_shape, validate_args=validate_args)
-  kind = "additive" if additive else "affine"
   if conditional_size is None:
     return Case(f"{kind}-{mask}-{parity}-{'x'.join(map(str, event_shape))}", build, event_shape)
   assert conditional_size == K
@@ -147,18 +157,20 @@ def flow_case(kind, details, make_flow, event_shape, seed, condition=None, stdde
               bijector_kwargs=bijector_kwargs)
 
 
-def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None):
+def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None, coupling="affine"):
   """A randomised `RealNVP`; `condition` `"vectors"` (`conditional_size=K`) or `"labels"`."""
   def make_flow(dtype, validate_args, **condition_args):
     return tfp_realnvp.RealNVP(
         event_shape, num_scales=num_scales, num_filters=4, num_blocks=1, batch_norm=batch_norm,
-        validate_args=validate_args, dtype=dtype, **condition_args)
-  suffix = "-batchnorm" if batch_norm else ""
+        validate_args=validate_args, dtype=dtype, coupling=coupling, num_bins=SPLINE_BINS,
+        spline_bound=SPLINE_BOUND, **condition_args)
+  suffix = ("-batchnorm" if batch_norm else "") + ("" if coupling == "affine" else f"-{coupling}")
   return flow_case("realnvp", f"{num_scales}scales{suffix}", make_flow, event_shape,
                    seed=num_scales, condition=condition)
 
 
-def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condition=None):
+def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condition=None,
+              coupling="affine"):
   """A randomised `Glow` with 4 filters per coupling network.
 
   Randomised less than Real NVP: a sigmoid scale can shrink (so sampling can expand) without
@@ -168,9 +180,11 @@ def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condi
     return tfp_realnvp.Glow(
         event_shape, num_levels=num_levels, num_steps=num_steps, num_filters=4,
         coupling_network=coupling_network, validate_args=validate_args, dtype=dtype,
-        **condition_args)
-  return flow_case(f"glow-{coupling_network}", f"{num_levels}levels-{num_steps}steps", make_flow,
-                   event_shape, seed=num_levels + 10, condition=condition, stddev=0.05)
+        coupling=coupling, num_bins=SPLINE_BINS, spline_bound=SPLINE_BOUND, **condition_args)
+  suffix = "" if coupling == "affine" else f"-{coupling}"
+  return flow_case(f"glow-{coupling_network}", f"{num_levels}levels-{num_steps}steps{suffix}",
+                   make_flow, event_shape, seed=num_levels + 10, condition=condition,
+                   stddev=0.05)
 
 
 def split_prior_case(event_shape, conditional_size=None):
@@ -191,8 +205,13 @@ CASES = [
     coupling_case("checkerboard", 1, (5, 3, 2)),
     coupling_case("channel", 0, (4, 4, 3)),
     coupling_case("channel", 1, (4, 4, 3)),
-    coupling_case("checkerboard", 0, (4, 4, 2), additive=True),
-    coupling_case("channel", 1, (4, 4, 4), additive=True),
+    coupling_case("checkerboard", 0, (4, 4, 2), kind="additive"),
+    coupling_case("channel", 1, (4, 4, 4), kind="additive"),
+    coupling_case("checkerboard", 0, (4, 4, 2), kind="spline"),
+    coupling_case("checkerboard", 1, (5, 3, 2), kind="spline"),
+    coupling_case("channel", 0, (4, 4, 3), kind="spline"),
+    coupling_case("channel", 1, (1, 1, 5), kind="spline"),  # A vector as a 1x1 image.
+    coupling_case("checkerboard", 1, (4, 4, 2), kind="spline", conditional_size=K),
     squeeze_case((4, 6, 2)),
     factor_out_case((4, 4, 4)),
     batch_norm_case((4, 4, 3)),
@@ -205,6 +224,7 @@ CASES = [
     real_nvp_case((16, 16, 3), 2),
     real_nvp_case((16, 16, 3), 3),
     real_nvp_case((8, 8, 2), 2, batch_norm=True),
+    real_nvp_case((8, 8, 1), 2, coupling="spline"),
     coupling_case("checkerboard", 1, (4, 4, 2), conditional_size=K),
     real_nvp_case((8, 8, 1), 2, batch_norm=True, condition="vectors"),
     real_nvp_case((8, 8, 1), 3, condition="vectors"),
@@ -214,6 +234,9 @@ CASES = [
     glow_case((8, 8, 1), 2, 2),
     glow_case((4, 4, 3), 1, 1, coupling_network="resnet"),
     glow_case((8, 8, 1), 2, 1, condition="labels"),
+    glow_case((8, 8, 1), 2, 2, coupling="spline"),
+    glow_case((4, 4, 3), 1, 1, coupling_network="resnet", coupling="spline",
+              condition="vectors"),
 ]
 
 

@@ -183,3 +183,19 @@ def test_distributed_training(tmp_path):
   # The reported loss is per example for the global batch, not summed over the replicas.
   for loss, bpd in zip(history["loss"], history["bits_per_dim"], strict=True):
     assert abs((loss + 64 * math.log(256)) / (64 * math.log(2)) - bpd) < 0.05
+
+
+def test_spline_vs_affine(tmp_path):
+  out = run_example("spline_vs_affine", tmp_path)
+  metrics = read_metrics(tmp_path)
+  affine, spline = metrics["affine"], metrics["spline"]
+  for result, name in ((affine, "affine"), (spline, "spline")):
+    assert number_after(f"{name}: test log-likelihood", out) == pytest.approx(
+        result["test_log_likelihood"], abs=1e-4)
+    # A new flow is the identity: the ring under N(0, I) scores about -4.99 nats per point.
+    assert -4.8 < result["test_log_likelihood"] < metrics["true_test_log_likelihood"]
+  # The same size: as many couplings, and the affine flow widened to the spline's budget.
+  assert affine["couplings"] == spline["couplings"]
+  assert spline["parameters"] <= affine["parameters"] < 1.05 * spline["parameters"]
+  assert affine["hidden_units"] > spline["hidden_units"]
+  assert_png(tmp_path / "samples.png")

@@ -119,7 +119,9 @@ def test_flow_maps_images_to_latents_of_the_same_shape():
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"num_classes": 3}, {"conditional_size": 2},
-                                    {"coupling_network": "resnet"}], ids=str)
+                                    {"coupling_network": "resnet"},
+                                    {"coupling": "spline", "num_bins": 4, "spline_bound": 2.0}],
+                         ids=str)
 def test_config_round_trip(kwargs):
   flow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=1, num_filters=4, **kwargs)
   config = flow.get_config()

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 import tfp_realnvp
 from tfp_realnvp import data
@@ -9,15 +10,17 @@ from tfp_realnvp import data
 from helpers import randomize
 
 
-def model_with_dtype(dtype):
+def model_with_dtype(dtype, coupling="affine"):
   keras.utils.set_random_seed(0)
   flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=16, num_blocks=1,
-                             batch_norm=True, dtype=dtype)
+                             batch_norm=True, coupling=coupling, dtype=dtype)
   return tfp_realnvp.FlowModel(flow)
 
 
-def test_mixed_bfloat16_matches_float32_within_tolerance():
-  full, mixed = model_with_dtype("float32"), model_with_dtype("mixed_bfloat16")
+@pytest.mark.parametrize("coupling", ["affine", "spline"])
+def test_mixed_bfloat16_matches_float32_within_tolerance(coupling):
+  full = model_with_dtype("float32", coupling)
+  mixed = model_with_dtype("mixed_bfloat16", coupling)
   randomize(full.flow, seed=4, stddev=0.1)
   mixed.flow.set_weights(full.flow.get_weights())
   assert mixed.flow.conditioners[0].compute_dtype == "bfloat16"

@@ -91,7 +91,8 @@ def train_options(args):
       warmup_steps=args.warmup_steps, clipnorm=args.clipnorm, ema=args.ema,
       num_scales=args.num_scales,
       num_blocks=args.num_blocks, num_levels=args.num_levels, num_steps=args.num_steps,
-      num_filters=args.num_filters, coupling_network=args.coupling_network)
+      num_filters=args.num_filters, coupling_network=args.coupling_network,
+      coupling=args.coupling)
 
 
 def train(args):

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
+from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.networks import batch_norm_statistics
 from tfp_realnvp.networks import resnet
@@ -303,6 +304,11 @@ class RealNVP(ConditionalFlowLayer):
     num_filters: width of the coupling networks (64 in the paper's CIFAR-10 model).
     num_blocks: residual blocks per coupling network (8 in the paper's CIFAR-10 model).
     additive: use additive (NICE) couplings instead of affine ones.
+    coupling: `"affine"` (the paper's, additive with `additive=True`) or `"spline"`:
+      rational-quadratic spline couplings (`tfp_realnvp.bijectors.SplineCoupling`).
+    num_bins: bins of every spline (spline couplings only).
+    spline_bound: `B`, the splines act on `[-B, B]` and are the identity outside (spline
+      couplings only); the default 3 covers the logit-space data of `FlowModel`.
     batch_norm: follow every coupling with a `BatchNorm` bijector.
     batch_norm_momentum: momentum of the moving averages of every batch normalisation, those
       of the `BatchNorm` bijectors and those inside the coupling networks.
@@ -321,7 +327,8 @@ class RealNVP(ConditionalFlowLayer):
 
   def __init__(self, event_shape, num_scales=2, num_filters=64, num_blocks=4, additive=False,
                batch_norm=False, batch_norm_momentum=0.9, validate_args=False,
-               conditional_size=None, num_classes=None, **kwargs):
+               conditional_size=None, num_classes=None, coupling="affine", num_bins=8,
+               spline_bound=3.0, **kwargs):
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
     self.num_scales = int(num_scales)
@@ -330,6 +337,10 @@ class RealNVP(ConditionalFlowLayer):
     self.additive = bool(additive)
     self.batch_norm = bool(batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
+    self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
+    params_per_unit, make_coupling = coupling_lib.coupling_maker(
+        coupling, num_bins, spline_bound, additive=self.additive,
+        validate_args=self.validate_args)
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
     self.conditioners = []
     self.batch_norms = []
@@ -337,8 +348,8 @@ class RealNVP(ConditionalFlowLayer):
     def make_conditioner(input_shape, output_channels, name):
       network = resnet.CouplingResNet(
           output_channels, num_filters=self.num_filters, num_blocks=self.num_blocks,
-          conditional_size=self.conditional_size,
-          batch_norm_momentum=self.batch_norm_momentum, dtype=self.dtype_policy, name=name)
+          conditional_size=self.conditional_size, batch_norm_momentum=self.batch_norm_momentum,
+          params_per_unit=params_per_unit, dtype=self.dtype_policy, name=name)
       network.build((None,) + tuple(input_shape))
       self.conditioners.append(network)
       return network
@@ -353,8 +364,8 @@ class RealNVP(ConditionalFlowLayer):
 
     bijector = multiscale.multiscale_real_nvp(
         self.event_shape, self.num_scales, make_conditioner,
-        make_batch_norm=make_batch_norm if self.batch_norm else None, additive=self.additive,
-        validate_args=self.validate_args, name=self.name)
+        make_batch_norm=make_batch_norm if self.batch_norm else None,
+        make_coupling=make_coupling, validate_args=self.validate_args, name=self.name)
     self._set_bijector(bijector)
 
   def get_config(self):
@@ -362,5 +373,6 @@ class RealNVP(ConditionalFlowLayer):
     config.update(event_shape=list(self.event_shape), num_scales=self.num_scales,
                   num_filters=self.num_filters, num_blocks=self.num_blocks,
                   additive=self.additive, batch_norm=self.batch_norm,
-                  batch_norm_momentum=self.batch_norm_momentum)
+                  batch_norm_momentum=self.batch_norm_momentum, coupling=self.coupling,
+                  num_bins=self.num_bins, spline_bound=self.spline_bound)
     return config

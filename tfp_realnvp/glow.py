@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from tfp_realnvp import flows
+from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import glow as glow_lib
 from tfp_realnvp.networks import actnorm_parameters
 from tfp_realnvp.networks import glow_network
@@ -66,6 +67,12 @@ class Glow(flows.ConditionalFlowLayer):
     num_filters: width of the coupling networks (512 in Glow's CIFAR-10 model).
     coupling_network: `"glow"` for Glow's `GlowCouplingNetwork`, `"resnet"` for Real NVP's
       `CouplingResNet` (with its default depth).
+    coupling: `"affine"` (Glow's) or `"spline"`: rational-quadratic spline couplings
+      (`tfp_realnvp.bijectors.SplineCoupling`), whose networks output the spline parameters.
+    num_bins: bins of every spline (spline couplings only).
+    spline_bound: `B`, the splines act on `[-B, B]` and are the identity outside (spline
+      couplings only); the default 3 covers most of the unit-variance activations that the
+      actnorms before the couplings give.
     conditional_size: size `K` of condition vectors, or `None`.
     num_classes: number `K` of classes, for a flow conditioned on integer class labels.
     validate_args: check bijector inputs at run time (finite values, class labels in range).
@@ -73,12 +80,13 @@ class Glow(flows.ConditionalFlowLayer):
 
   Raises:
     ValueError: an event shape that `num_levels` squeezes cannot divide, an unknown
-      `coupling_network`, or inconsistent condition arguments.
+      `coupling_network` or `coupling`, bad spline arguments, or inconsistent condition
+      arguments.
   """
 
   def __init__(self, event_shape, num_levels=3, num_steps=32, num_filters=512,
                coupling_network="glow", conditional_size=None, num_classes=None,
-               validate_args=False, **kwargs):
+               validate_args=False, coupling="affine", num_bins=8, spline_bound=3.0, **kwargs):
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
     if coupling_network not in COUPLING_NETWORKS:
@@ -88,6 +96,9 @@ class Glow(flows.ConditionalFlowLayer):
     self.num_steps = int(num_steps)
     self.num_filters = int(num_filters)
     self.coupling_network = coupling_network
+    self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
+    params_per_unit, make_coupling = coupling_lib.coupling_maker(
+        coupling, num_bins, spline_bound, validate_args=self.validate_args)
     self.actnorms, self.convs, self.conditioners, self.priors = [], [], [], []
     # Parameters of the bijectors stay in the variable dtype (float32 under mixed precision).
     variable_dtype = self.dtype_policy.variable_dtype
@@ -111,7 +122,7 @@ class Glow(flows.ConditionalFlowLayer):
                        else resnet.CouplingResNet)
       return built(self.conditioners, network_class(
           output_channels, num_filters=self.num_filters, conditional_size=self.conditional_size,
-          dtype=self.dtype_policy, name=name), input_shape)
+          params_per_unit=params_per_unit, dtype=self.dtype_policy, name=name), input_shape)
 
     def make_prior_conditioner(input_shape, output_channels, name):
       return built(self.priors, glow_network.SplitPriorNetwork(
@@ -120,12 +131,13 @@ class Glow(flows.ConditionalFlowLayer):
 
     self._set_bijector(glow_lib.multiscale_glow(
         self.event_shape, self.num_levels, self.num_steps, make_actnorm, make_conv1x1,
-        make_conditioner, make_prior_conditioner, validate_args=self.validate_args,
-        name=self.name))
+        make_conditioner, make_prior_conditioner, make_coupling=make_coupling,
+        validate_args=self.validate_args, name=self.name))
 
   def get_config(self):
     config = super().get_config()
     config.update(event_shape=list(self.event_shape), num_levels=self.num_levels,
                   num_steps=self.num_steps, num_filters=self.num_filters,
-                  coupling_network=self.coupling_network)
+                  coupling_network=self.coupling_network, coupling=self.coupling,
+                  num_bins=self.num_bins, spline_bound=self.spline_bound)
     return config

@@ -137,8 +137,8 @@ FLOWS = types.MappingProxyType({"realnvp": "Real NVP", "glow": "Glow"})
 """Read-only mapping of flow kind (`Preset.flow`) -> its name in titles and messages."""
 
 FLOW_SETTINGS = types.MappingProxyType({
-    "realnvp": ("num_scales", "num_filters", "num_blocks", "batch_norm"),
-    "glow": ("num_levels", "num_steps", "num_filters", "coupling_network")})
+    "realnvp": ("num_scales", "num_filters", "num_blocks", "batch_norm", "coupling"),
+    "glow": ("num_levels", "num_steps", "num_filters", "coupling_network", "coupling")})
 """Read-only mapping of flow kind -> the `Preset` fields that are its flow's keyword arguments."""
 
 TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs", "ema", "warmup_steps", "clipnorm")
@@ -205,6 +205,8 @@ class Preset:
     num_levels: `Glow` number of levels `L` (Glow).
     num_steps: `Glow` steps of flow per level `K` (Glow).
     coupling_network: `Glow` coupling network, `"glow"` or `"resnet"` (Glow).
+    coupling: the couplings' elementwise transform, `"affine"` (the default of every preset)
+      or `"spline"` (rational-quadratic splines of 8 bins on `[-3, 3]`; both flows).
     ema: momentum of the exponential moving average of the weights that the run evaluates,
       samples and saves (Keras's `use_ema`), in [0, 1); 0 (the default) turns it off.
     warmup_steps: steps of the linear learning-rate warm-up from 0 to `learning_rate`; 0 (the
@@ -231,6 +233,7 @@ class Preset:
   num_levels: int = None
   num_steps: int = None
   coupling_network: str = None
+  coupling: str = "affine"
   ema: float = 0.0
   warmup_steps: int = 0
   clipnorm: float = None
@@ -253,16 +256,23 @@ class Preset:
     return FLOWS[self.flow]
 
   def flow_kwargs(self):
-    """The keyword arguments of `tfp_realnvp.RealNVP` or `tfp_realnvp.Glow` of this preset."""
-    return {name: getattr(self, name) for name in FLOW_SETTINGS[self.flow]}
+    """The keyword arguments of `tfp_realnvp.RealNVP` or `tfp_realnvp.Glow` of this preset.
+
+    `coupling` is left out when it is the flows' default `"affine"`, so that the run records
+    (`metrics.json`, backups) of affine flows keep the architecture they had before spline
+    couplings existed, and their interrupted runs still resume.
+    """
+    return {name: getattr(self, name) for name in FLOW_SETTINGS[self.flow]
+            if name != "coupling" or self.coupling != "affine"}
 
   def describe(self):
     """The architecture in one line, e.g. `"3 scales, 32 filters, 2 blocks, batch norm on"`."""
+    couplings = "" if self.coupling == "affine" else f", {self.coupling} couplings"
     if self.flow == "glow":
       return (f"{self.num_levels} levels, {self.num_steps} steps, {self.num_filters} filters, "
-              f"{self.coupling_network} coupling networks")
+              f"{self.coupling_network} coupling networks{couplings}")
     return (f"{self.num_scales} scales, {self.num_filters} filters, {self.num_blocks} blocks, "
-            f"batch norm {'on' if self.batch_norm else 'off'}")
+            f"batch norm {'on' if self.batch_norm else 'off'}{couplings}")
 
   def supports(self, event_shape):
     """Whether the preset's depth can squeeze images of shape `(H, W, C)`.
@@ -433,6 +443,13 @@ def _check_overrides(preset, overrides):
     if coupling_network not in glow.COUPLING_NETWORKS:
       raise ValueError(f"coupling_network must be one of {_quoted(glow.COUPLING_NETWORKS)}, "
                        f"got {coupling_network!r}.")
+  coupling = overrides.get("coupling")
+  if coupling is not None:
+    from tfp_realnvp.bijectors import coupling as coupling_lib  # pylint: disable=g-import-not-at-top
+
+    if coupling not in coupling_lib.COUPLINGS:
+      raise ValueError(f"coupling must be one of {_quoted(coupling_lib.COUPLINGS)}, "
+                       f"got {coupling!r}.")
 
 
 def resolve(preset, event_shape, source=None, flow=None, **overrides):
@@ -446,10 +463,11 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
     flow: `None` (the preset's flow; Real NVP when `preset` is `None`), `"realnvp"` or
       `"glow"`. A named preset must be of this kind.
     **overrides: new values of any of `SETTINGS` that the preset's flow takes
-      (`FLOW_SETTINGS`; Real NVP: `num_scales`, `num_filters`, `num_blocks`, `batch_norm`;
-      Glow: `num_levels`, `num_steps`, `num_filters`, `coupling_network`) or of
-      `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`, `ema`, `warmup_steps`,
-      `clipnorm`); `None` values are ignored (`ema=0` and `warmup_steps=0` turn those off).
+      (`FLOW_SETTINGS`; Real NVP: `num_scales`, `num_filters`, `num_blocks`, `batch_norm`,
+      `coupling`; Glow: `num_levels`, `num_steps`, `num_filters`, `coupling_network`,
+      `coupling`) or of `TRAINING_SETTINGS` (`batch_size`, `learning_rate`, `epochs`, `ema`,
+      `warmup_steps`, `clipnorm`); `None` values are ignored (`ema=0` and `warmup_steps=0`
+      turn those off).
 
   Returns:
     A `Preset` (keeping the preset's name) whose fields are the settings to use.

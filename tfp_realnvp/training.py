@@ -587,8 +587,8 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       interrupted run before training starts.
     **settings: overrides of the preset, any of `presets.SETTINGS` that the preset's flow takes
       (`epochs`, `batch_size`, `learning_rate`, `ema`, `warmup_steps`, `clipnorm`; Real NVP:
-      `num_scales`, `num_filters`, `num_blocks`, `batch_norm`; Glow: `num_levels`,
-      `num_steps`, `num_filters`, `coupling_network`). The optimizer is
+      `num_scales`, `num_filters`, `num_blocks`, `batch_norm`, `coupling`; Glow: `num_levels`,
+      `num_steps`, `num_filters`, `coupling_network`, `coupling`). The optimizer is
       `make_optimizer(preset)`.
 
   Returns:

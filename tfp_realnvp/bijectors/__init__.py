@@ -8,6 +8,9 @@ from tfp_realnvp.bijectors.actnorm import ActNorm
 from tfp_realnvp.bijectors.batch_norm import BatchNorm
 from tfp_realnvp.bijectors.conditional import ConditionalChain
 from tfp_realnvp.bijectors.coupling import AffineCoupling
+from tfp_realnvp.bijectors.coupling import SplineCoupling
+from tfp_realnvp.bijectors.coupling import coupling_maker
+from tfp_realnvp.bijectors.coupling import spline_params_per_unit
 from tfp_realnvp.bijectors.factor_out import FactorOut
 from tfp_realnvp.bijectors.glow import multiscale_glow
 from tfp_realnvp.bijectors.invertible_conv import InvertibleConv1x1
@@ -29,9 +32,12 @@ __all__ = [
     "FactorOut",
     "InvertibleConv1x1",
     "Logit",
+    "SplineCoupling",
     "SplitPrior",
     "Squeeze",
+    "coupling_maker",
     "multiscale_glow",
     "multiscale_real_nvp",
     "scale_shapes",
+    "spline_params_per_unit",
 ]

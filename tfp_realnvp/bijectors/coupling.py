@@ -1,16 +1,124 @@
-"""Affine (Real NVP) and additive (NICE) coupling bijectors on images."""
+"""Coupling bijectors on images: affine (Real NVP), additive (NICE) and spline (NSF).
+
+One coupling, `_Coupling`, splits the event with a mask, runs the conditioner on the
+conditioning units (with the optional condition) and sums the log-determinant; the elementwise
+map of the transformed units is a small strategy object (`_AffineTransform`, `_SplineTransform`)
+that turns the conditioner's output into parameters and applies them.
+"""
+
+import functools
+import math
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import masks as masks_lib
 
-__all__ = ["AffineCoupling"]
+__all__ = ["COUPLINGS", "AffineCoupling", "SplineCoupling", "coupling_maker",
+           "spline_params_per_unit"]
+
+COUPLINGS = ("affine", "spline")
+"""The elementwise transforms a flow's couplings can use: `coupling="affine"` or `"spline"`."""
 
 
-class AffineCoupling(_cached_log_det.CachedLogDetBijector):
+class _Coupling(_cached_log_det.CachedLogDetBijector):
+  """A coupling on images `[..., H, W, C]`, for any elementwise transform of its units.
+
+  The mask, the conditioner call (with the optional `conditional_input`), the shape checks and
+  the log-determinant live here, once; `transform` is the elementwise map of the transformed
+  units: `transform.parameters(out, transformed, owner)` checks the conditioner's output `out`
+  and returns the parameters, and `transform.apply(transformed, params, inverse)` returns the
+  mapped units and `log|dz/dx|` elementwise (data -> latent), or `None` for a volume-preserving
+  map. See `AffineCoupling` for the conventions every coupling shares.
+  """
+
+  takes_conditional_input = True  # See `tfp_realnvp.bijectors.ConditionalChain`.
+
+  def __init__(self, conditioner, mask, parity, transform, event_shape, validate_args,
+               parameters, name):
+    with tf.name_scope(name) as name:
+      if not callable(conditioner):
+        raise TypeError(f"conditioner must be callable, got {type(conditioner).__name__}.")
+      self._conditioner = conditioner
+      self._mask = masks_lib.get_mask(mask, parity)
+      self._transform = transform
+      self._event_shape = None if event_shape is None else _validation.image_shape(
+          event_shape, name)
+      if self._event_shape is not None:
+        self._mask.conditioner_shape(self._event_shape)  # Rejects a channel mask on 1 channel.
+      super().__init__(
+          forward_min_event_ndims=_checks.EVENT_NDIMS,
+          is_constant_jacobian=transform.is_constant_jacobian,
+          validate_args=validate_args,
+          parameters=parameters,
+          name=name)
+
+  @property
+  def conditioner(self):
+    return self._conditioner
+
+  @property
+  def mask(self):
+    return self._mask.kind
+
+  @property
+  def parity(self):
+    return self._mask.parity
+
+  def conditioner_shape(self, event_shape):
+    """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
+    return self._mask.conditioner_shape(tuple(event_shape))
+
+  def _conditioner_kwargs(self, conditional_input, batch_shape):
+    """`{}`, or the condition broadcast to `batch_shape` and flattened to `[N, K]` like `x`."""
+    if conditional_input is None:
+      return {}
+    condition = tf.convert_to_tensor(conditional_input)
+    shape = condition.shape
+    if shape.rank is None or shape.rank < 1 or shape[-1] is None:
+      raise ValueError(
+          f"{self.name}: conditional_input must have shape [..., K] with a known size K, got "
+          f"shape {shape}.")
+    size = shape[-1]
+    if isinstance(batch_shape, list):
+      if not _broadcasts_to(shape[:-1], batch_shape):
+        raise ValueError(
+            f"{self.name}: conditional_input of shape {shape} does not match the batch shape "
+            f"{batch_shape} of the images; give one condition [..., {size}] per example, or "
+            f"a single [{size}] for all.")
+      target = batch_shape + [size]
+    else:
+      target = tf.concat([batch_shape, [size]], axis=0)
+    return {"conditional_input": tf.reshape(tf.broadcast_to(condition, target), [-1, size])}
+
+  def _couple(self, x, conditional_input, inverse):
+    """The coupling in either direction; returns its output and the cached log-dets."""
+    x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
+    x4, batch_shape = _checks.flatten_batch(x)
+    conditioning, transformed = self._mask.split(x4)
+    out = self._conditioner(conditioning,
+                            **self._conditioner_kwargs(conditional_input, batch_shape))
+    params = self._transform.parameters(out, transformed, self.name)
+    y, log_det = self._transform.apply(transformed, params, inverse)
+    if log_det is None:
+      ildj = tf.zeros(tf.shape(x4)[:1], dtype=x4.dtype)
+    else:  # Without the slots that pad an odd width (checkerboard).
+      ildj = tf.reduce_sum(self._mask.restrict(x4, log_det), axis=[1, 2, 3])
+    y = self._mask.merge(x4, conditioning, y)
+    return (_checks.unflatten_batch(y, batch_shape),
+            _cached_log_det.log_dets(_checks.unflatten_log_det(ildj, batch_shape)))
+
+  def _augmented_inverse(self, x, conditional_input=None):
+    return self._couple(x, conditional_input, inverse=True)
+
+  def _augmented_forward(self, z, conditional_input=None):
+    return self._couple(z, conditional_input, inverse=False)
+
+
+class AffineCoupling(_Coupling):
   """Affine coupling layer of Real NVP on images `[..., H, W, C]`.
 
   A mask `b` splits every event into conditioning units (`b = 1`), which pass through
@@ -99,8 +207,6 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       Estimation. ICLR workshop, 2015. https://arxiv.org/abs/1410.8516
   """
 
-  takes_conditional_input = True  # See `tfp_realnvp.bijectors.ConditionalChain`.
-
   def __init__(self,
                conditioner,
                mask="checkerboard",
@@ -124,120 +230,259 @@ class AffineCoupling(_cached_log_det.CachedLogDetBijector):
       name: name of the bijector; defaults to `affine_coupling` / `additive_coupling`.
     """
     parameters = dict(locals())
-    name = name or ("additive_coupling" if additive else "affine_coupling")
-    with tf.name_scope(name) as name:
-      if not callable(conditioner):
-        raise TypeError(f"conditioner must be callable, got {type(conditioner).__name__}.")
-      self._conditioner = conditioner
-      self._mask = masks_lib.get_mask(mask, parity)
-      self._additive = bool(additive)
-      self._event_shape = None if event_shape is None else _validation.image_shape(
-          event_shape, name)
-      if self._event_shape is not None:
-        self._mask.conditioner_shape(self._event_shape)  # Rejects a channel mask on 1 channel.
-      super().__init__(
-          forward_min_event_ndims=_checks.EVENT_NDIMS,
-          is_constant_jacobian=self._additive,
-          validate_args=validate_args,
-          parameters=parameters,
-          name=name)
-
-  @property
-  def conditioner(self):
-    return self._conditioner
-
-  @property
-  def mask(self):
-    return self._mask.kind
-
-  @property
-  def parity(self):
-    return self._mask.parity
+    super().__init__(conditioner, mask, parity, _AffineTransform(additive), event_shape,
+                     validate_args, parameters,
+                     name or ("additive_coupling" if additive else "affine_coupling"))
 
   @property
   def additive(self):
-    return self._additive
+    return self._transform.additive
 
-  def conditioner_shape(self, event_shape):
-    """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
-    return self._mask.conditioner_shape(tuple(event_shape))
 
-  def _conditioner_kwargs(self, conditional_input, batch_shape):
-    """`{}`, or the condition broadcast to `batch_shape` and flattened to `[N, K]` like `x`."""
-    if conditional_input is None:
-      return {}
-    condition = tf.convert_to_tensor(conditional_input)
-    shape = condition.shape
-    if shape.rank is None or shape.rank < 1 or shape[-1] is None:
-      raise ValueError(
-          f"{self.name}: conditional_input must have shape [..., K] with a known size K, got "
-          f"shape {shape}.")
-    size = shape[-1]
-    if isinstance(batch_shape, list):
-      if not _broadcasts_to(shape[:-1], batch_shape):
-        raise ValueError(
-            f"{self.name}: conditional_input of shape {shape} does not match the batch shape "
-            f"{batch_shape} of the images; give one condition [..., {size}] per example, or "
-            f"a single [{size}] for all.")
-      target = batch_shape + [size]
-    else:
-      target = tf.concat([batch_shape, [size]], axis=0)
-    return {"conditional_input": tf.reshape(tf.broadcast_to(condition, target), [-1, size])}
+class _AffineTransform:
+  """`z = x * exp(s) + t` (data -> latent) from the conditioner's `(shift, log_scale)`."""
 
-  def _shift_and_log_scale(self, x, conditioner_kwargs):
-    """Runs the conditioner on images `x` `[N, H, W, C]`.
+  params_per_unit = None  # The conditioner returns a pair, not one tensor of parameters.
 
-    Returns:
-      `(conditioning, transformed, shift, log_scale)`: the mask's two parts of `x` and the
-      parameters of the transformed part (`log_scale` is `None` for an additive coupling).
-    """
-    conditioning, transformed = self._mask.split(x)
-    out = self._conditioner(conditioning, **conditioner_kwargs)
-    if self._additive:
-      shift, log_scale = (out[0] if isinstance(out, (tuple, list)) else out), None
+  def __init__(self, additive):
+    self.additive = bool(additive)
+    self.is_constant_jacobian = self.additive
+
+  def parameters(self, out, transformed, owner):
+    """`[shift, log_scale]` (`[shift]` if additive), checked and cast to the input's dtype."""
+    if self.additive:
+      params = [out[0] if isinstance(out, (tuple, list)) else out]
     elif isinstance(out, (tuple, list)) and len(out) == 2:
-      shift, log_scale = out
+      params = list(out)
     else:
       raise TypeError(
-          f"{self.name}: the conditioner must return a pair (shift, log_scale), got "
+          f"{owner}: the conditioner must return a pair (shift, log_scale), got "
           f"{type(out).__name__}.")
-    params = [shift] if log_scale is None else [shift, log_scale]
     for p in params:
       if p.shape[1:] != transformed.shape[1:]:
         raise ValueError(
-            f"{self.name}: the conditioner returned parameters of shape {p.shape}; the "
+            f"{owner}: the conditioner returned parameters of shape {p.shape}; the "
             f"transformed units have shape {transformed.shape}.")
-    shift, log_scale = [
-        None if p is None else self._mask.restrict(x, tf.cast(p, x.dtype))
-        for p in (shift, log_scale)]
-    return conditioning, transformed, shift, log_scale
+    return [tf.cast(p, transformed.dtype) for p in params]
 
-  def _reduced_log_scale(self, log_scale, x):
-    if log_scale is None:
-      return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
-    return tf.reduce_sum(log_scale, axis=[1, 2, 3])
-
-  def _couple(self, x, conditional_input, inverse):
-    """The coupling in either direction; returns its output and the cached log-dets."""
-    x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
-    x4, batch_shape = _checks.flatten_batch(x)
-    conditioning, transformed, shift, log_scale = self._shift_and_log_scale(
-        x4, self._conditioner_kwargs(conditional_input, batch_shape))
-    ildj = _checks.unflatten_log_det(self._reduced_log_scale(log_scale, x4), batch_shape)
+  def apply(self, transformed, params, inverse):
+    """`(y, log|dz/dx|)` elementwise (`None` for an additive coupling)."""
+    shift, log_scale = params if len(params) == 2 else (params[0], None)
     if inverse:
       y = transformed if log_scale is None else transformed * tf.exp(log_scale)
-      y = y + shift
-    else:
-      y = transformed - shift
-      y = y if log_scale is None else y * tf.exp(-log_scale)
-    y = self._mask.merge(x4, conditioning, y)
-    return _checks.unflatten_batch(y, batch_shape), _cached_log_det.log_dets(ildj)
+      return y + shift, log_scale
+    y = transformed - shift
+    return (y if log_scale is None else y * tf.exp(-log_scale)), log_scale
 
-  def _augmented_inverse(self, x, conditional_input=None):
-    return self._couple(x, conditional_input, inverse=True)
 
-  def _augmented_forward(self, z, conditional_input=None):
-    return self._couple(z, conditional_input, inverse=False)
+
+# Smallest bin width and height, and knot slope, of a spline: a bin or a slope the conditioner
+# drives towards zero would make the inverse ill-conditioned (Durkan et al. use 1e-3 too).
+MIN_BIN_SIZE = 1e-3
+MIN_SLOPE = 1e-3
+# softplus(0 + SLOPE_OFFSET) + MIN_SLOPE = 1: raw slopes 0 give slope 1 (with equal bins, the
+# identity).
+SLOPE_OFFSET = math.log(math.expm1(1.0 - MIN_SLOPE))
+
+
+def spline_params_per_unit(num_bins):
+  """The conditioner outputs per transformed unit of a `SplineCoupling`: `3 * num_bins - 1`.
+
+  `num_bins` widths, `num_bins` heights and the `num_bins - 1` slopes at the interior knots.
+  """
+  return 3 * _num_bins(num_bins) - 1
+
+
+def coupling_maker(coupling, num_bins=8, bound=3.0, additive=False, validate_args=False):
+  """The couplings of a flow of kind `coupling` (one of `COUPLINGS`), for the flow builders.
+
+  Returns:
+    `(params_per_unit, make_coupling)`: the `params_per_unit` to build the conditioners with
+    (`None` for the `(shift, log_scale)` of an affine coupling, `3 * num_bins - 1` for a
+    spline), and `make_coupling(conditioner, mask, parity, event_shape, name)` building an
+    `AffineCoupling` (additive per `additive`) or a `SplineCoupling` of `num_bins` bins on
+    `[-bound, bound]`.
+
+  Raises:
+    ValueError: an unknown `coupling`, `additive` with splines, or (for a spline) a bad
+      `num_bins` or `bound`.
+  """
+  if coupling not in COUPLINGS:
+    raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
+  if coupling == "affine":
+    return None, functools.partial(AffineCoupling, additive=additive,
+                                   validate_args=validate_args)
+  if additive:
+    raise ValueError(f"additive=True makes additive affine couplings; it cannot be combined "
+                     f"with coupling={coupling!r}.")
+  _SplineTransform(num_bins, bound)  # Fails now, not at the first coupling, on bad arguments.
+  return spline_params_per_unit(num_bins), functools.partial(
+      SplineCoupling, num_bins=num_bins, bound=bound, validate_args=validate_args)
+
+
+def _num_bins(num_bins):
+  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+    raise ValueError(
+        f"num_bins must be an integer >= 2 (a single bin with slopes 1 at both ends is the "
+        f"identity), got {num_bins!r}.")
+  return num_bins
+
+
+class SplineCoupling(_Coupling):
+  """Rational-quadratic spline coupling (Neural Spline Flows) on images `[..., H, W, C]`.
+
+  The same coupling as `AffineCoupling` (masks, conditioner, conditional input, cached
+  log-determinants, direction) with a monotone rational-quadratic spline as the elementwise
+  map of the transformed units (Durkan et al., 2019), TFP's `tfb.RationalQuadraticSpline`:
+  `K = num_bins` bins on `[-B, B]` (`B = bound`), the identity outside. For every transformed
+  unit, the conditioner gives `3K - 1` raw numbers `(w, h, d)` from the conditioning units `b * x`
+  (and the condition `c`, if any), mapped to
+
+  ```none
+  bin widths   = MIN_BIN_SIZE + (2B - K * MIN_BIN_SIZE) * softmax(w)      K values, sum 2B
+  bin heights  = MIN_BIN_SIZE + (2B - K * MIN_BIN_SIZE) * softmax(h)      K values, sum 2B
+  knot slopes  = MIN_SLOPE + softplus(d + log(expm1(1 - MIN_SLOPE)))      K - 1 interior knots
+  ```
+
+  (the slopes at `-B` and `B` are 1, so the map is continuously differentiable at the bounds).
+  Raw parameters 0 give equal bins and slopes 1, which is exactly the identity, so a
+  conditioner whose last layer starts at zero makes a new coupling the identity. With the
+  spline `g` of those parameters, in TFP's direction (`forward`: latent -> data):
+
+  ```none
+  inverse:  z = b * x + (1 - b) * g(x; b * x)
+  forward:  x = b * z + (1 - b) * g^-1(z; b * z)
+  inverse_log_det_jacobian(x) =  sum over the transformed units of log g'(x)
+  forward_log_det_jacobian(z) = -sum over the transformed units of log g'(g^-1(z))
+  ```
+
+  `g'` is 1 outside `[-B, B]`, so units out there pass unchanged and add nothing. Choose `B`
+  to cover the values the coupling sees: the default 3 covers the logit-space data of
+  `tfp_realnvp.FlowModel` (`|logit(0.05 + 0.9 x)| <= 2.95`) and most of a unit-variance
+  activation (the inputs of Glow's couplings after their actnorm); the couplings deeper in a
+  flow mostly see values of that scale too.
+
+  The conditioner is called as for `AffineCoupling`, on the conditioning units
+  `[N, h, w, c_in]` (and `conditional_input=c`), and returns one tensor of raw parameters
+  `[N, h, w, c_out, 3K - 1]` (`spline_params_per_unit(K)`), where `(h, w, c_in)`, `c_out` are
+  `conditioner_shape(event_shape)`. The package's networks (`CouplingResNet`,
+  `GlowCouplingNetwork`) return that when built with `params_per_unit=3K - 1`. Its output is
+  cast to the input's dtype.
+
+  #### Example
+
+  ```python
+  import tensorflow_probability as tfp
+  from tfp_realnvp import bijectors as rb, networks
+
+  num_bins = 8
+  net = networks.CouplingResNet(2, num_filters=32, num_blocks=2,
+                                params_per_unit=rb.spline_params_per_unit(num_bins))
+  net.build((None, 8, 8, 2))          # conditioner_shape((8, 8, 4)) = ((8, 8, 2), 2)
+  coupling = rb.SplineCoupling(net, mask="channel", parity=0, num_bins=num_bins, bound=3.0)
+  dist = tfp.distributions.TransformedDistribution(
+      tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
+  x = dist.sample(16)          # forward: latent -> data
+  log_p = dist.log_prob(x)     # inverse and its log-determinant
+  ```
+
+  #### References
+
+  [1] Conor Durkan, Artur Bekasov, Iain Murray and George Papamakarios. Neural Spline Flows.
+      In Neural Information Processing Systems, 2019. https://arxiv.org/abs/1906.04032
+  [2] Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
+      In International Conference on Learning Representations, 2017.
+      https://arxiv.org/abs/1605.08803
+  """
+
+  def __init__(self,
+               conditioner,
+               mask="checkerboard",
+               parity=0,
+               num_bins=8,
+               bound=3.0,
+               event_shape=None,
+               validate_args=False,
+               name="spline_coupling"):
+    """Builds a spline coupling.
+
+    Args:
+      conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to raw
+        spline parameters `[N, h, w, c_out, 3 * num_bins - 1]`; for a conditional coupling it
+        also takes a keyword argument `conditional_input` `[N, K]`.
+      mask: `"checkerboard"` (spatial) or `"channel"`.
+      parity: 0 or 1, which half of the units is transformed.
+      num_bins: number of bins `K` of the splines (>= 2).
+      bound: `B > 0`: the splines map `[-B, B]` onto itself, the identity outside.
+      event_shape: optional `(H, W, C)`; when given, inputs of another event shape are
+        rejected with a `ValueError`.
+      validate_args: if `True`, inputs are checked at run time to be finite.
+      name: name of the bijector.
+
+    Raises:
+      ValueError: `num_bins` not an integer >= 2, or `bound` not a positive finite number
+        large enough for `num_bins` bins of the minimal size.
+    """
+    parameters = dict(locals())
+    super().__init__(conditioner, mask, parity, _SplineTransform(num_bins, bound), event_shape,
+                     validate_args, parameters, name)
+
+  @property
+  def num_bins(self):
+    return self._transform.num_bins
+
+  @property
+  def bound(self):
+    return self._transform.bound
+
+
+class _SplineTransform:
+  """`z = g(x)` (data -> latent), `g` a `tfb.RationalQuadraticSpline` from raw parameters."""
+
+  is_constant_jacobian = False
+
+  def __init__(self, num_bins, bound):
+    self.num_bins = _num_bins(num_bins)
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (
+        math.isfinite(bound) and 2 * bound > self.num_bins * MIN_BIN_SIZE):
+      raise ValueError(
+          f"bound must be a finite number > num_bins * {MIN_BIN_SIZE} / 2 (the splines live "
+          f"on [-bound, bound]), got {bound!r}.")
+    self.bound = float(bound)
+    self.params_per_unit = spline_params_per_unit(self.num_bins)
+
+  def parameters(self, out, transformed, owner):
+    """The spline `(bin_widths, bin_heights, knot_slopes)` of the raw `out`."""
+    expected = tuple(transformed.shape[1:]) + (self.params_per_unit,)
+    if not tf.is_tensor(out) and not hasattr(out, "shape"):
+      raise TypeError(
+          f"{owner}: the conditioner must return one tensor of raw spline parameters "
+          f"[N, {', '.join(map(str, expected))}], got {type(out).__name__}. The package's "
+          f"networks return it when built with params_per_unit={self.params_per_unit}.")
+    if tuple(out.shape[1:]) != expected:
+      raise ValueError(
+          f"{owner}: the conditioner returned raw spline parameters of shape {out.shape}; "
+          f"{self.num_bins} bins need [N, {', '.join(map(str, expected))}] "
+          f"({self.params_per_unit} = 3 * num_bins - 1 per transformed unit, see "
+          f"spline_params_per_unit).")
+    raw = tf.cast(out, transformed.dtype)
+    k = self.num_bins
+    scale = 2 * self.bound - k * MIN_BIN_SIZE
+    widths = MIN_BIN_SIZE + scale * tf.nn.softmax(raw[..., :k])
+    heights = MIN_BIN_SIZE + scale * tf.nn.softmax(raw[..., k:2 * k])
+    slopes = MIN_SLOPE + tf.nn.softplus(raw[..., 2 * k:] + SLOPE_OFFSET)
+    return widths, heights, slopes
+
+  def apply(self, transformed, params, inverse):
+    """`(y, log|dz/dx|)` elementwise, with `g'` evaluated at the data side `x`."""
+    widths, heights, slopes = params
+    spline = tfp.bijectors.RationalQuadraticSpline(widths, heights, slopes,
+                                                   range_min=-self.bound)
+    y = spline.forward(transformed) if inverse else spline.inverse(transformed)
+    y.set_shape(transformed.shape)  # Lost in the spline's dynamic broadcasting.
+    x = transformed if inverse else y
+    return y, spline.forward_log_det_jacobian(x, event_ndims=0)
+
 
 def _broadcasts_to(shape, target):
   """Whether the static `shape` (known rank) broadcasts to the list `target`."""

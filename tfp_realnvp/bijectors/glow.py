@@ -1,5 +1,7 @@
 """The multi-scale architecture of Glow, as one bijector `[H, W, C] -> [H, W, C]`."""
 
+import functools
+
 import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
@@ -27,17 +29,18 @@ def multiscale_glow(event_shape,
                     make_conv1x1,
                     make_conditioner,
                     make_prior_conditioner,
+                    make_coupling=None,
                     validate_args=False,
                     name="glow"):
   """Builds the multi-scale Glow bijector of Kingma & Dhariwal (2018, Sec. 3 and Fig. 2).
 
   In the data -> latent direction (`inverse`), every level squeezes
   `[h, w, c] -> [h/2, w/2, 4c]` and applies `num_steps` steps of flow, each an `ActNorm`, an
-  `InvertibleConv1x1` and a channel-mask `AffineCoupling` (transforming the second half of the
-  channels); every level but the last then whitens its first `2c` channels with a learned
-  `SplitPrior` (a Gaussian given the other `2c`), factors them out (`FactorOut`) and hands the
-  other `2c` to the next level. Each level finally undoes its squeeze, so the whole flow maps
-  `[H, W, C]` to `[H, W, C]` and its base distribution is
+  `InvertibleConv1x1` and a channel-mask coupling (`AffineCoupling` by default, transforming
+  the second half of the channels); every level but the last then whitens its first `2c`
+  channels with a learned `SplitPrior` (a Gaussian given the other `2c`), factors them out
+  (`FactorOut`) and hands the other `2c` to the next level. Each level finally undoes its
+  squeeze, so the whole flow maps `[H, W, C]` to `[H, W, C]` and its base distribution is
   `tfd.Sample(tfd.Normal(0., 1.), [H, W, C])`: the split priors turn Glow's learned Gaussian
   priors of the factored-out halves into standard-normal latents.
 
@@ -63,6 +66,9 @@ def multiscale_glow(event_shape,
       conditioner of one coupling (e.g. a `GlowCouplingNetwork`).
     make_prior_conditioner: callable `(input_shape, output_channels, name)` returning the
       conditioner of one `SplitPrior` (e.g. a `SplitPriorNetwork`).
+    make_coupling: optional callable `(conditioner, mask=, parity=, event_shape=, name=)`
+      returning the coupling of a step, e.g. `functools.partial(SplineCoupling, num_bins=8)`
+      (see `coupling.coupling_maker`); by default an `AffineCoupling`.
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
 
@@ -80,6 +86,8 @@ def multiscale_glow(event_shape,
   """
   shapes = multiscale.scale_shapes(event_shape, num_levels, squeeze_last=True)
   num_steps = _validation.positive_int(num_steps, "num_steps")
+  if make_coupling is None:
+    make_coupling = functools.partial(coupling_lib.AffineCoupling, validate_args=validate_args)
 
   def step(shape, prefix):
     coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
@@ -89,10 +97,9 @@ def multiscale_glow(event_shape,
                         name=f"{prefix}_actnorm"),
         invertible_conv.InvertibleConv1x1(make_conv1x1(shape, f"{prefix}_conv1x1"),
                                           validate_args=validate_args, name=f"{prefix}_conv1x1"),
-        coupling_lib.AffineCoupling(
+        make_coupling(
             make_conditioner(input_shape, output_channels, f"{prefix}_coupling"),
-            mask="channel", parity=COUPLING_PARITY, event_shape=shape,
-            validate_args=validate_args, name=f"{prefix}_coupling"),
+            mask="channel", parity=COUPLING_PARITY, event_shape=shape, name=f"{prefix}_coupling"),
     ]
 
   def level(index):

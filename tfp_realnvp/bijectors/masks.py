@@ -1,8 +1,8 @@
 """Masks of the Real NVP couplings: which units condition and which are transformed.
 
 A coupling splits each event `[H, W, C]` into a conditioning part, handed to its conditioner,
-and a transformed part, which receives an elementwise affine map whose parameters the
-conditioner computes. The two masks of Real NVP (Dinh et al., 2017, Sec. 3.4) are:
+and a transformed part, which receives an elementwise map (affine, additive or spline) whose
+parameters the conditioner computes. The two masks of Real NVP (Dinh et al., 2017, Sec. 3.4) are:
 
 * `CheckerboardMask`: the pixels whose coordinate sum `i + j` has the mask's parity are
   transformed, the others condition. Both halves are packed into half-width images
@@ -78,10 +78,10 @@ class CheckerboardMask:
     first, second = pairs[..., 0, :], pairs[..., 1, :]
     return tf.where(takes_second, first, second), tf.where(takes_second, second, first)
 
-  def restrict(self, x, params):
-    """Zeros the parameters of the padding column's slots (odd widths only)."""
+  def restrict(self, x, values):
+    """Zeros the padding column's slots of packed `values` (odd widths only), e.g. log-dets."""
     valid = self._constants(x)[1]
-    return params if valid is None else params * tf.constant(valid, dtype=params.dtype)
+    return values if valid is None else values * tf.constant(valid, dtype=values.dtype)
 
   def merge(self, x, conditioning, y_transformed):
     """Rebuilds `[N, H, W, C]` images like `x` from packed conditioning and transformed pixels."""
@@ -117,9 +117,9 @@ class ChannelMask:
     head, tail = x[..., :first], x[..., first:]
     return (tail, head) if self.parity == 0 else (head, tail)
 
-  def restrict(self, x, params):
+  def restrict(self, x, values):
     del x
-    return params
+    return values
 
   def merge(self, x, conditioning, y_transformed):
     del x  # The channels are all in the two parts.

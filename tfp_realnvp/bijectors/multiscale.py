@@ -1,5 +1,7 @@
 """The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
 
+import functools
+
 import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
@@ -53,6 +55,7 @@ def multiscale_real_nvp(event_shape,
                         make_conditioner,
                         make_batch_norm=None,
                         additive=False,
+                        make_coupling=None,
                         validate_args=False,
                         name="real_nvp"):
   """Builds the multi-scale Real NVP bijector of Dinh et al. (2017, Sec. 3.6).
@@ -87,13 +90,25 @@ def multiscale_real_nvp(event_shape,
     make_batch_norm: optional callable `(event_shape, name)` returning a bijector (e.g. a
       `BatchNorm`) applied to the output of every coupling in the data -> latent direction.
     additive: build additive (NICE) couplings instead of affine ones.
+    make_coupling: optional callable `(conditioner, mask=, parity=, event_shape=, name=)`
+      returning a coupling bijector, e.g. `functools.partial(SplineCoupling, num_bins=8)` (see
+      `coupling.coupling_maker`); by default an `AffineCoupling` (additive per `additive`).
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
 
   Returns:
     A `ConditionalChain` (a `tfb.Chain`) whose `forward` maps latent to data.
+
+  Raises:
+    ValueError: a bad shape or number of scales, or `additive` with a `make_coupling`.
   """
   shapes = scale_shapes(event_shape, num_scales)
+  if make_coupling is None:
+    make_coupling = functools.partial(coupling_lib.AffineCoupling, additive=additive,
+                                      validate_args=validate_args)
+  elif additive:
+    raise ValueError("additive=True builds affine couplings; it cannot be combined with "
+                     "make_coupling.")
 
   def couplings(kind, count, shape, prefix):
     steps = []
@@ -101,10 +116,9 @@ def multiscale_real_nvp(event_shape,
       parity = index % 2
       input_shape, output_channels = masks_lib.get_mask(kind, parity).conditioner_shape(shape)
       step_name = f"{prefix}_{kind}_{index}"
-      steps.append(coupling_lib.AffineCoupling(
+      steps.append(make_coupling(
           make_conditioner(input_shape, output_channels, step_name),
-          mask=kind, parity=parity, additive=additive, event_shape=shape,
-          validate_args=validate_args, name=step_name))
+          mask=kind, parity=parity, event_shape=shape, name=step_name))
       if make_batch_norm is not None:
         steps.append(make_batch_norm(shape, f"{step_name}_batch_norm"))
     return steps

@@ -6,6 +6,7 @@ from keras import ops
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import actnorm
 from tfp_realnvp.networks import conditioning
+from tfp_realnvp.networks import coupling_outputs
 
 __all__ = ["GlowCouplingNetwork", "SplitPriorNetwork"]
 
@@ -29,6 +30,10 @@ class GlowCouplingNetwork(keras.layers.Layer):
   shift, raw = split(conv_3x3(h))                  # the last conv starts at zero
   log_scale = log(sigmoid(raw + 2))                # Glow's scale sigmoid(h + 2)
   ```
+
+  With `params_per_unit=P` the last convolution has `P * output_channels` channels instead,
+  returned raw as `[N, h, w, output_channels, P]` (zero for a new network), e.g. `P = 3K - 1`
+  for a `tfp_realnvp.bijectors.SplineCoupling` of `K` bins, which then starts as the identity.
 
   The network returns `(shift, log_scale)` as `tfp_realnvp.bijectors.AffineCoupling` expects,
   so a channel-mask coupling with this conditioner is Glow's affine coupling: in the data ->
@@ -60,6 +65,8 @@ class GlowCouplingNetwork(keras.layers.Layer):
     num_filters: width of the hidden convolutions (512 in Glow's CIFAR-10 model).
     conditional_size: size `K` of the condition vectors, or `None` for an unconditional
       network.
+    params_per_unit: `None` for `(shift, log_scale)`, or the number `P` of raw parameters
+      per output unit (`tfp_realnvp.bijectors.spline_params_per_unit(K)` for a spline).
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Call arguments:
@@ -68,13 +75,17 @@ class GlowCouplingNetwork(keras.layers.Layer):
       set.
 
   Returns:
-    `(shift, log_scale)`, each `[N, h, w, output_channels]`, in the layer's compute dtype.
+    `(shift, log_scale)`, each `[N, h, w, output_channels]`, or with `params_per_unit=P` the
+    raw parameters `[N, h, w, output_channels, P]`, in the layer's compute dtype.
   """
 
-  def __init__(self, output_channels, num_filters=512, conditional_size=None, **kwargs):
+  def __init__(self, output_channels, num_filters=512, conditional_size=None,
+               params_per_unit=None, **kwargs):
     super().__init__(**kwargs)
     self.output_channels = _validation.positive_int(output_channels, "output_channels")
     self.num_filters = _validation.positive_int(num_filters, "num_filters")
+    self.params_per_unit = _validation.positive_int(params_per_unit, "params_per_unit",
+                                                    allow_none=True)
     self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
                                                      allow_none=True)
     policy = self.dtype_policy
@@ -84,7 +95,9 @@ class GlowCouplingNetwork(keras.layers.Layer):
     self.conv_hidden = keras.layers.Conv2D(self.num_filters, 1, use_bias=False, dtype=policy,
                                            name="conv_hidden")
     self.norm_hidden = actnorm.ActNormalization(dtype=policy, name="norm_hidden")
-    self.head = _zero_conv(2 * self.output_channels, 3, policy, "head")
+    self.head = _zero_conv(
+        coupling_outputs.head_channels(self.output_channels, self.params_per_unit), 3, policy,
+        "head")
     self.condition_projection = conditioning.condition_projection(self, self.num_filters)
 
   def build(self, input_shape):
@@ -98,17 +111,20 @@ class GlowCouplingNetwork(keras.layers.Layer):
   def call(self, inputs, conditional_input=None):
     h = conditioning.add_condition(self, self.norm_in(self.conv_in(inputs)), conditional_input)
     h = ops.relu(self.norm_hidden(self.conv_hidden(ops.relu(h))))
+    if self.params_per_unit is not None:
+      return coupling_outputs.raw_parameters(self.head(h), self.output_channels,
+                                             self.params_per_unit)
     shift, raw = ops.split(self.head(h), 2, axis=-1)
     return shift, ops.log_sigmoid(raw + SCALE_OFFSET)
 
   def compute_output_shape(self, input_shape):
     shape = tuple(input_shape[:-1]) + (self.output_channels,)
-    return shape, shape
+    return shape + (self.params_per_unit,) if self.params_per_unit else (shape, shape)
 
   def get_config(self):
     config = super().get_config()
     config.update(output_channels=self.output_channels, num_filters=self.num_filters,
-                  conditional_size=self.conditional_size)
+                  conditional_size=self.conditional_size, params_per_unit=self.params_per_unit)
     return config
 
 

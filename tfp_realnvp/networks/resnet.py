@@ -6,6 +6,7 @@ from keras import ops
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import batch_normalization
 from tfp_realnvp.networks import conditioning
+from tfp_realnvp.networks import coupling_outputs
 from tfp_realnvp.networks import weight_norm
 
 __all__ = ["CouplingResNet", "ResidualBlock"]
@@ -65,7 +66,7 @@ class ResidualBlock(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class CouplingResNet(keras.layers.Layer):
-  """Shift and log-scale network of a Real NVP coupling (Dinh et al., 2017, Sec. 4.1).
+  """Shift and log-scale (or spline) network of a Real NVP coupling (Dinh et al., 2017, Sec. 4.1).
 
   ```none
   h = conv_3x3(batch_norm(input))                  # weight-normalised, num_filters channels
@@ -74,6 +75,10 @@ class CouplingResNet(keras.layers.Layer):
   shift, raw = split(conv_3x3(relu(batch_norm(h))))  # last conv starts at zero
   log_scale = scale * tanh(raw)                    # learned scale per output channel
   ```
+
+  With `params_per_unit=P` the last convolution has `P * output_channels` channels instead,
+  returned raw as `[N, h, w, output_channels, P]`: the parameters of another elementwise
+  transform, e.g. `P = 3K - 1` for a `tfp_realnvp.bijectors.SplineCoupling` of `K` bins.
 
   With `conditional_size=K` the network is conditional: a dense layer maps the condition
   `c` `[N, K]` (a float vector per example, e.g. a one-hot class label) to `num_filters`
@@ -84,7 +89,8 @@ class CouplingResNet(keras.layers.Layer):
   paper's L2 penalty (`weight_scales`) leaves it alone.
 
   The last convolution starts with zero weight-norm scales and zero bias, so a new network
-  outputs `shift = log_scale = 0` and every coupling starts as the identity. Batch
+  outputs `shift = log_scale = 0` (or raw parameters 0) and every coupling starts as the
+  identity. Batch
   normalisation follows Keras's training flag: batch statistics inside `fit`, moving averages
   in `evaluate`, `predict` and direct calls; under a `tf.distribute` strategy the batch
   statistics are those of the global batch. One network outputs both shift and log-scale.
@@ -96,26 +102,31 @@ class CouplingResNet(keras.layers.Layer):
     conditional_size: size `K` of the condition vectors, or `None` for an unconditional
       network.
     batch_norm_momentum: momentum of the batch normalisations' moving averages.
+    params_per_unit: `None` for `(shift, log_scale)`, or the number `P` of raw parameters
+      per output unit (`tfp_realnvp.bijectors.spline_params_per_unit(K)` for a spline).
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Call arguments:
     inputs: `[N, h, w, c_in]` conditioning input.
     conditional_input: `[N, K]` floating-point condition, required iff `conditional_size` is
-      set (an `AffineCoupling` passes it on from `conditional_input=c`).
+      set (a coupling passes it on from `conditional_input=c`).
 
   Returns:
-    `(shift, log_scale)`, each `[N, h, w, output_channels]`, in the layer's compute dtype.
+    `(shift, log_scale)`, each `[N, h, w, output_channels]`, or with `params_per_unit=P` the
+    raw parameters `[N, h, w, output_channels, P]`, in the layer's compute dtype.
 
   Raises:
     ValueError: a missing or unexpected `conditional_input`, or one of the wrong shape.
   """
 
   def __init__(self, output_channels, num_filters=64, num_blocks=4, conditional_size=None,
-               batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
+               batch_norm_momentum=BATCH_NORM_MOMENTUM, params_per_unit=None, **kwargs):
     super().__init__(**kwargs)
     self.output_channels = _validation.positive_int(output_channels, "output_channels")
     self.num_filters = _validation.positive_int(num_filters, "num_filters")
     self.num_blocks = int(num_blocks)
+    self.params_per_unit = _validation.positive_int(params_per_unit, "params_per_unit",
+                                                    allow_none=True)
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
                                                      allow_none=True)
@@ -127,7 +138,8 @@ class CouplingResNet(keras.layers.Layer):
                    for i in range(self.num_blocks)]
     self.output_norm = _batch_normalization(policy, "output_norm", self.batch_norm_momentum)
     self.head = weight_norm.WeightNormConv2D(
-        2 * self.output_channels, scale_initializer="zeros", dtype=policy, name="head")
+        coupling_outputs.head_channels(self.output_channels, self.params_per_unit),
+        scale_initializer="zeros", dtype=policy, name="head")
     self.condition_projection = conditioning.condition_projection(self, self.num_filters)
 
   def build(self, input_shape):
@@ -138,8 +150,9 @@ class CouplingResNet(keras.layers.Layer):
     for layer in self.blocks + [self.output_norm, self.head]:
       layer.build(hidden_shape)
     conditioning.build_condition_projection(self)
-    self.log_scale_factor = self.add_weight(
-        name="log_scale_factor", shape=(self.output_channels,), initializer="ones")
+    if self.params_per_unit is None:
+      self.log_scale_factor = self.add_weight(
+          name="log_scale_factor", shape=(self.output_channels,), initializer="ones")
 
   @property
   def weight_scales(self):
@@ -151,16 +164,19 @@ class CouplingResNet(keras.layers.Layer):
     for block in self.blocks:
       h = block(h)
     h = self.head(ops.relu(self.output_norm(h)))
+    if self.params_per_unit is not None:
+      return coupling_outputs.raw_parameters(h, self.output_channels, self.params_per_unit)
     shift, raw = ops.split(h, 2, axis=-1)
     return shift, self.log_scale_factor * ops.tanh(raw)
 
   def compute_output_shape(self, input_shape):
     shape = tuple(input_shape[:-1]) + (self.output_channels,)
-    return shape, shape
+    return shape + (self.params_per_unit,) if self.params_per_unit else (shape, shape)
 
   def get_config(self):
     config = super().get_config()
     config.update(output_channels=self.output_channels, num_filters=self.num_filters,
                   num_blocks=self.num_blocks, conditional_size=self.conditional_size,
-                  batch_norm_momentum=self.batch_norm_momentum)
+                  batch_norm_momentum=self.batch_norm_momentum,
+                  params_per_unit=self.params_per_unit)
     return config
