@@ -123,6 +123,7 @@ def test_a_glow_preset_trains_without_precise_bn(tmp_path, capsys, mnist_npz):
   assert math.isfinite(result["test_bpd"]) and result["test_bpd_precise_bn"] is None
 
 
+@pytest.mark.slow  # About 100 s: the 10,000-image evaluation of a spline flow.
 def test_spline_couplings_reach_the_flow(tmp_path, mnist_npz):
   """`--coupling spline` (a preset override) trains a Real NVP with spline couplings."""
   output = tmp_path / "spline"
