@@ -116,6 +116,7 @@ def test_conditioner_outputs_of_the_wrong_kind_or_shape_are_named():
     short.inverse(x)
 
 
+@pytest.mark.slow  # About 55 s, most of it building and tracing the spline flow.
 def test_keras_file_round_trip_of_a_trained_spline_flow(tmp_path):
   keras.utils.set_random_seed(0)
   flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
