@@ -2,7 +2,7 @@
 
 from keras import ops
 
-__all__ = ["head_channels", "raw_parameters"]
+__all__ = ["head_channels", "output_shape", "raw_parameters"]
 
 
 def head_channels(output_channels, params_per_unit):
@@ -16,3 +16,9 @@ def raw_parameters(h, output_channels, params_per_unit):
   What a `tfp_realnvp.bijectors.SplineCoupling` takes from its conditioner (`P = 3K - 1`).
   """
   return ops.reshape(h, (-1,) + tuple(h.shape[1:-1]) + (output_channels, params_per_unit))
+
+
+def output_shape(input_shape, output_channels, params_per_unit):
+  """A coupling network's `compute_output_shape`: the `(shift, log_scale)` or raw shapes."""
+  shape = tuple(input_shape[:-1]) + (output_channels,)
+  return shape + (params_per_unit,) if params_per_unit else (shape, shape)

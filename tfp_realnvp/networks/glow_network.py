@@ -118,8 +118,7 @@ class GlowCouplingNetwork(keras.layers.Layer):
     return shift, ops.log_sigmoid(raw + SCALE_OFFSET)
 
   def compute_output_shape(self, input_shape):
-    shape = tuple(input_shape[:-1]) + (self.output_channels,)
-    return shape + (self.params_per_unit,) if self.params_per_unit else (shape, shape)
+    return coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
   def get_config(self):
     config = super().get_config()

@@ -170,8 +170,7 @@ class CouplingResNet(keras.layers.Layer):
     return shift, self.log_scale_factor * ops.tanh(raw)
 
   def compute_output_shape(self, input_shape):
-    shape = tuple(input_shape[:-1]) + (self.output_channels,)
-    return shape + (self.params_per_unit,) if self.params_per_unit else (shape, shape)
+    return coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
   def get_config(self):
     config = super().get_config()
