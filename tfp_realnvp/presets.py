@@ -50,8 +50,10 @@ Ours, not in the paper:
 * `"glow_celeba"` (64x64): the paper's CelebA-HQ model is 256x256 with L=6; for 64x64 images
   this keeps its K=32 and 512 channels and uses L=4 (down to 4x4, as `glow_imagenet64`).
 * `"glow_digits"` (8x8) and `"glow_mnist"` (28x28; with L=2: 28 -> 14 -> 7) are small
-  enough for CPUs (sizes in the table); they are provisional starting points, not measured
-  optima.
+  enough for CPUs (sizes in the table). `glow_mnist`'s 16 steps of 64 filters beat 8 steps of
+  128 at equal step time in pilots (benchmarks/RESULTS.md, 2026-11-30); it reaches 1.594 test
+  bits/dim after 30 training minutes on one shared core, short of the Real NVP `mnist`
+  preset's 1.475 on two. `glow_digits` is a starting point, not measured.
 
 The paper trains with Adam at learning rate 1e-3 after a linear warm-up, with larger batches
 and until convergence; the Glow presets keep the batch size 64 and learning rate 1e-3 (no
