@@ -41,3 +41,8 @@ class PixelwiseBijector(_cached_log_det.CachedLogDetBijector):
       self._layer = layer
       super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
                        validate_args=validate_args, parameters=parameters, name=name)
+
+  @property
+  def layer(self):
+    """The Keras layer that holds the bijector's variables."""
+    return self._layer

@@ -61,10 +61,6 @@ class ActNorm(_pixelwise.PixelwiseBijector):
     parameters = dict(locals())
     super().__init__(layer, "layer", validate_args, parameters, name)
 
-  @property
-  def layer(self):
-    return self._layer
-
   def _augmented_inverse(self, x):
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     log_scale, shift = [tf.cast(v, x.dtype) for v in self._layer(_checks.flatten_batch(x)[0])]

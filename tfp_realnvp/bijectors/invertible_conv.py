@@ -59,10 +59,6 @@ class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
     parameters = dict(locals())
     super().__init__(layer, "layer", validate_args, parameters, name)
 
-  @property
-  def layer(self):
-    return self._layer
-
   def _mix_channels(self, x, matrix):
     """`matrix @ x` at every pixel of `x` `[..., C]`.
 
