@@ -49,21 +49,52 @@ def resolve_budget(parser, args):
   args.eval_at = sorted({m for m in args.eval_at if m <= args.minutes} | {args.minutes})
 
 
-def machine_info():
-  """Describes the machine: CPU count and affinity, CPU model, platform, load."""
-  model = None
+# CPU features that decide which published figures apply: TensorFlow's oneDNN kernels use AMX
+# tiles for bfloat16 (and float32 with TF's AMX paths) where present, AVX-512 BF16 otherwise.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_description(cpuinfo="/proc/cpuinfo"):
+  """`(model, features)`: the first CPU's model name and which of `CPU_FEATURES` it has.
+
+  Read from `cpuinfo` (Linux's /proc/cpuinfo); `(None, {})` where that file does not exist.
+  """
+  model, flags = None, None
   try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
+    with open(cpuinfo, encoding="utf-8") as f:
       for line in f:
-        if line.startswith("model name"):
-          model = line.split(":", 1)[1].strip()
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+          model = value.strip()
+        elif key.strip() == "flags" and flags is None:
+          flags = set(value.split())
+        if model is not None and flags is not None:
           break
   except OSError:
-    pass
+    return None, {}
+  return model, {feature: feature in (flags or ()) for feature in CPU_FEATURES}
+
+
+def cpu_summary(cpuinfo="/proc/cpuinfo"):
+  """One line naming the CPU and its AMX / AVX-512 BF16 support, for a benchmark's output."""
+  model, features = cpu_description(cpuinfo)
+  if not features:
+    return f"CPU: {model or 'unknown'} (no /proc/cpuinfo: features unknown)"
+  amx = features["amx_tile"] and features["amx_bf16"]
+  yes = {True: "yes", False: "no"}
+  line = (f"CPU: {model or 'unknown'}; AMX: {yes[amx]}; AVX-512: {yes[features['avx512f']]}; "
+          f"AVX-512 BF16: {yes[features['avx512_bf16']]}")
+  return line if amx else line + " (figures measured on AMX CPUs do not apply here)"
+
+
+def machine_info():
+  """Describes the machine: CPU count and affinity, CPU model and features, platform, load."""
+  model, features = cpu_description()
   return {
       "nproc": os.cpu_count(),
       "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
       "cpu_model": model,
+      "cpu_features": features,
       "platform": platform.platform(),
       "python": platform.python_version(),
       "hostname": platform.node(),

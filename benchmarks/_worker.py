@@ -6,8 +6,9 @@ profiler they plug in. A worker gets its operations as zero-argument callables a
 the rest:
 
 * memory mode: `memory_steps` calls of `train_step`, then one line with the peak RSS;
-* speed mode: `WARMUP_CALLS` calls of every operation, a "ready" line, then one JSON command
-  per stdin line, each answered with one JSON line on stdout:
+* speed mode: one training step, timed as part of the start-up; `WARMUP_CALLS` calls of every
+  operation; a "ready" line (with the start-up times, see `startup_times`), then one JSON
+  command per stdin line, each answered with one JSON line on stdout:
 
   ```none
   {"op": "train_step", "reps": 5}                      -> {"op": ..., "seconds": [...]}
@@ -18,12 +19,16 @@ the rest:
 """
 
 import json
+import os
 import sys
 import time
 
 import _runlog
 
 WARMUP_CALLS = 3
+
+# The driver's wall-clock time (`time.time()`) just before it launched the worker process.
+LAUNCHED_AT_VARIABLE = "BENCH_WORKER_LAUNCHED_AT"
 
 
 def emit(message):
@@ -41,6 +46,24 @@ def call_times(call, reps):
     call()
     seconds.append(time.perf_counter() - start)
   return seconds
+
+
+def startup_times(built_at, first_step_seconds):
+  """The start-up of this worker: launch to built model, and the first training step.
+
+  Args:
+    built_at: `time.time()` once the libraries are imported and the model is built.
+    first_step_seconds: duration of the first training step (tracing, first allocations).
+
+  Returns:
+    A JSON-ready dict; the launch-relative figures are `None` when the driver did not set
+    `LAUNCHED_AT_VARIABLE`.
+  """
+  launched = os.environ.get(LAUNCHED_AT_VARIABLE)
+  to_built = built_at - float(launched) if launched else None
+  return {"launch_to_built_s": to_built, "first_train_step_s": first_step_seconds,
+          "launch_to_first_step_done_s": (None if to_built is None
+                                          else to_built + first_step_seconds)}
 
 
 def op_table(milliseconds, executions, calls, wall_seconds, limit=15):
@@ -95,9 +118,11 @@ def run(library, ops, profile, mode, memory_steps, ready):
     emit({"library": library, "mode": "memory", "steps": memory_steps,
           "peak_rss_mb": _runlog.peak_rss_mb()})
     return
+  built_at = time.time()
+  startup = startup_times(built_at, call_times(ops["train_step"], 1)[0])
   for call in ops.values():
     call_times(call, WARMUP_CALLS)
-  emit(dict(ready(), ready=True, library=library))
+  emit(dict(ready(), ready=True, library=library, startup=startup))
   for line in sys.stdin:
     if not line.strip():
       continue

@@ -18,8 +18,12 @@ line-based JSON commands (`_worker.py`, shared by both); the warm-up starts with
 steps, which initialise Glow's ActNorms from the data on both sides. The driver interleaves
 them: in every round each operation is timed on one library and then on the other (the order
 alternates between rounds), so that the load of a shared machine falls on both alike.
-Reported: per-call medians (and quartiles), the ratio ours / theirs, parameter counts, and the
-peak resident memory of a separate training-only process of each library. Operations, at batch 64:
+Reported: the CPU model and whether it has AMX and AVX-512 BF16 (which decide which published
+rows apply), per-call medians (and quartiles), the ratio ours / theirs, parameter counts, each
+worker's start-up (from its launch to the end of its first training step: interpreter,
+imports, model building, tracing; the libraries start one after the other on an otherwise idle
+run), and the peak resident memory of a separate training-only process of each library.
+Operations, at batch 64:
 
 * `train_step`: log_prob of a batch, loss (NLL + the L2 penalty on the weight-norm scales),
   gradients, Adam update (`model.train_on_batch` for ours);
@@ -47,6 +51,7 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import time
 
 import _configs
 import _runlog
@@ -198,6 +203,7 @@ class Worker:
 
   def __init__(self, command, env):
     self.command = command
+    env = dict(env, **{_worker.LAUNCHED_AT_VARIABLE: repr(time.time())})
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     text=True, cwd=_REPO_ROOT, env=env)
     self.info = self.receive()
@@ -325,6 +331,11 @@ def print_table(results):
     for op, row in result["ops"].items():
       print(f"| {label} | {op} | {cell(row['tfp_realnvp'])} | {cell(row['normflows'])} | "
             f"{row['ratio']:.2f} |")
+    startup = {library: info["startup"]["launch_to_first_step_done_s"]
+               for library, info in result["workers"].items()}
+    print(f"| {label} | start-up to first training step done (s) | "
+          f"{startup['tfp_realnvp']:.1f} | {startup['normflows']:.1f} | "
+          f"{startup['tfp_realnvp'] / startup['normflows']:.2f} |")
     memory = result["peak_rss_mb_training"]
     print(f"| {label} | peak RSS, training (MB) | {memory['tfp_realnvp']:.0f} | "
           f"{memory['normflows']:.0f} | {memory['tfp_realnvp'] / memory['normflows']:.2f} |")
@@ -346,6 +357,7 @@ def run_driver(args):
       sys.exit(f"error: {e}")
   output = pathlib.Path(args.output)
   output.mkdir(parents=True, exist_ok=True)
+  print(_runlog.cpu_summary(), flush=True)
   run = {"benchmark": "speed", "date_utc": _runlog.utc_now(),
          "command": " ".join([sys.executable] + sys.argv),
          "machine": _runlog.machine_info(), "rounds": args.rounds, "reps": args.reps,
