@@ -540,6 +540,8 @@ def test_build_flow_of_a_glow_preset():
   assert preset.describe() == "2 levels, 4 steps, 64 filters, glow coupling networks"
   assert presets.get_preset("digits").describe() == (
       "2 scales, 32 filters, 2 blocks, batch norm on")
+  assert presets.resolve("glow_digits", (8, 8, 1), num_levels=1, num_steps=1).describe() == (
+      "1 level, 1 step, 64 filters, glow coupling networks")
 
 
 @pytest.mark.parametrize("preset", ["digits", "glow_digits"])

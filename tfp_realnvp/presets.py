@@ -271,10 +271,12 @@ class Preset:
     """The architecture in one line, e.g. `"3 scales, 32 filters, 2 blocks, batch norm on"`."""
     couplings = "" if self.coupling == "affine" else f", {self.coupling} couplings"
     if self.flow == "glow":
-      return (f"{self.num_levels} levels, {self.num_steps} steps, {self.num_filters} filters, "
-              f"{self.coupling_network} coupling networks{couplings}")
-    return (f"{self.num_scales} scales, {self.num_filters} filters, {self.num_blocks} blocks, "
-            f"batch norm {'on' if self.batch_norm else 'off'}{couplings}")
+      return (f"{_count(self.num_levels, 'level')}, {_count(self.num_steps, 'step')}, "
+              f"{_count(self.num_filters, 'filter')}, {self.coupling_network} coupling "
+              f"networks{couplings}")
+    return (f"{_count(self.num_scales, 'scale')}, {_count(self.num_filters, 'filter')}, "
+            f"{_count(self.num_blocks, 'block')}, batch norm "
+            f"{'on' if self.batch_norm else 'off'}{couplings}")
 
   def supports(self, event_shape):
     """Whether the preset's depth can squeeze images of shape `(H, W, C)`.
@@ -285,6 +287,11 @@ class Preset:
     height, width = _height_width(event_shape)
     _, factor = _depth(self)
     return height % factor == 0 and width % factor == 0
+
+
+def _count(number, noun):
+  """`"1 level"`, `"2 levels"`."""
+  return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _depth(preset):
