@@ -439,7 +439,7 @@ def test_glow_train_records_the_flow_and_saves_a_glow(glow_trained):
   assert (config["preset"], config["flow_kind"]) == ("glow_digits", "glow")
   assert config["flow"] == {"num_levels": 1, "num_steps": 1, "num_filters": 4,
                             "coupling_network": "glow"}
-  assert ("Training Glow preset 'glow_digits' (1 levels, 1 steps, 4 filters, glow coupling "
+  assert ("Training Glow preset 'glow_digits' (1 level, 1 step, 4 filters, glow coupling "
           "networks)") in out
   model = keras.models.load_model(output / "model.keras", compile=False)
   assert isinstance(model.flow, tfp_realnvp.Glow)
