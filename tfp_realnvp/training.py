@@ -631,10 +631,12 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
   if validation_freq:
     validation_ds = data_lib.load_images(source, validation_split, batch_size=preset.batch_size,
                                          shuffle=False, seed=seed + 1, drop_remainder=tpu)
-  if mixed_precision:
-    keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+  # The flow's own dtype policy rather than a new global one: a run leaves its caller's process
+  # as it found it.
+  precision = (f"mixed_{mixed_precision}" if mixed_precision
+               else keras.mixed_precision.global_policy().name)
   with strategy.scope():
-    model = model_lib.FlowModel(presets.build_flow(preset, shape))
+    model = model_lib.FlowModel(presets.build_flow(preset, shape, dtype=precision))
     optimizer = make_optimizer(preset)
     if mixed_precision == "float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -661,6 +663,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {preset.epochs} epochs, "
       f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}"
       f"{_optimizer_settings(preset)}, "
+      f"{precision} networks, "
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
   model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
