@@ -153,8 +153,8 @@ def interpolate(args):
 
 def export(args):
   """`tfp-realnvp export`."""
-  path = export_lib.export_saved_model(_load_flow_model(args.model), args.output,
-                                       overwrite=args.overwrite)
+  model = _load_flow_model(args.model)
+  path = export_lib.export_saved_model(model, args.output, overwrite=args.overwrite)
   print(f"Wrote the SavedModel {path} (signatures: "
-        f"{', '.join(export_lib.SIGNATURES)}, serving_default = log_prob)")
+        f"{', '.join(export_lib.signatures_of(model))}, serving_default = log_prob)")
   return 0
