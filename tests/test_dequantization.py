@@ -196,3 +196,61 @@ def test_bad_settings_are_clear_errors():
     uniform.log_prob_bound(pixels)
   with pytest.raises(ValueError, match="importance sampling needs a VariationalDequantizer"):
     uniform.bits_per_dim(pixels / 256, num_samples=4)
+
+
+def test_the_dequantization_setting_and_its_options():
+  from tfp_realnvp import cli, presets, training  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp_launcher import build_parser  # pylint: disable=g-import-not-at-top
+
+  assert all(p.dequantization == "uniform" for p in presets.PRESETS.values())
+  uniform = presets.resolve("digits", (8, 8, 1))
+  assert presets.build_dequantizer(uniform, (8, 8, 1)) is None
+  variational = presets.resolve("digits", (8, 8, 1), dequantization="variational")
+  dequantizer = presets.build_dequantizer(variational, (8, 8, 1))
+  assert isinstance(dequantizer, tfp_realnvp.VariationalDequantizer)
+  assert dequantizer.event_shape == (8, 8, 1)
+  with pytest.raises(ValueError, match="dequantization must be one of 'uniform', 'variational'"):
+    presets.resolve("digits", (8, 8, 1), dequantization="learned")
+  parser = build_parser()
+  options = cli.train_options(parser.parse_args(["train", "--dequantization", "variational"]))
+  assert options["dequantization"] == "variational"
+  assert cli.train_options(parser.parse_args(["train"]))["dequantization"] is None
+  assert parser.parse_args(["evaluate", "m.keras", "--importance-samples", "8"]
+                           ).importance_samples == 8
+  for argv in (["train", "--dequantization", "learned"],
+               ["evaluate", "m.keras", "--importance-samples", "0"]):
+    with pytest.raises(SystemExit):
+      parser.parse_args(argv)
+  # A variational dequantizer adds weights to the backup: a run resumes with the same setting.
+  record = training.RunRecord(config={"dequantization": "uniform"})
+  with pytest.raises(training.RunError, match="different dequantization"):
+    record.check_resumable({"config": {"dequantization": "variational"}}, "backup")
+
+
+@pytest.mark.slow  # A training run, its evaluations and three command-line evaluations: ~60 s.
+def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, capsys):
+  from tfp_realnvp import cli, training  # pylint: disable=g-import-not-at-top
+
+  result = training.train("digits", tmp_path / "run", "digits", epochs=2, steps_per_epoch=5,
+                          num_scales=1, num_filters=4, num_blocks=1, batch_size=32,
+                          dequantization="variational", sample_count=4, verbose=0)
+  metrics = result.metrics
+  assert metrics["config"]["dequantization"] == "variational"
+  assert "variational bound" in metrics["test_dequantization"]
+  assert isinstance(result.model.dequantizer, tfp_realnvp.VariationalDequantizer)
+  assert np.isfinite(metrics["test_bits_per_dim"])
+  model_path = str(result.folder.model)
+  figures = {}
+  for samples in (1, 16):
+    cli.main(["evaluate", model_path, "--data", "digits", "--batch-size", "32",
+              "--importance-samples", str(samples)])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    figures[samples] = float(line.split("bits/dim: ")[1].split()[0])
+  assert "importance-weighted bound of 16 dequantizer draws" in line
+  assert figures[1] == pytest.approx(metrics["test_bits_per_dim"], abs=1e-4)
+  assert figures[16] < figures[1]
+  uniform = training.train("digits", tmp_path / "uniform", "digits", epochs=1, steps_per_epoch=2,
+                           num_scales=1, num_filters=4, num_blocks=1, sample_count=4, verbose=0)
+  assert cli.main(["evaluate", str(uniform.folder.model), "--data", "digits",
+                   "--importance-samples", "2"]) == 1
+  assert "need a model with a variational dequantizer" in capsys.readouterr().err
