@@ -146,6 +146,7 @@ def test_keras_file_round_trip(tmp_path):
                              model.log_prob_bound(pixels, num_samples=4, seed=9), atol=1e-5)
 
 
+@pytest.mark.slow  # Tracing every signature, then a fresh TensorFlow process: about 20 s.
 def test_saved_model_serves_the_bound_of_8_bit_images(tmp_path):
   keras.utils.set_random_seed(0)
   flow = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_filters=4, num_blocks=1,
