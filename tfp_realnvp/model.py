@@ -57,7 +57,7 @@ def _sample_count(n):
 
 
 def _check_dequantizer(dequantizer, preprocessing, num_levels):
-  """Raises a `ValueError` unless `dequantizer` fits a model of these settings."""
+  """Raises a `TypeError` or `ValueError` unless `dequantizer` fits a model of these settings."""
   if not isinstance(dequantizer, dequantization.VariationalDequantizer):
     raise TypeError(f"dequantizer must be None (uniform noise in the data pipeline) or a "
                     f"tfp_realnvp.VariationalDequantizer, got {type(dequantizer).__name__}.")
