@@ -10,8 +10,10 @@ tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epo
                   [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
                   [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
                   [--num-filters N] [--coupling-network {glow,resnet}]
-                  [--coupling {affine,spline}] [--sample-count N] [--data-dir DIR] [--download]
+                  [--coupling {affine,spline}] [--dequantization {uniform,variational}]
+                  [--sample-count N] [--data-dir DIR] [--download]
 tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
+                     [--importance-samples K]
 tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
 tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
                         [--output interpolation.png]
@@ -34,10 +36,11 @@ Preset names are not written here (they live in `tfp_realnvp.presets`, which nee
 package): `--preset` takes any name, and an unknown one ends with the same one-line error as
 every other user error, listing the presets, once TensorFlow is loaded. So do the settings
 that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
-choices of `--flow`, `--coupling-network` and `--coupling` are written here, so that argparse
-checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`; a test keeps them equal to
-`tfp_realnvp.presets.FLOWS`, `tfp_realnvp.glow.COUPLING_NETWORKS` and
-`tfp_realnvp.bijectors.coupling.COUPLINGS`).
+choices of `--flow`, `--coupling-network`, `--coupling` and `--dequantization` are written
+here, so that argparse checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`,
+`DEQUANTIZATIONS`; a test keeps them equal to `tfp_realnvp.presets.FLOWS`,
+`tfp_realnvp.glow.COUPLING_NETWORKS`, `tfp_realnvp.bijectors.coupling.COUPLINGS` and
+`tfp_realnvp.presets.DEQUANTIZATIONS`).
 
 Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
 on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
@@ -68,6 +71,7 @@ JIT_MODES = ("auto", "on", "off")
 FLOWS = ("realnvp", "glow")
 COUPLING_NETWORKS = ("glow", "resnet")
 COUPLINGS = ("affine", "spline")
+DEQUANTIZATIONS = ("uniform", "variational")
 
 
 def _int_at_least(minimum):
@@ -185,6 +189,11 @@ def add_train_arguments(train):
   train.add_argument("--coupling", choices=COUPLINGS, default=None,
                      help="override the preset's couplings (affine: the paper's; spline: "
                           "rational-quadratic splines, 8 bins on [-3, 3])")
+  train.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
+                     help="override the preset's dequantization (uniform: noise added by the "
+                          "data pipeline, the default; variational: a learned dequantizer "
+                          "q(u | k) trained with the flow (Flow++), whose bits/dim are the "
+                          "variational bound)")
   train.add_argument("--sample-count", type=_positive_int, default=64,
                      help="images in each epoch's sample grid (default: 64)")
 
@@ -219,6 +228,10 @@ def build_parser():
   evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the dequantization noise (default: train's fixed test "
                              "seed, tfp_realnvp.training.TEST_NOISE_SEED)")
+  evaluate.add_argument("--importance-samples", type=_positive_int, default=1, metavar="K",
+                        help="for a model with a variational dequantizer: noise draws per "
+                             "image of the importance-weighted bound (default: 1, the "
+                             "variational bound that training reports)")
 
   image_help = ("image file; its suffix picks the format (.png, .jpg, .bmp, ...: any that "
                 "Pillow writes)")

@@ -488,6 +488,7 @@ def test_launcher_choices_are_the_library_s():
   assert tfp_realnvp_launcher.FLOWS == tuple(presets.FLOWS)
   assert tfp_realnvp_launcher.COUPLING_NETWORKS == glow.COUPLING_NETWORKS
   assert tfp_realnvp_launcher.COUPLINGS == coupling.COUPLINGS
+  assert tfp_realnvp_launcher.DEQUANTIZATIONS == presets.DEQUANTIZATIONS
 
 
 def test_glow_defaults_per_shape_and_data():

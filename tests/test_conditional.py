@@ -76,6 +76,34 @@ def test_coupling_hands_the_flattened_condition_to_its_conditioner():
     coupling.forward(fresh(z), conditional_input=tf.constant(1.0))
 
 
+@pytest.mark.parametrize("mask, width", [("checkerboard", 5), ("channel", 4)])
+def test_a_feature_map_condition_reaches_the_conditioner_aligned_with_its_input(mask, width):
+  seen = []
+
+  def conditioner(h, conditional_input):
+    seen.append((h, conditional_input))
+    return 0.1 * h, 0.05 * tf.tanh(h)
+
+  coupling = rb.AffineCoupling(conditioner, mask=mask, event_shape=(3, width, 2))
+  z = normal((2, 3, 3, width, 2), seed=15)
+  coupling.forward(fresh(z), conditional_input=z)  # The image as its own feature map.
+  h, features = seen[-1]
+  if mask == "checkerboard":  # Each slot: the features of its conditioning, then transformed pixel.
+    assert features.shape == (6, 3, 3, 4)
+    np.testing.assert_array_equal(features[..., :2], h)
+    transformed = rb.CheckerboardMask(0).split(tf.reshape(z, [6, 3, width, 2]))[1]
+    np.testing.assert_array_equal(features[..., 2:], transformed)
+  else:  # The whole map, with the conditioning channels where the conditioner's input has them.
+    assert features.shape == (6, 3, width, 2)
+    np.testing.assert_array_equal(features[..., 1:], h)
+  coupling.forward(fresh(z), conditional_input=normal([1, 1, 3, width, 5]))  # Broadcast.
+  assert seen[-1][1].shape[0] == 6
+  with pytest.raises(ValueError, match=r"feature map \[\.\.\., 3, " + str(width)):
+    coupling.forward(fresh(z), conditional_input=normal([2, 3, 3, width + 1, 2]))
+  with pytest.raises(ValueError, match="does not match the batch shape"):
+    coupling.forward(fresh(z), conditional_input=normal([4, 3, 3, width, 2]))
+
+
 def test_conditional_chain_passes_the_condition_only_to_bijectors_that_take_it():
   def shift_by_condition(h, conditional_input):
     return tf.zeros_like(h) + conditional_input[:, None, None, :], tf.zeros_like(h)

@@ -14,6 +14,7 @@ from tfp_realnvp import networks
 from tfp_realnvp import presets
 from tfp_realnvp import training
 from tfp_realnvp._seam import Untracked
+from tfp_realnvp.dequantization import VariationalDequantizer
 from tfp_realnvp.export import export_saved_model
 from tfp_realnvp.flows import ConditionalFlowLayer
 from tfp_realnvp.flows import FlowLayer
@@ -27,6 +28,6 @@ from tfp_realnvp.networks import real_nvp_default_template
 __version__ = "0.1.0"
 
 __all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow",
-           "RealNVP", "Untracked", "export_saved_model", "bijectors", "data",
-           "masked_autoregressive_default_template", "networks", "presets",
+           "RealNVP", "Untracked", "VariationalDequantizer", "export_saved_model", "bijectors",
+           "data", "masked_autoregressive_default_template", "networks", "presets",
            "real_nvp_default_template", "training", "__version__"]

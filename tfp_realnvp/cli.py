@@ -7,7 +7,9 @@ the library and prints what it did:
 
 * `train`: `tfp_realnvp.training.train` (run folder, resuming, best epoch, metrics.json: see
   `tfp_realnvp.training`);
-* `evaluate`: bits/dim of a saved model on a split, dequantized with a fixed seed;
+* `evaluate`: bits/dim of a saved model on a split, dequantized with a fixed seed (for a model
+  with a variational dequantizer, the variational bound, or with `--importance-samples K` the
+  importance-weighted bound of `K` draws);
 * `sample`: a grid of samples, in the image format that the output's suffix names;
 * `interpolate`: `FlowModel.interpolate` between 4 test images;
 * `export`: `tfp_realnvp.export_saved_model`.
@@ -92,7 +94,7 @@ def train_options(args):
       num_scales=args.num_scales,
       num_blocks=args.num_blocks, num_levels=args.num_levels, num_steps=args.num_steps,
       num_filters=args.num_filters, coupling_network=args.coupling_network,
-      coupling=args.coupling)
+      coupling=args.coupling, dequantization=args.dequantization)
 
 
 def train(args):
@@ -106,11 +108,17 @@ def evaluate(args):
   seed = training.TEST_NOISE_SEED if args.seed is None else args.seed
   model, source = _model_and_data(args)
   split = args.split or source.training_splits()[-1]
-  ds = data_lib.load_images(source, split, batch_size=args.batch_size, shuffle=False, seed=seed)
   model.compile(jit_compile=False)
-  results = model.evaluate(ds, return_dict=True, verbose=0)
-  print(f"{split} bits/dim: {float(results['bits_per_dim']):.4f} ({args.data!r} split "
-        f"{split!r}, {source.num_examples(split)} images, dequantized with seed {seed})")
+  bits, count = training.evaluate_test(model, source, split, args.batch_size, seed=seed,
+                                       num_samples=args.importance_samples)
+  if model.dequantizer is None:
+    how = "dequantized"
+  elif args.importance_samples == 1:
+    how = "variational bound, dequantizer noise"
+  else:
+    how = f"importance-weighted bound of {args.importance_samples} dequantizer draws"
+  print(f"{split} bits/dim: {float('nan') if bits is None else bits:.4f} ({args.data!r} split "
+        f"{split!r}, {count} images, {how} with seed {seed})")
   return 0
 
 
@@ -153,8 +161,8 @@ def interpolate(args):
 
 def export(args):
   """`tfp-realnvp export`."""
-  path = export_lib.export_saved_model(_load_flow_model(args.model), args.output,
-                                       overwrite=args.overwrite)
+  model = _load_flow_model(args.model)
+  path = export_lib.export_saved_model(model, args.output, overwrite=args.overwrite)
   print(f"Wrote the SavedModel {path} (signatures: "
-        f"{', '.join(export_lib.SIGNATURES)}, serving_default = log_prob)")
+        f"{', '.join(export_lib.signatures_of(model))}, serving_default = log_prob)")
   return 0

@@ -7,9 +7,18 @@ import shutil
 
 import tensorflow as tf
 
-__all__ = ["export_saved_model", "SIGNATURES"]
+__all__ = ["export_saved_model", "SIGNATURES", "signatures_of"]
 
 SIGNATURES = ("log_prob", "bits_per_dim", "sample", "forward", "inverse")
+"""The signatures of every export (and `serving_default`, which is `log_prob`)."""
+
+DEQUANTIZER_SIGNATURES = ("log_prob_bound",)
+"""The signatures added for a model with a `tfp_realnvp.VariationalDequantizer`."""
+
+
+def signatures_of(model):
+  """The names of the signatures that `export_saved_model(model, ...)` writes."""
+  return SIGNATURES + (DEQUANTIZER_SIGNATURES if model.dequantizer is not None else ())
 
 
 class _FlowServing(tf.Module):
@@ -34,14 +43,28 @@ class _FlowServing(tf.Module):
 
     self.log_prob = tf.function(lambda x, *c: {"log_prob": model.log_prob(x, *c)},
                                 input_signature=[data] + condition)
-    self.bits_per_dim = tf.function(lambda x, *c: {"bits_per_dim": model.bits_per_dim(x, *c)},
-                                    input_signature=[data] + condition)
+    # The bits/dim of the density of `x` (with a dequantizer too, see `log_prob_bound`).
+    self.bits_per_dim = tf.function(
+        lambda x, *c: {"bits_per_dim": model.bits_from_log_prob(model.log_prob(x, *c))},
+        input_signature=[data] + condition)
     self.forward = tf.function(
         lambda z, *c: {"x": bijector.forward(z, **model.bijector_kwargs(*c))},
         input_signature=[latent] + condition)
     self.inverse = tf.function(
         lambda x, *c: {"z": bijector.inverse(x, **model.bijector_kwargs(*c))},
         input_signature=[data] + condition)
+
+    def log_prob_bound(pixels, num_samples, seed, *c):
+      seed = tf.stack([tf.zeros([], tf.int32), seed])
+      return {"log_prob_bound": model.log_prob_bound(pixels, *c, num_samples=num_samples,
+                                                     seed=seed)}
+
+    if model.dequantizer is not None:
+      self.log_prob_bound = tf.function(log_prob_bound, input_signature=[
+          tf.TensorSpec([None] + model.distribution.event_shape.as_list(), tf.uint8,
+                        name="pixels"),
+          tf.TensorSpec([], tf.int32, name="num_samples"),
+          tf.TensorSpec([], tf.int32, name="seed")] + condition)
 
     def sample(count, seed, temperature, *c):
       seed = tf.stack([tf.zeros([], tf.int32), tf.cast(seed, tf.int32)])
@@ -63,7 +86,15 @@ def export_saved_model(model, path, overwrite=False):
   * `sample(count, seed, temperature)` -> `images`: the same images as
     `model.sample(count, temperature=temperature, seed=seed)` for an int seed;
   * `forward(z)` -> `x` (latent to data) and `inverse(x)` -> `z` (data to latent), through the
-    whole chain including the preprocessing.
+    whole chain including the preprocessing;
+  * for a model with a `tfp_realnvp.VariationalDequantizer`, also
+    `log_prob_bound(pixels, num_samples, seed)` -> `log_prob_bound` per example: the bound of
+    `model.log_prob_bound` for 8-bit images (uint8 pixels `k`), importance-weighted over
+    `num_samples` draws of the dequantizer's noise, the same numbers as
+    `model.log_prob_bound(pixels, num_samples=num_samples, seed=seed)` for an int seed; in
+    bits per dimension of the 8-bit data it is `(D ln 256 - log_prob_bound) / (D ln 2)`.
+    `log_prob` and `bits_per_dim` keep taking images `x` in `[0, 1)`: the density of the
+    continuous data.
 
   `z` has shape `[batch] + model.event_shape` (the base's) and `x` the shape
   `[batch] + model.distribution.event_shape` of the data. For a conditional model every
@@ -106,7 +137,7 @@ def export_saved_model(model, path, overwrite=False):
                           f"the command line) to replace it.")
   path.parent.mkdir(parents=True, exist_ok=True)
   serving = _FlowServing(model)
-  signatures = {name: getattr(serving, name) for name in SIGNATURES}
+  signatures = {name: getattr(serving, name) for name in signatures_of(model)}
   signatures["serving_default"] = serving.log_prob
   staging = _make_staging_folder(path)
   retired = staging.with_name(staging.name + ".old")

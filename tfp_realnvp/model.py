@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
+from tfp_realnvp import dequantization
 from tfp_realnvp import flows
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
@@ -55,6 +56,19 @@ def _sample_count(n):
   return int(n)
 
 
+def _check_dequantizer(dequantizer, preprocessing, num_levels):
+  """Raises a `TypeError` or `ValueError` unless `dequantizer` fits a model of these settings."""
+  if not isinstance(dequantizer, dequantization.VariationalDequantizer):
+    raise TypeError(f"dequantizer must be None (uniform noise in the data pipeline) or a "
+                    f"tfp_realnvp.VariationalDequantizer, got {type(dequantizer).__name__}.")
+  if preprocessing != "logit":
+    raise ValueError("A dequantizer makes the data of images in [0, 1): it needs "
+                     f"preprocessing='logit', got preprocessing={preprocessing!r}.")
+  if dequantizer.num_levels != num_levels:
+    raise ValueError(f"The dequantizer has num_levels={dequantizer.num_levels}, the model "
+                     f"num_levels={num_levels}; they must be equal.")
+
+
 def _in_multi_worker_mode(strategy):
   """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -88,6 +102,26 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   Bits per dimension: for 8-bit images dequantized to `[0, 1)`,
   `bits_per_dim = (NLL_x + D ln 256) / (D ln 2)`, the figure the literature reports for the
   discrete data (`num_levels=256`). With `preprocessing=None` it is `NLL / (D ln 2)`.
+
+  Variational dequantization: with `dequantizer=tfp_realnvp.VariationalDequantizer(...)` the
+  noise `u` of `x = (k + u) / L` is drawn inside the model from a learned `q(u | k)` instead of
+  uniformly in the data pipeline (Flow++, Ho et al., 2019). The model then takes the quantized
+  images (floats `k / L` from `tfp_realnvp.data.load_images(..., dequantize=False)`, or integer
+  pixels `k`) in `fit`, `evaluate`, `predict`, calling it and `bits_per_dim`, and each of them
+  computes, per example, one draw of the variational bound
+
+  ```none
+  log p((k + u) / L) - log q(u | k),   u ~ q(u | k),
+  ```
+
+  whose expectation is at most `log P(k) + D log L` (`P(k)` the probability of the 8-bit
+  image): the loss is `-E_q[log p(x) - log q(u | k)]` (plus the L2 penalty, which covers the
+  dequantizer's networks too) and `bits_per_dim` is the variational upper bound on the bits
+  per dimension of the 8-bit data, `(-(log p - log q) + D ln L) / (D ln 2)`. Uniform noise is
+  the special case `q = 1`, so the figures of the two compare directly. `log_prob_bound` and
+  `bits_per_dim(x, num_samples=K)` give the tighter importance-weighted bound of `K` draws.
+  `log_prob(x)`, `sample`, `interpolate` and the bijector keep working on images in `[0, 1)`:
+  the dequantizer only serves the bound on the discrete data.
 
   Conditional models: when the flow is conditional (a `RealNVP` built with `num_classes` or
   `conditional_size`), the model is the conditional density `p(x | c)` and every entry point
@@ -134,7 +168,11 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     l2: L2 coefficient on the weight-norm scales (5e-5 in the paper).
     num_levels: number of levels of the quantised data, for `bits_per_dim`.
     validate_args: check at run time that the data lie in `[0, 1]` (with the logit
-      preprocessing), naming the problem instead of returning NaN.
+      preprocessing) and that pixels lie in `0..num_levels-1` (with a dequantizer), naming
+      the problem instead of returning NaN.
+    dequantizer: `None` (the data are dequantized images, e.g. with uniform noise by
+      `tfp_realnvp.data.load_images`) or a `tfp_realnvp.VariationalDequantizer` of the data's
+      shape and `num_levels`, trained with the flow (needs the logit preprocessing).
     **kwargs: `keras.Model` arguments (`name`, ...). The model's dtype follows the flow's
       variable dtype (float32 under mixed precision, so densities stay float32).
   """
@@ -143,7 +181,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   _graph_functions = _seam.Untracked("`tf.function`s by name, see `_graph_function`.", dict)
 
   def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
-               num_levels=256, validate_args=False, **kwargs):
+               num_levels=256, validate_args=False, dequantizer=None, **kwargs):
     if not isinstance(flow, flows.FlowLayer):
       raise TypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
@@ -151,6 +189,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
           f"FlowLayer and hand the bijector to _set_bijector.")
     if preprocessing not in PREPROCESSINGS:
       raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
+    if dequantizer is not None:
+      _check_dequantizer(dequantizer, preprocessing, num_levels)
     event_shape = flow.event_shape if event_shape is None else event_shape
     kwargs.setdefault("dtype", flow.dtype_policy.variable_dtype)
     super().__init__(**kwargs)
@@ -161,6 +201,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     self.l2 = float(l2)
     self.num_levels = int(num_levels)
     self.validate_args = bool(validate_args)
+    self.dequantizer = dequantizer
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
 
     bijector = flow.bijector
@@ -170,6 +211,11 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
           [logit_lib.Logit(self.alpha, validate_args=self.validate_args), bijector])
     base = tfd.Sample(tfd.Normal(tf.zeros([], self.compute_dtype), 1.0), list(self.event_shape))
     self._distribution = tfd.TransformedDistribution(base, bijector)
+    if dequantizer is not None and tuple(dequantizer.event_shape) != tuple(
+        self._distribution.event_shape):
+      raise ValueError(
+          f"The dequantizer is for images of shape {tuple(dequantizer.event_shape)}, the flow "
+          f"models data of shape {tuple(self._distribution.event_shape)}.")
     self.built = True
 
   @property
@@ -258,9 +304,113 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       bits = bits + math.log2(self.num_levels)
     return bits
 
-  def bits_per_dim(self, x, condition=None):
-    """Bits per dimension of each example of `x`, given `condition` for a conditional model."""
+  def bits_per_dim(self, x, condition=None, num_samples=1, seed=None):
+    """Bits per dimension of each example of `x`, given `condition` for a conditional model.
+
+    For a model with a dequantizer, `x` are the quantized images (see `log_prob_bound`) and
+    the figure is the bound `bits_from_log_prob(log_prob_bound(x, condition, num_samples,
+    seed))`, importance-weighted for `num_samples > 1`; otherwise `x` are dequantized images
+    and `num_samples` and `seed` must keep their defaults.
+
+    Raises:
+      ValueError: `num_samples` or `seed` for a model without a dequantizer.
+    """
+    if self.dequantizer is not None:
+      return self.bits_from_log_prob(self.log_prob_bound(x, condition, num_samples, seed))
+    if num_samples != 1 or seed is not None:
+      raise ValueError(
+          f"FlowModel {self.name!r} has no dequantizer: its data are already dequantized and "
+          f"bits_per_dim takes neither num_samples nor seed (importance sampling needs a "
+          f"VariationalDequantizer).")
     return self.bits_from_log_prob(self.log_prob(x, condition))
+
+  def log_prob_bound(self, x, condition=None, num_samples=1, seed=None):
+    """The variational (or importance-weighted) bound of a model with a dequantizer, per example.
+
+    For quantized images `k / L` (`L = num_levels`) and `K = num_samples` draws
+    `u_i ~ q(u | k)` of the dequantizer,
+
+    ```none
+    log_prob_bound(k / L) = logsumexp_i[log p((k + u_i) / L) - log q(u_i | k)] - log K
+    ```
+
+    in expectation a lower bound on `log P(k) + D log L`, where `P(k)` is the probability of
+    the 8-bit image (see `tfp_realnvp.VariationalDequantizer`); it is in the units of
+    `log_prob` of dequantized images, so `bits_from_log_prob` turns it into the bound in bits
+    per dimension (which adds the `D log L`). `K = 1` is the variational bound that `fit`
+    trains on and `evaluate` reports; a larger `K` gives a tighter figure (Flow++ reports it),
+    at `K` times the cost.
+
+    Args:
+      x: quantized images, floats `k / L` in `[0, 1)` (`tfp_realnvp.data.load_images(...,
+        dequantize=False)`; dequantized images `(k + u) / L` give the same `k`, the pixels
+        being `floor(L * x)`), or integer pixels `k` in `0..L-1` (e.g. uint8 images).
+      condition: for a conditional model, the condition of `p` (the dequantizer does not
+        take one); else `None`.
+      num_samples: `K`, the number of noise draws per image, an integer >= 1.
+      seed: `None` (fresh noise), an int or a stateless seed `[2]` int tensor; the same seed
+        gives the same figure.
+
+    Raises:
+      ValueError: for a model without a dequantizer, or a bad `num_samples`.
+      TypeError: `x` is neither floating-point nor integer.
+    """
+    if self.dequantizer is None:
+      raise ValueError(
+          f"FlowModel {self.name!r} has no dequantizer; build it with "
+          f"dequantizer=tfp_realnvp.VariationalDequantizer(...) for a variational bound, or "
+          f"use log_prob on dequantized images.")
+    num_samples = _sample_count(num_samples)
+    if isinstance(num_samples, int) and num_samples < 1:
+      raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    return self._call_log_prob_bound(x, condition, num_samples, seed, training=None)
+
+  def _call_log_prob_bound(self, x, condition, num_samples, seed, training):
+    """`log_prob_bound`, traced apart for each value of Keras's `training` flag when eager."""
+    pixels = self._as_pixels(x)
+    seed = dequantization.stateless_seed(seed)
+    if tf.executing_eagerly():
+      return self._graph_function("log_prob_bound", self._log_prob_bound)(
+          pixels, _as_tensor(condition), num_samples, seed, training)
+    return self._log_prob_bound(pixels, condition, num_samples, seed)
+
+  def _log_prob_bound(self, pixels, condition, num_samples, seed, training=None):
+    del training  # Keys the trace only, see `_call_log_prob`.
+    batch_shape = pixels.shape[:-len(self._distribution.event_shape)]
+    if batch_shape.num_elements() == 0:
+      # No example to run the networks on (TF's fused batch norm rejects an empty batch).
+      return tf.zeros(batch_shape, pixels.dtype)
+    # The K draws of every image along a new leading axis: a condition broadcasts against it.
+    pixels = tf.broadcast_to(pixels, tf.concat([[num_samples], tf.shape(pixels)], axis=0))
+    u, log_q = self.dequantizer(pixels, seed=seed)
+    x = (pixels + tf.cast(u, pixels.dtype)) / self.num_levels
+    log_w = self._log_prob(x, condition) - tf.cast(log_q, pixels.dtype)
+    return (tf.reduce_logsumexp(log_w, axis=0)
+            - tf.math.log(tf.cast(num_samples, log_w.dtype)))
+
+  def _as_pixels(self, x):
+    """The pixels `k` of quantized images `x` (floats `k / L`, or integers `k`), as floats.
+
+    Raises:
+      TypeError: `x` is neither floating-point nor integer.
+    """
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_integer:
+      pixels = tf.cast(x, self.compute_dtype)
+    elif x.dtype.is_floating:
+      pixels = tf.floor(tf.cast(x, self.compute_dtype) * self.num_levels)
+    else:
+      raise TypeError(
+          f"FlowModel {self.name!r} has a dequantizer and takes quantized images (floats k / "
+          f"{self.num_levels} or integer pixels k), got dtype {x.dtype.name}.")
+    if self.validate_args:
+      message = f"FlowModel {self.name!r}: pixels must lie in 0..{self.num_levels - 1}"
+      with tf.control_dependencies([
+          tf.debugging.assert_non_negative(pixels, message=message),
+          tf.debugging.assert_less(pixels, tf.cast(self.num_levels, pixels.dtype),
+                                   message=message)]):
+        pixels = tf.identity(pixels)
+    return pixels
 
   def sample(self, n, condition=None, temperature=1.0, seed=None):
     """Draws `n` samples; `temperature` scales the base distribution's standard deviation.
@@ -344,16 +494,23 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   def call(self, inputs, training=None):
     # Nested layers read `training` from Keras's call context; it also keys the eager trace.
     if self.condition_spec is None:
-      return self._call_log_prob(inputs, None, training)
-    if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
+      x, condition = inputs, None
+    elif not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
       raise ValueError(
           f"FlowModel {self.name!r} is conditional: call it on a pair (x, condition), and give "
           f"fit, evaluate and predict (x, condition) pairs; got {type(inputs).__name__}.")
-    return self._call_log_prob(*inputs, training)
+    else:
+      x, condition = inputs
+    if self.dequantizer is not None:
+      return self._call_log_prob_bound(x, condition, 1, None, training)
+    return self._call_log_prob(x, condition, training)
 
   def regularization_penalty(self):
-    """`l2 * sum(g ** 2)` over the weight-norm scales of every network inside the flow."""
+    """`l2 * sum(g ** 2)` over the weight-norm scales of every network of the flow (and of the
+    dequantizer, if any)."""
     scales = weight_norm.weight_scales(self.flow)
+    if self.dequantizer is not None:
+      scales += self.dequantizer.weight_scales
     if not self.l2 or not scales:
       return tf.zeros([], self.compute_dtype)
     return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(g)) for g in scales]))
@@ -389,6 +546,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
                   event_shape=list(self.event_shape), preprocessing=self.preprocessing,
                   alpha=self.alpha, l2=self.l2, num_levels=self.num_levels,
                   validate_args=self.validate_args)
+    if self.dequantizer is not None:  # Configs of models without one stay as they were.
+      config["dequantizer"] = keras.saving.serialize_keras_object(self.dequantizer)
     return config
 
   @classmethod
@@ -396,6 +555,9 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     config = dict(config)
     flow = keras.saving.deserialize_keras_object(config.pop("flow"),
                                                  custom_objects=custom_objects)
+    if config.get("dequantizer") is not None:
+      config["dequantizer"] = keras.saving.deserialize_keras_object(
+          config["dequantizer"], custom_objects=custom_objects)
     return cls(flow, **config)
 
   def interpolate(self, corners, steps, condition=None):

@@ -92,6 +92,12 @@ every one off by default in every preset:
 * `ema` (default 0): momentum of Keras's exponential moving average of the weights, which the
   run validates, samples, tests and saves (`tfp_realnvp.training.train`).
 
+Dequantization (`dequantization`, a training setting too): `"uniform"` (the default of every
+preset: uniform noise added by the data pipeline, Real NVP's bound) or `"variational"` (a
+`tfp_realnvp.VariationalDequantizer` with its default architecture, 4 couplings of 32 filters,
+trained with the flow; the bits/dim are then the variational bound of Flow++, see
+`build_dequantizer`).
+
 Why off: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
 pinned to one CPU core, about 5 minutes each under load, 2026-11-30) none of them helped, and
 the EMA hurt.
@@ -137,9 +143,9 @@ import types
 
 from tfp_realnvp import _validation
 
-__all__ = ["FLOWS", "FLOW_SETTINGS", "PRESETS", "Preset", "SETTINGS", "TRAINING_SETTINGS",
-           "build_flow", "check_shape", "compatible_presets", "default_preset", "get_preset",
-           "preset_for_shape", "resolve"]
+__all__ = ["DEQUANTIZATIONS", "FLOWS", "FLOW_SETTINGS", "PRESETS", "Preset", "SETTINGS",
+           "TRAINING_SETTINGS", "build_dequantizer", "build_flow", "check_shape",
+           "compatible_presets", "default_preset", "get_preset", "preset_for_shape", "resolve"]
 
 FLOWS = types.MappingProxyType({"realnvp": "Real NVP", "glow": "Glow"})
 """Read-only mapping of flow kind (`Preset.flow`) -> its name in titles and messages."""
@@ -149,13 +155,17 @@ FLOW_SETTINGS = types.MappingProxyType({
     "glow": ("num_levels", "num_steps", "num_filters", "coupling_network", "coupling")})
 """Read-only mapping of flow kind -> the `Preset` fields that are its flow's keyword arguments."""
 
-TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs", "ema", "warmup_steps", "clipnorm")
+TRAINING_SETTINGS = ("batch_size", "learning_rate", "epochs", "ema", "warmup_steps", "clipnorm",
+                     "dequantization")
 """The `Preset` fields of the training run, the same for every kind of flow."""
 
 SETTINGS = tuple(dict.fromkeys(
     [name for names in FLOW_SETTINGS.values() for name in names] + list(TRAINING_SETTINGS)))
 """The fields of `Preset` that `resolve` can override: the union of `FLOW_SETTINGS` (each
 preset takes those of its flow) and `TRAINING_SETTINGS`."""
+
+DEQUANTIZATIONS = ("uniform", "variational")
+"""The values of the `dequantization` setting."""
 
 # The integer settings, checked by `resolve`.
 _COUNTS = ("num_scales", "num_filters", "num_blocks", "num_levels", "num_steps", "batch_size",
@@ -221,10 +231,12 @@ class Preset:
       default) turns it off.
     clipnorm: the global norm (over all the gradients) above which the gradients are scaled
       down (Keras's `global_clipnorm`); `None` (the default) turns it off.
+    dequantization: `"uniform"` (the default: uniform noise in the data pipeline) or
+      `"variational"` (a learned `tfp_realnvp.VariationalDequantizer`, `build_dequantizer`).
 
   Raises:
-    ValueError: for an unknown `flow`, architecture fields that do not match it, or an `ema`,
-      `warmup_steps` or `clipnorm` out of range.
+    ValueError: for an unknown `flow` or `dequantization`, architecture fields that do not
+      match the flow, or an `ema`, `warmup_steps` or `clipnorm` out of range.
   """
 
   name: str
@@ -245,9 +257,13 @@ class Preset:
   ema: float = 0.0
   warmup_steps: int = 0
   clipnorm: float = None
+  dequantization: str = "uniform"
 
   def __post_init__(self):
     _check_optimizer_settings(self.ema, self.warmup_steps, self.clipnorm)
+    if self.dequantization not in DEQUANTIZATIONS:
+      raise ValueError(f"dequantization must be one of {_quoted(DEQUANTIZATIONS)}, got "
+                       f"{self.dequantization!r}.")
     _check_flow(self.flow)
     own = FLOW_SETTINGS[self.flow]
     missing = [name for name in own if getattr(self, name) is None]
@@ -544,3 +560,22 @@ def build_flow(preset, event_shape, **overrides):
   kwargs.update({key: value for key, value in overrides.items() if value is not None})
   flow_class = {"realnvp": flows.RealNVP, "glow": glow.Glow}[preset.flow]
   return flow_class(_validation.image_shape(event_shape), **kwargs)
+
+
+def build_dequantizer(preset, event_shape, **kwargs):
+  """The dequantizer of a preset's model: `None` for uniform noise, else a new one.
+
+  Args:
+    preset: a `Preset` (e.g. from `resolve`).
+    event_shape: `(height, width, channels)` of the images.
+    **kwargs: `keras.layers.Layer` arguments of the dequantizer (e.g. `dtype`).
+
+  Returns:
+    `None` when `preset.dequantization` is `"uniform"` (the data pipeline adds the noise),
+    else a `tfp_realnvp.VariationalDequantizer` for `event_shape` with its default
+    architecture, for `tfp_realnvp.FlowModel(flow, dequantizer=...)`.
+  """
+  if preset.dequantization == "uniform":
+    return None
+  from tfp_realnvp import dequantization  # pylint: disable=g-import-not-at-top
+  return dequantization.VariationalDequantizer(_validation.image_shape(event_shape), **kwargs)

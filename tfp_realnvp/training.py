@@ -66,6 +66,14 @@ three splits. The validation curve uses fresh dequantization noise every epoch; 
 `test_bits_per_dim` is computed on the full test split dequantized once with the fixed seed
 `TEST_NOISE_SEED`, so that two models are compared on the same noise. Like the paper's numbers
 it is the bits/dim of the dequantized data, an upper bound on those of the 8-bit data.
+
+With `dequantization="variational"` the model owns a `tfp_realnvp.VariationalDequantizer`: the
+pipelines hand it the quantized images `k / 256` (`load_images(..., dequantize=False)`), it
+draws the noise from its learned `q(u | k)`, and every bits/dim of the run (training,
+validation, test) is the variational bound `-E_q[log p((k + u) / 256) - log q(u | k)]`
+converted to bits per dimension of the 8-bit data (Flow++), again an upper bound on them; the
+test figure draws the noise once per test batch with the fixed seed `[TEST_NOISE_SEED, batch
+index]`.
 """
 
 import contextlib
@@ -95,9 +103,10 @@ __all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "RunError"
 # Seed of the dequantization noise of the test split when computing test bits/dim.
 TEST_NOISE_SEED = 0
 # Settings of a run that an interrupted run must share with the command that resumes it (`ema`
-# and `warmup_steps` change the optimizer's variables, which the backup holds).
+# and `warmup_steps` change the optimizer's variables, which the backup holds; a variational
+# dequantizer adds its own).
 _ARCHITECTURE = ("data", "event_shape", "preset", "flow_kind", "flow", "mixed_precision", "ema",
-                 "warmup_steps")
+                 "warmup_steps", "dequantization")
 # The validation metric whose lowest value picks the best epoch.
 MONITOR = "val_bits_per_dim"
 
@@ -497,8 +506,13 @@ class SampleGrid(keras.callbacks.Callback):
     plotting.save_image_grid(images.numpy(), self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
-def evaluate_test(model, source, split, batch_size=64, drop_remainder=False):
-  """Bits/dim of `model` on a whole split of `source`, dequantized with `TEST_NOISE_SEED`.
+def evaluate_test(model, source, split, batch_size=64, drop_remainder=False,
+                  seed=TEST_NOISE_SEED, num_samples=1):
+  """Bits/dim of `model` on a whole split of `source`, dequantized with the fixed `seed`.
+
+  For a model with a dequantizer, the mean over the images of `model.bits_per_dim(images,
+  num_samples=num_samples, seed=[seed, batch index])`: the variational bound (or, for
+  `num_samples > 1`, the importance-weighted bound) in bits per dimension of the 8-bit data.
 
   Args:
     model: a `FlowModel`.
@@ -506,14 +520,27 @@ def evaluate_test(model, source, split, batch_size=64, drop_remainder=False):
     split: the split to evaluate, e.g. the last split of `source.training_splits()`.
     batch_size: images per evaluation batch.
     drop_remainder: drop a last, smaller batch (static shapes on TPUs).
+    seed: seed of the noise (uniform noise of the pipeline, or the dequantizer's).
+    num_samples: importance samples per image (a model with a dequantizer only).
 
   Returns:
     `(bits_per_dim or None if not finite, number of images)`.
+
+  Raises:
+    ValueError: `num_samples > 1` for a model without a dequantizer.
   """
+  uniform = model.dequantizer is None
+  if uniform and num_samples != 1:
+    raise ValueError("Importance samples need a model with a variational dequantizer; this "
+                     "one was trained on uniformly dequantized data.")
   test_ds = data_lib.load_images(source, split, batch_size=batch_size, shuffle=False,
-                                 seed=TEST_NOISE_SEED, drop_remainder=drop_remainder)
-  results = model.evaluate(test_ds, return_dict=True, verbose=0)
-  return finite_or_none(results["bits_per_dim"]), source.num_examples(split)
+                                 seed=seed, drop_remainder=drop_remainder, dequantize=uniform)
+  if uniform:
+    results = model.evaluate(test_ds, return_dict=True, verbose=0)
+    return finite_or_none(results["bits_per_dim"]), source.num_examples(split)
+  bits = [model.bits_per_dim(images, num_samples=num_samples, seed=tf.constant([seed, index]))
+          for index, images in enumerate(test_ds)]
+  return finite_or_none(float(tf.reduce_mean(tf.concat(bits, axis=0)))), source.num_examples(split)
 
 
 @dataclasses.dataclass
@@ -618,25 +645,30 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       "epochs": preset.epochs, "batch_size": preset.batch_size,
       "learning_rate": preset.learning_rate, "ema": preset.ema,
       "warmup_steps": preset.warmup_steps, "clipnorm": preset.clipnorm,
-      "steps_per_epoch": steps_per_epoch,
+      "dequantization": preset.dequantization, "steps_per_epoch": steps_per_epoch,
       "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "seed": seed,
       "validation_freq": validation_freq}, state={} if state is None else state)
 
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   keras.utils.set_random_seed(seed)
+  # A variational dequantizer takes the quantized images and draws the noise itself.
+  uniform = preset.dequantization == "uniform"
   train_ds = data_lib.load_images(
       source, train_split, batch_size=preset.batch_size, shuffle=True, seed=seed,
-      repeat=steps_per_epoch is not None, drop_remainder=tpu)
+      repeat=steps_per_epoch is not None, drop_remainder=tpu, dequantize=uniform)
   validation_ds = None
   if validation_freq:
     validation_ds = data_lib.load_images(source, validation_split, batch_size=preset.batch_size,
-                                         shuffle=False, seed=seed + 1, drop_remainder=tpu)
-  # The flow's own dtype policy rather than a new global one: a run leaves its caller's process
-  # as it found it.
+                                         shuffle=False, seed=seed + 1, drop_remainder=tpu,
+                                         dequantize=uniform)
+  # The model's own dtype policy rather than a new global one: a run leaves its caller's
+  # process as it found it.
   precision = (f"mixed_{mixed_precision}" if mixed_precision
                else keras.mixed_precision.global_policy().name)
   with strategy.scope():
-    model = model_lib.FlowModel(presets.build_flow(preset, shape, dtype=precision))
+    model = model_lib.FlowModel(
+        presets.build_flow(preset, shape, dtype=precision),
+        dequantizer=presets.build_dequantizer(preset, shape, dtype=precision))
     optimizer = make_optimizer(preset)
     if mixed_precision == "float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -689,6 +721,13 @@ def _optimizer_settings(preset):
   return f" ({', '.join(on)})" if on else ""
 
 
+def _dequantized(config):
+  """How the test images were dequantized, for the report."""
+  if config.get("dequantization", "uniform") == "uniform":
+    return "dequantized"
+  return "variational bound, dequantizer noise"
+
+
 def _report(result, say):
   """Prints where the results of a finished run are."""
   folder, metrics = result.folder, result.metrics
@@ -700,7 +739,8 @@ def _report(result, say):
              else f"weights of the last of {epochs} epochs, not validated")
   say(f"Test bits/dim: {bpd_text} ({metrics['config']['data']!r} split "
       f"{metrics['test_split']!r}, "
-      f"{metrics['test_examples']} images, dequantized with fixed seed {TEST_NOISE_SEED}; "
+      f"{metrics['test_examples']} images, {_dequantized(metrics['config'])} with fixed seed "
+      f"{TEST_NOISE_SEED}; "
       f"{weights})")
   grids = folder.sample_grids()
   if grids:
@@ -713,6 +753,16 @@ def _report(result, say):
   say(f"Model: {folder.model}")
   if folder.logs.is_dir():
     say(f"TensorBoard: tensorboard --logdir {folder.logs}")
+
+
+def _test_dequantization(preset):
+  """What the test bits/dim of a run are, for `metrics.json`."""
+  if preset.dequantization == "uniform":
+    return (f"uniform noise (k + u) / 256 drawn once with the fixed seed {TEST_NOISE_SEED}; "
+            "bits/dim of the dequantized data, an upper bound on those of the 8-bit data")
+  return (f"variational: noise u ~ q(u | k) of the learned dequantizer, drawn once with the "
+          f"fixed seed {TEST_NOISE_SEED}; the variational bound -E_q[log p((k + u) / 256) - "
+          "log q(u | k)] in bits/dim, an upper bound on those of the 8-bit data")
 
 
 def _finish(model, record, folder, source, test_split, preset, train_seconds, resumed_at, tpu):
@@ -733,9 +783,7 @@ def _finish(model, record, folder, source, test_split, preset, train_seconds, re
   record.results = {
       "train_seconds_this_attempt": train_seconds, "test_bits_per_dim": test_bpd,
       "test_examples": num_test, "test_split": test_split,
-      "test_dequantization": (f"uniform noise (k + u) / 256 drawn once with the fixed seed "
-                              f"{TEST_NOISE_SEED}; bits/dim of the dequantized data, an upper "
-                              "bound on those of the 8-bit data"),
+      "test_dequantization": _test_dequantization(preset),
       "model": folder.model.name, "plot": folder.plot.name if plotted else None,
       "samples": [os.fspath(g.relative_to(folder.files)) for g in folder.sample_grids()],
       "damaged_samples_removed": damaged}

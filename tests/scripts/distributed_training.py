@@ -1,11 +1,13 @@
 """Trains a small flow under a tf.distribute strategy; run as a subprocess by the tests.
 
 Usage:
-  python distributed_training.py mirrored OUT.json [glow]
+  python distributed_training.py mirrored OUT.json [glow|vardeq]
       configures 2 logical CPU devices, trains one SGD step of the same model and global batch
       on one device and under MirroredStrategy, and writes both losses and gradients (the
       update divided by the learning rate). With `glow`, a new Glow, whose ActNorm layers
-      initialise from that step's batch, and whether they all did.
+      initialise from that step's batch, and whether they all did. With `vardeq`, a Real NVP
+      with a variational dequantizer on a batch of 256 quantized images: the two steps draw
+      different noise, so their numbers agree only up to its Monte Carlo error.
   python distributed_training.py multiworker OUT.npz
       one worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG set by the caller):
       trains a few steps of `fit` and writes the final weights.
@@ -36,6 +38,9 @@ from helpers import randomize  # pylint: disable=wrong-import-position
 
 LEARNING_RATE = 0.1
 IMAGES = np.random.default_rng(0).uniform(0.0, 1.0, (64, 8, 8, 1)).astype(np.float32)
+if FLOW == "vardeq":  # Quantized images k / 256, more of them (the noise varies the loss).
+  IMAGES = np.floor(np.random.default_rng(0).uniform(0.0, 256.0, (256, 8, 8, 1))) / 256
+  IMAGES = IMAGES.astype(np.float32)
 
 
 def build(strategy):
@@ -47,7 +52,11 @@ def build(strategy):
       flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
                                  batch_norm=True)
       randomize(flow, seed=1)
-    model = tfp_realnvp.FlowModel(flow)
+    dequantizer = None
+    if FLOW == "vardeq":
+      dequantizer = tfp_realnvp.VariationalDequantizer((8, 8, 1), num_couplings=2, num_filters=8)
+      randomize(dequantizer, seed=2, stddev=0.1)
+    model = tfp_realnvp.FlowModel(flow, dequantizer=dequantizer)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
   return model
 
@@ -62,7 +71,7 @@ def initialized(model):
 def one_step(model):
   """Loss reported by `fit` and the gradient recovered from the SGD update."""
   before = [v.numpy().copy() for v in model.trainable_variables]
-  history = model.fit(IMAGES, batch_size=64, epochs=1, shuffle=False, verbose=0)
+  history = model.fit(IMAGES, batch_size=len(IMAGES), epochs=1, shuffle=False, verbose=0)
   gradients = [(b - v.numpy()) / LEARNING_RATE
                for b, v in zip(before, model.trainable_variables, strict=True)]
   return history.history["loss"][0], gradients
@@ -76,10 +85,14 @@ if MODE == "mirrored":
   mirrored_loss, mirrored_grads = one_step(mirrored)
   norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in single_grads))
   errors = [float(np.linalg.norm(a - b)) for a, b in zip(mirrored_grads, single_grads, strict=True)]
+  dot = sum(np.sum(a.astype(np.float64) * b) for a, b in zip(mirrored_grads, single_grads,
+                                                             strict=True))
+  mirrored_norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in mirrored_grads))
   with open(OUT, "w") as f:
     json.dump({"replicas": strategy.num_replicas_in_sync, "single_loss": single_loss,
                "mirrored_loss": mirrored_loss, "gradient_norm": float(norm),
-               "gradient_errors": errors,
+               "gradient_errors": errors, "mirrored_gradient_norm": float(mirrored_norm),
+               "gradient_cosine": float(dot / (norm * mirrored_norm)),
                "gradient_norms": [float(np.linalg.norm(g)) for g in single_grads],
                "initialized": [initialized(single), initialized(mirrored)]}, f)
 elif MODE == "multiworker":

@@ -72,8 +72,13 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
     """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
     return self._mask.conditioner_shape(tuple(event_shape))
 
-  def _conditioner_kwargs(self, conditional_input, batch_shape):
-    """`{}`, or the condition broadcast to `batch_shape` and flattened to `[N, K]` like `x`."""
+  def _conditioner_kwargs(self, conditional_input, batch_shape, event_shape):
+    """`{}`, or the condition broadcast to `batch_shape` and flattened like the images.
+
+    A condition of vectors `[..., K]` becomes `[N, K]`. A condition of the images' rank is a
+    feature map `[..., H, W, F]` of the images (`event_shape = (H, W, C)`): it becomes
+    `[N, H, W, F]`, packed like the conditioning units by the mask (`pack_features`).
+    """
     if conditional_input is None:
       return {}
     condition = tf.convert_to_tensor(conditional_input)
@@ -82,25 +87,33 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
       raise ValueError(
           f"{self.name}: conditional_input must have shape [..., K] with a known size K, got "
           f"shape {shape}.")
-    size = shape[-1]
+    batch_rank = len(batch_shape) if isinstance(batch_shape, list) else batch_shape.shape[0]
+    spatial = shape.rank == batch_rank + _checks.EVENT_NDIMS
+    if spatial and shape[-3:-1].as_list() != list(event_shape[:2]):
+      raise ValueError(
+          f"{self.name}: a conditional_input of the images' rank is a feature map "
+          f"[..., {event_shape[0]}, {event_shape[1]}, F] of the images, got shape {shape}.")
+    event = shape[-3:].as_list() if spatial else [shape[-1]]
+    sizes = ", ".join(str(size) for size in event)
     if isinstance(batch_shape, list):
-      if not _broadcasts_to(shape[:-1], batch_shape):
+      if not _broadcasts_to(shape[:-len(event)], batch_shape):
         raise ValueError(
             f"{self.name}: conditional_input of shape {shape} does not match the batch shape "
-            f"{batch_shape} of the images; give one condition [..., {size}] per example, or "
-            f"a single [{size}] for all.")
-      target = batch_shape + [size]
+            f"{batch_shape} of the images; give one condition [..., {sizes}] per example, or "
+            f"a single [{sizes}] for all.")
+      target = batch_shape + event
     else:
-      target = tf.concat([batch_shape, [size]], axis=0)
-    return {"conditional_input": tf.reshape(tf.broadcast_to(condition, target), [-1, size])}
+      target = tf.concat([batch_shape, event], axis=0)
+    condition = tf.reshape(tf.broadcast_to(condition, target), [-1] + event)
+    return {"conditional_input": self._mask.pack_features(condition) if spatial else condition}
 
   def _couple(self, x, conditional_input, inverse):
     """The coupling in either direction; returns its output and the cached log-dets."""
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     x4, batch_shape = _checks.flatten_batch(x)
     conditioning, transformed = self._mask.split(x4)
-    out = self._conditioner(conditioning,
-                            **self._conditioner_kwargs(conditional_input, batch_shape))
+    out = self._conditioner(
+        conditioning, **self._conditioner_kwargs(conditional_input, batch_shape, x.shape[-3:]))
     params = self._transform.parameters(out, transformed, self.name)
     y, log_det = self._transform.apply(transformed, params, inverse)
     if log_det is None:
@@ -167,6 +180,11 @@ class AffineCoupling(_Coupling):
   flattens it like them to `[N, K]` and calls `conditioner(h, conditional_input=c)`, so `s` and
   `t` become functions of `(b * x, c)`; without it the conditioner is called as
   `conditioner(h)`. Both log-determinants stay the sums of `s` above, for a fixed `c`.
+  A condition of the images' rank is a feature map `[..., H, W, F]` of another image (e.g.
+  the pixels that `tfp_realnvp.VariationalDequantizer` dequantizes): it is flattened to
+  `[N, H, W, F]` and packed like the conditioning units (`mask.pack_features`: the features
+  of both pixels of each checkerboard pair, `[N, H, ceil(W / 2), 2F]`, or the whole map for a
+  channel mask), so the conditioner gets features aligned with its input, pixel by pixel.
 
   `forward`/`inverse` also cache their log-determinants, so `TransformedDistribution.log_prob`
   runs the conditioner once per coupling. The cache is keyed by tensor identity (of the input

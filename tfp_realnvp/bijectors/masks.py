@@ -13,7 +13,8 @@ parameters the conditioner computes. The two masks of Real NVP (Dinh et al., 201
   the other `C - C // 2`), the other half condition. The conditioner sees only the conditioning
   channels and returns parameters for the transformed channels only.
 
-Both expose the same four operations (`conditioner_shape`, `split`, `restrict`, `merge`), so
+Both expose the same operations (`conditioner_shape`, `split`, `restrict`, `merge`, and
+`pack_features` / `feature_channels` for a condition that is a feature map of the image), so
 that a coupling is written once for any mask.
 """
 
@@ -83,6 +84,19 @@ class CheckerboardMask:
     valid = self._constants(x)[1]
     return values if valid is None else values * tf.constant(valid, dtype=values.dtype)
 
+  def pack_features(self, features):
+    """Features `[N, H, W, F]` at every pixel, packed like `split`: `[N, H, ceil(W / 2), 2F]`.
+
+    Each slot of the packed image gets the features of both pixels of its pair (those of the
+    conditioning pixel, then those of the transformed one).
+    """
+    return tf.concat(self.split(features), axis=-1)
+
+  @staticmethod
+  def feature_channels(channels):
+    """Channels of `pack_features` of a `channels`-channel feature map."""
+    return 2 * channels
+
   def merge(self, x, conditioning, y_transformed):
     """Rebuilds `[N, H, W, C]` images like `x` from packed conditioning and transformed pixels."""
     height, width, channels = x.shape[-3:]
@@ -120,6 +134,16 @@ class ChannelMask:
   def restrict(self, x, values):
     del x
     return values
+
+  @staticmethod
+  def pack_features(features):
+    """Features `[N, H, W, F]` at every pixel: unchanged, the conditioner sees every pixel."""
+    return features
+
+  @staticmethod
+  def feature_channels(channels):
+    """Channels of `pack_features` of a `channels`-channel feature map."""
+    return channels
 
   def merge(self, x, conditioning, y_transformed):
     del x  # The channels are all in the two parts.

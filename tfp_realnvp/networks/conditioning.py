@@ -1,4 +1,8 @@
-"""The condition `[N, K]` of a conditional network, checked against the network's size `K`."""
+"""The condition of a conditional network, checked against the network's size `K`.
+
+A condition is a vector per example, `[N, K]`, or a feature map per example, `[N, h, w, K]`
+(aligned with the network's input pixels, e.g. features of the image a dequantizer works on).
+"""
 
 import keras
 from keras import ops
@@ -13,7 +17,8 @@ def checked_condition(network, conditional_input):
   Conditional networks of this package (`CouplingResNet`, `GlowCouplingNetwork`,
   `SplitPriorNetwork`) take a float vector per example, `conditional_input` `[N, K]`, with
   `K = network.conditional_size`, and add a dense projection of it to their features (one bias
-  per example). This is their one check of that argument.
+  per example). A feature map `[N, h, w, K]` of the input's height and width is projected at
+  every pixel instead. This is their one check of that argument.
 
   Args:
     network: a Keras layer with attributes `conditional_size` (`None` for an unconditional
@@ -21,7 +26,8 @@ def checked_condition(network, conditional_input):
     conditional_input: the condition the network was called with, or `None`.
 
   Returns:
-    `None` for an unconditional network, else the condition `[N, K]` in the compute dtype.
+    `None` for an unconditional network, else the condition `[N, K]` (or `[N, h, w, K]`) in
+    the compute dtype.
 
   Raises:
     ValueError: a missing or unexpected condition, or one of the wrong dtype or shape.
@@ -46,10 +52,10 @@ def checked_condition(network, conditional_input):
     raise ValueError(
         f"{network.name}: conditional_input must be floating point [N, {size}] vectors, got "
         f"dtype {dtype}; one-hot encode class labels (flows built with num_classes do).")
-  if len(condition.shape) != 2 or condition.shape[-1] != size:
+  if len(condition.shape) not in (2, 4) or condition.shape[-1] != size:
     raise ValueError(
-        f"{network.name}: conditional_input must have shape [N, {size}] "
-        f"(conditional_size={size}), got shape {tuple(condition.shape)}.")
+        f"{network.name}: conditional_input must have shape [N, {size}] (or [N, h, w, {size}] "
+        f"for a feature map; conditional_size={size}), got shape {tuple(condition.shape)}.")
   return ops.cast(condition, network.compute_dtype)
 
 
@@ -77,12 +83,25 @@ def build_condition_projection(network):
 def add_condition(network, features, conditional_input):
   """`features + network.condition_projection(c)` at every pixel; `features` if unconditional.
 
+  A vector condition `[N, K]` adds the same projection at every pixel, a feature map
+  `[N, h, w, K]` its projection at each pixel (a 1x1 convolution).
+
   Args:
     network: a network with `conditional_size` and `condition_projection`.
     features: `[N, h, w, filters]`.
     conditional_input: the condition of the call (checked by `checked_condition`), or `None`.
+
+  Raises:
+    ValueError: a feature map of another height or width than `features`.
   """
   condition = checked_condition(network, conditional_input)
   if condition is None:
     return features
-  return features + network.condition_projection(condition)[:, None, None, :]
+  projected = network.condition_projection(condition)
+  if len(condition.shape) == 2:
+    return features + projected[:, None, None, :]
+  if tuple(condition.shape[1:3]) != tuple(features.shape[1:3]):
+    raise ValueError(
+        f"{network.name}: a feature-map conditional_input must have the input's height and "
+        f"width {tuple(features.shape[1:3])}, got shape {tuple(condition.shape)}.")
+  return features + projected
