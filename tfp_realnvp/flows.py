@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
+from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import multiscale
@@ -229,12 +230,9 @@ class ConditionalFlowLayer(FlowLayer):
           f"{owner}: class labels must lie in 0..{self.num_classes - 1}, got "
           f"values from {np.min(labels)} to {np.max(labels)}.")
     if self.validate_args:
-      message = f"{owner}: class labels must lie in 0..{self.num_classes - 1}"
-      with tf.control_dependencies([
-          tf.debugging.assert_non_negative(condition, message=message),
-          tf.debugging.assert_less(condition, tf.cast(self.num_classes, condition.dtype),
-                                   message=message)]):
-        condition = tf.identity(condition)
+      condition = _checks.check_below(
+          condition, self.num_classes,
+          f"{owner}: class labels must lie in 0..{self.num_classes - 1}")
     return tf.one_hot(condition, self.num_classes, dtype=dtype)
 
   def get_config(self):

@@ -12,6 +12,7 @@ from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import dequantization
 from tfp_realnvp import flows
+from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
 from tfp_realnvp.networks import weight_norm
@@ -404,12 +405,9 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
           f"FlowModel {self.name!r} has a dequantizer and takes quantized images (floats k / "
           f"{self.num_levels} or integer pixels k), got dtype {x.dtype.name}.")
     if self.validate_args:
-      message = f"FlowModel {self.name!r}: pixels must lie in 0..{self.num_levels - 1}"
-      with tf.control_dependencies([
-          tf.debugging.assert_non_negative(pixels, message=message),
-          tf.debugging.assert_less(pixels, tf.cast(self.num_levels, pixels.dtype),
-                                   message=message)]):
-        pixels = tf.identity(pixels)
+      pixels = _checks.check_below(
+          pixels, self.num_levels,
+          f"FlowModel {self.name!r}: pixels must lie in 0..{self.num_levels - 1}")
     return pixels
 
   def sample(self, n, condition=None, temperature=1.0, seed=None):

@@ -48,6 +48,20 @@ def check_finite(x, owner, validate_args):
   return x
 
 
+def check_below(values, upper, message):
+  """Returns integer-valued `values`, checked at run time to lie in `0..upper - 1`.
+
+  Args:
+    values: a tensor (labels, pixels).
+    upper: the exclusive upper bound, a Python number.
+    message: the error message of a value out of range (it names the owner and the range).
+  """
+  with tf.control_dependencies([
+      tf.debugging.assert_non_negative(values, message=message),
+      tf.debugging.assert_less(values, tf.cast(upper, values.dtype), message=message)]):
+    return tf.identity(values)
+
+
 def flatten_batch(x):
   """Reshapes `[..., H, W, C]` (event dims known) to `[N, H, W, C]`; returns it and the batch shape.
 
