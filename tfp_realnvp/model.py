@@ -11,6 +11,7 @@ import tensorflow_probability as tfp
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import flows
+from tfp_realnvp import remat as remat_lib
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
 from tfp_realnvp.networks import weight_norm
@@ -135,6 +136,13 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     num_levels: number of levels of the quantised data, for `bits_per_dim`.
     validate_args: check at run time that the data lie in `[0, 1]` (with the logit
       preprocessing), naming the problem instead of returning NaN.
+    remat: how the gradient of the flow is computed (`tfp_realnvp.remat`): `None`, the
+      standard backpropagation, which keeps every activation of every step; `"recompute"`,
+      which keeps each step's input only and recomputes the step's activations in the
+      backward pass; `"reversible"`, which keeps the flow's output only and rebuilds each
+      step's input with its exact inverse in the backward pass, so that the activation memory
+      of training no longer grows with the flow's depth. Same gradients (up to rounding), more
+      computation.
     **kwargs: `keras.Model` arguments (`name`, ...). The model's dtype follows the flow's
       variable dtype (float32 under mixed precision, so densities stay float32).
   """
@@ -143,7 +151,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   _graph_functions = _seam.Untracked("`tf.function`s by name, see `_graph_function`.", dict)
 
   def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
-               num_levels=256, validate_args=False, **kwargs):
+               num_levels=256, validate_args=False, remat=None, **kwargs):
     if not isinstance(flow, flows.FlowLayer):
       raise TypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
@@ -151,6 +159,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
           f"FlowLayer and hand the bijector to _set_bijector.")
     if preprocessing not in PREPROCESSINGS:
       raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
+    if remat is not None:
+      remat_lib.check_mode(remat)
     event_shape = flow.event_shape if event_shape is None else event_shape
     kwargs.setdefault("dtype", flow.dtype_policy.variable_dtype)
     super().__init__(**kwargs)
@@ -161,6 +171,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     self.l2 = float(l2)
     self.num_levels = int(num_levels)
     self.validate_args = bool(validate_args)
+    self.remat = remat
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
 
     bijector = flow.bijector
@@ -243,13 +254,19 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     return self._log_prob(x, condition)
 
   def _log_prob(self, x, condition, training=None):
-    del training  # Keys the trace only, see `_call_log_prob`.
+    # `training` keys the eager trace (see `_call_log_prob`); a remat mode's backward pass
+    # hands it to the layers again.
     kwargs = self.bijector_kwargs(condition)
-    batch_shape = x.shape[:-len(self._distribution.event_shape) or None]
+    event_ndims = len(self._distribution.event_shape)
+    batch_shape = x.shape[:-event_ndims or None]
     if batch_shape.num_elements() == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
       return tf.zeros(batch_shape, x.dtype)
-    return self._distribution.log_prob(x, bijector_kwargs=kwargs)
+    if self.remat is None:
+      return self._distribution.log_prob(x, bijector_kwargs=kwargs)
+    z, ildj = remat_lib.inverse(self._distribution.bijector, x, self.remat, event_ndims,
+                                training=training, **kwargs)
+    return self._distribution.distribution.log_prob(z) + ildj
 
   def bits_from_log_prob(self, log_prob):
     """Converts per-example log-densities to bits per dimension."""
@@ -388,7 +405,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     config.update(flow=keras.saving.serialize_keras_object(self.flow),
                   event_shape=list(self.event_shape), preprocessing=self.preprocessing,
                   alpha=self.alpha, l2=self.l2, num_levels=self.num_levels,
-                  validate_args=self.validate_args)
+                  validate_args=self.validate_args, remat=self.remat)
     return config
 
   @classmethod
