@@ -5,7 +5,11 @@ Standard library only, so that our worker (`speed.py --worker`, TensorFlow) and
 profiler they plug in. A worker gets its operations as zero-argument callables and `run` does
 the rest:
 
-* memory mode: `memory_steps` calls of `train_step`, then one line with the peak RSS;
+* memory mode: `memory_steps` calls of `train_step`, then one line with the resident memory
+  before the first step (`baseline_mb`, VmRSS: the library imported and the model built), its
+  peak over all steps (`peak_mb`, VmHWM), the peak of the first step alone (`first_peak_mb`:
+  for ours, graph tracing), the peak of the later steps (`steady_peak_mb`, VmHWM reset after
+  the first step), and the seconds of every step;
 * speed mode: `WARMUP_CALLS` calls of every operation, a "ready" line, then one JSON command
   per stdin line, each answered with one JSON line on stdout:
 
@@ -91,9 +95,16 @@ def run(library, ops, profile, mode, memory_steps, ready):
     ready: callable returning the extra fields of the "ready" line (versions, parameters...).
   """
   if mode == "memory":
-    call_times(ops["train_step"], memory_steps)
+    baseline_mb = _runlog.proc_status_mb("VmRSS")
+    seconds = call_times(ops["train_step"], 1)
+    first_peak_mb = _runlog.proc_status_mb("VmHWM")
+    _runlog.reset_peak_rss()
+    seconds += call_times(ops["train_step"], memory_steps - 1)
+    steady_peak_mb = _runlog.proc_status_mb("VmHWM")
     emit({"library": library, "mode": "memory", "steps": memory_steps,
-          "peak_rss_mb": _runlog.peak_rss_mb()})
+          "peak_rss_mb": _runlog.peak_rss_mb(), "baseline_mb": baseline_mb,
+          "peak_mb": max(first_peak_mb, steady_peak_mb), "first_peak_mb": first_peak_mb,
+          "steady_peak_mb": steady_peak_mb, "step_seconds": seconds})
     return
   for call in ops.values():
     call_times(call, WARMUP_CALLS)

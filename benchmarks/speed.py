@@ -98,6 +98,8 @@ def parse_args(argv=None):
   parser.add_argument("--mode", default="speed", choices=("speed", "memory"),
                       help=argparse.SUPPRESS)
   parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument("--remat", default=None, choices=("recompute", "reversible"),
+                      help=argparse.SUPPRESS)  # Our worker's `FlowModel(remat=...)`.
   return parser.parse_args(argv)
 
 
@@ -131,7 +133,7 @@ def run_worker(args):
     flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
                                num_filters=config["num_filters"],
                                num_blocks=config["num_blocks"], dtype=dtype)
-  model = tfp_realnvp.FlowModel(flow)
+  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   rng = np.random.default_rng(args.seed)
   x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)

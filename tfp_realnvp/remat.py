@@ -83,40 +83,57 @@ class _Merge(_Split):
 class _Step:
   """Walk instruction: one bijector, with the keyword arguments its chain routes to it."""
 
-  def __init__(self, bijector, kwargs):
+  def __init__(self, bijector, kwargs, event_ndims):
     self.bijector = bijector
     self.kwargs = kwargs
+    self.event_ndims = event_ndims
 
-  def apply(self, x, event_ndims):
+  def apply(self, x):
     """`(z, ildj, state)` in the data -> latent direction; `state` rebuilds `x` from `z`."""
     if isinstance(self.bijector, batch_norm_lib.BatchNorm):
       return self.bijector.inverse_with_statistics(x)
     z = self.bijector.inverse(x, **self.kwargs)
-    return z, self.bijector.inverse_log_det_jacobian(x, event_ndims, **self.kwargs), None
+    return z, self.bijector.inverse_log_det_jacobian(x, self.event_ndims, **self.kwargs), None
 
-  def rebuild(self, z, state):
-    """The step's input, from its output `z` and the `state` of `apply`."""
-    if isinstance(self.bijector, batch_norm_lib.BatchNorm):
-      return self.bijector.forward_with_statistics(z, state)
-    # A new tensor: TFP's cache would otherwise answer with the forward pass's input.
-    return self.bijector.forward(tf.identity(z), **self.kwargs)
+  def recompute(self, x, tape):
+    """`apply` from the input `x` under `tape`, as `(x, sources, outputs, input_gradient)`.
+
+    `outputs` `[z, ildj]` are computed under the tape from the watched `sources`, and
+    `input_gradient` maps the gradients with respect to `sources` to that with respect to `x`.
+    """
+    x = tf.identity(x)  # Not the forward pass's tensor: TFP's cache misses.
+    tape.watch(x)
+    z, ildj, _ = self.apply(x)
+    return x, [x], [z, ildj], lambda gradients: gradients[0]
+
+  def rebuild_and_recompute(self, z, state, tape):
+    """Rebuilds the input from the output `z` (and `state`), then `recompute`s under `tape`."""
+    if hasattr(self.bijector, "replay_inverse"):  # A coupling: one conditioner call.
+      return self.bijector.replay_inverse(z, tape, **self.kwargs)
+    with tape.stop_recording():
+      if isinstance(self.bijector, batch_norm_lib.BatchNorm):
+        x = self.bijector.forward_with_statistics(z, state)
+      else:  # A new tensor: TFP's cache would otherwise answer with the forward pass's input.
+        x = self.bijector.forward(tf.identity(z), **self.kwargs)
+    return self.recompute(x, tape)
 
 
-def _walk(bijector, kwargs):
+def _walk(bijector, kwargs, event_ndims):
   """The instructions of `bijector`, in the data -> latent order."""
   if isinstance(bijector, _tfp_internals.RoutingChain):
     return [instruction for inner, inner_kwargs in bijector.routed(kwargs)
-            for instruction in _walk(inner, inner_kwargs)]
+            for instruction in _walk(inner, inner_kwargs, event_ndims)]
   if isinstance(bijector, factor_out_lib.FactorOut):
-    return [_Split(bijector)] + _walk(bijector.bijector, kwargs) + [_Merge(bijector)]
-  return [_Step(bijector, kwargs)]
+    return ([_Split(bijector)] + _walk(bijector.bijector, kwargs, event_ndims)
+            + [_Merge(bijector)])
+  return [_Step(bijector, kwargs, event_ndims)]
 
 
 def _split(factor_out, x):
   return factor_out._split(x)  # pylint: disable=protected-access
 
 
-def _run_forward(program, x, event_ndims, keep_inputs):
+def _run_forward(program, x, keep_inputs):
   """The data -> latent pass: `(z, ildj, inputs, states)`, `inputs` empty unless kept."""
   inputs, states, aside = [], [], []
   ildj = None
@@ -129,7 +146,7 @@ def _run_forward(program, x, event_ndims, keep_inputs):
     else:
       if keep_inputs:
         inputs.append(x)
-      x, log_det, state = instruction.apply(x, event_ndims)
+      x, log_det, state = instruction.apply(x)
       states.append(state)
       ildj = log_det if ildj is None else ildj + log_det
   return x, ildj, inputs, states
@@ -189,8 +206,8 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
   @tf.custom_gradient
   def run(x, *conditions):
     conditions = list(conditions)
-    program = _walk(bijector, tf.nest.pack_sequence_as(kwargs, conditions))
-    z, ildj, inputs, states = _run_forward(program, x, event_ndims, mode == "recompute")
+    program = _walk(bijector, tf.nest.pack_sequence_as(kwargs, conditions), event_ndims)
+    z, ildj, inputs, states = _run_forward(program, x, keep_inputs=mode == "recompute")
 
     def grad(dz, dildj, variables=None):
       variables = list(variables or [])
@@ -201,19 +218,24 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
 
       def replay(step, i, carried):
         y, dy = carried
-        x_in = inputs[i] if mode == "recompute" else step.rebuild(y, states[i])
-        x_in = tf.identity(x_in)  # Not the forward pass's tensor: TFP's cache misses.
         with tf.GradientTape() as tape:
-          tape.watch([x_in] + conditions)
-          y_out, log_det, _ = step.apply(x_in, event_ndims)
+          tape.watch(conditions)
+          if mode == "recompute":
+            x_in, sources, outputs, input_gradient = step.recompute(inputs[i], tape)
+          else:
+            x_in, sources, outputs, input_gradient = step.rebuild_and_recompute(
+                y, states[i], tape)
         watched = [v for v in tape.watched_variables() if v.ref() in index]
-        grads = tape.gradient([y_out, log_det], [x_in] + conditions + watched,
+        grads = tape.gradient(outputs, sources + conditions + watched,
                               output_gradients=[dy, dildj])
-        for k, g in enumerate(grads[1:1 + len(conditions)]):
+        source_grads = [tf.zeros_like(s) if g is None else g
+                        for s, g in zip(sources, grads[:len(sources)], strict=True)]
+        grads = grads[len(sources):]
+        for k, g in enumerate(grads[:len(conditions)]):
           condition_grads[k] = _add(condition_grads[k], g)
-        for v, g in zip(watched, grads[1 + len(conditions):], strict=True):
+        for v, g in zip(watched, grads[len(conditions):], strict=True):
           variable_grads[index[v.ref()]] = _add(variable_grads[index[v.ref()]], g)
-        return [x_in, tf.zeros_like(x_in) if grads[0] is None else grads[0]]
+        return [x_in, input_gradient(source_grads)]
 
       with _keras_internals.training_context(training), keras.StatelessScope():
         _, dx = _run_backward(program, [z, dz], replay)
@@ -242,13 +264,14 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
     A list, one float tensor per step in the data -> latent order: the largest absolute
     difference between the rebuilt input of the step and its input in the forward pass.
   """
-  program = _walk(bijector, kwargs)
+  program = _walk(bijector, kwargs, event_ndims)
   with _keras_internals.training_context(training):
-    z, _, inputs, states = _run_forward(program, x, event_ndims, keep_inputs=True)
+    z, _, inputs, states = _run_forward(program, x, keep_inputs=True)
   errors = [None] * len(inputs)
 
   def rebuild(step, i, carried):
-    x_in = step.rebuild(carried[0], states[i])
+    with tf.GradientTape() as tape:
+      x_in = step.rebuild_and_recompute(carried[0], states[i], tape)[0]
     errors[i] = tf.reduce_max(tf.abs(x_in - inputs[i]))
     return [x_in]
 

@@ -1,11 +1,12 @@
 """Trains a small flow under a tf.distribute strategy; run as a subprocess by the tests.
 
 Usage:
-  python distributed_training.py mirrored OUT.json [glow]
+  python distributed_training.py mirrored OUT.json [glow|realnvp [REMAT]]
       configures 2 logical CPU devices, trains one SGD step of the same model and global batch
       on one device and under MirroredStrategy, and writes both losses and gradients (the
       update divided by the learning rate). With `glow`, a new Glow, whose ActNorm layers
-      initialise from that step's batch, and whether they all did.
+      initialise from that step's batch, and whether they all did. With REMAT, the model's
+      `remat` mode (e.g. `reversible`).
   python distributed_training.py multiworker OUT.npz
       one worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG set by the caller):
       trains a few steps of `fit` and writes the final weights.
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 MODE, OUT = sys.argv[1], sys.argv[2]
 FLOW = sys.argv[3] if len(sys.argv) > 3 else "realnvp"
+REMAT = sys.argv[4] if len(sys.argv) > 4 else None
 if MODE == "mirrored":
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -47,7 +49,7 @@ def build(strategy):
       flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
                                  batch_norm=True)
       randomize(flow, seed=1)
-    model = tfp_realnvp.FlowModel(flow)
+    model = tfp_realnvp.FlowModel(flow, remat=REMAT)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
   return model
 
