@@ -6,7 +6,10 @@ Every configuration trains in its own process: `speed.py`'s worker (ours, with `
 memory after importing the library and building the model, before the first step
 (`baseline_mb`, VmRSS of /proc/self/status), its peak over the training steps (`peak_mb`,
 VmHWM), the peak of the steps after the first (`steady_peak_mb`: VmHWM reset after the first
-step, whose peak for ours is dominated by graph tracing, the same in every mode) and the
+step; the allocator keeps what the first step took, so this is rarely lower), for ours the
+peak of TensorFlow's tensor allocations in the steps after the first (`steady_tensor_peak_mb`,
+`tf.config.experimental.get_memory_info`: activations, gradients, optimizer buffers, without
+the graph tracing and runtime memory that dominate the first step's resident peak) and the
 seconds of every step. The models are those of `_configs.py`, at batch 64
 unless said otherwise. Parts (`--parts`):
 
@@ -97,7 +100,8 @@ def measure(args, library, flow, config, mode="standard", batch_size=64, **overr
   _runlog.append_jsonl(pathlib.Path(args.output) / "results.jsonl", report)
   print(f"{library:11s} {flow:7s} {config:5s} {mode:10s} batch {batch_size:3d} {overrides}: "
         f"baseline {report['baseline_mb']:.0f} MB, peak {report['peak_mb']:.0f} MB, above "
-        f"{report['above_mb']:.0f} MB (steady steps {report['steady_above_mb']:.0f} MB), "
+        f"{report['above_mb']:.0f} MB (later steps {report['steady_above_mb']:.0f} MB; "
+        f"tensors {report['steady_tensor_peak_mb'] or 0:.0f} MB), "
         f"step {report['step_median_s']:.3f} s", flush=True)
   return report
 

@@ -157,7 +157,14 @@ def run_worker(args):
                                      len(actnorm_flags)]}
 
 
-  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready)
+  def tensor_peak_mb():
+    """Peak of TensorFlow's CPU tensor allocations since the previous call, in MB."""
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2 ** 20
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    return peak
+
+  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready,
+              tensor_peak_mb)
 
 
 def _profile(call, calls):

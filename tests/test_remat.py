@@ -72,7 +72,7 @@ def test_every_variable_gets_the_standard_gradient(kind):
       model, inputs = tfp_realnvp.FlowModel(small_real_nvp(num_classes=3), remat=mode), (x, labels)
     results[mode] = loss_and_gradients(model, inputs) + (state(model),)
   standard_loss, standard_gradients, standard_state = results[None]
-  assert np.count_nonzero([np.any(g) for g in standard_gradients]) > 20
+  assert np.count_nonzero([np.any(g) for g in standard_gradients]) > 10
   for mode in remat.MODES:
     loss, gradients, after = results[mode]
     assert loss == pytest.approx(standard_loss, rel=1e-12), mode

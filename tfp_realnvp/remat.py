@@ -216,18 +216,26 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
       condition_grads = [None] * len(conditions)
       dildj = tf.zeros_like(ildj) if dildj is None else dildj
 
+      barrier = []  # The gradients of the step replayed last.
+
       def replay(step, i, carried):
-        y, dy = carried
+        # Nothing of this step runs before the last step's gradients are done: the replays'
+        # forward ops do not depend on them, and running ahead would keep the activations
+        # of several steps alive at once (graph mode).
+        with tf.control_dependencies(barrier):
+          y = tf.identity(inputs[i] if mode == "recompute" else carried[0])
+        dy = carried[1]
         with tf.GradientTape() as tape:
           tape.watch(conditions)
           if mode == "recompute":
-            x_in, sources, outputs, input_gradient = step.recompute(inputs[i], tape)
+            x_in, sources, outputs, input_gradient = step.recompute(y, tape)
           else:
             x_in, sources, outputs, input_gradient = step.rebuild_and_recompute(
                 y, states[i], tape)
         watched = [v for v in tape.watched_variables() if v.ref() in index]
         grads = tape.gradient(outputs, sources + conditions + watched,
                               output_gradients=[dy, dildj])
+        barrier[:] = [tf.convert_to_tensor(g) for g in grads if g is not None]
         source_grads = [tf.zeros_like(s) if g is None else g
                         for s, g in zip(sources, grads[:len(sources)], strict=True)]
         grads = grads[len(sources):]
