@@ -251,7 +251,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       # is an argument of the traced function so that each value gets its own trace.
       return self._graph_function("log_prob", self._log_prob)(
           x, _as_tensor(condition), training)
-    return self._log_prob(x, condition)
+    return self._log_prob(x, condition, training)
 
   def _log_prob(self, x, condition, training=None):
     # `training` keys the eager trace (see `_call_log_prob`); a remat mode's backward pass

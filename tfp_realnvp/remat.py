@@ -39,10 +39,25 @@ standard mode's. A `tfp_realnvp.bijectors` coupling is replayed with one conditi
 conditioning half is the same in its input and output, so the parameters computed from the
 output rebuild the input and, under the tape, recompute the step.
 
-The gradients are the standard mode's up to rounding (tests: within `1e-8` relative in
-float64; for the MNIST-sized Real NVP in float32, within `1e-4`). The reversible rebuild loses
-a little precision at each step: in float32 the rebuilt inputs of the deepest preset flows
-differ from the forward pass's by about `1e-5` (`benchmarks/RESULTS.md`).
+In graph mode (`fit`, `tf.function`) each step's replay waits for the gradients of the step
+replayed before it (a control dependency): nothing else orders them, and TensorFlow would
+otherwise run all the rebuilds first and keep every step's activations alive at once.
+
+The gradients are the standard mode's up to rounding (`tests/test_remat.py`: within `1e-8`
+relative in float64; the MNIST-sized Real NVP in float32 within `1e-4`). The reversible
+rebuild loses a little precision at each step; `reconstruction_errors` measures how much (the
+deepest preset flow's figure is in `benchmarks/RESULTS.md`).
+
+#### Example
+
+```python
+flow = tfp_realnvp.Glow((28, 28, 1), num_levels=2, num_steps=32, num_filters=64)
+model = tfp_realnvp.FlowModel(flow, remat="reversible")  # or "recompute"; None: standard
+model.compile(optimizer=keras.optimizers.Adam(1e-3))
+model.fit(images, batch_size=64)                         # same gradients, less memory
+errors = tfp_realnvp.remat.reconstruction_errors(
+    model.distribution.bijector, images[:64], event_ndims=3, training=True)
+```
 
 #### References
 
