@@ -65,6 +65,8 @@ def parse_args(argv=None):
                       help="Training steps of every process (the first traces).")
   parser.add_argument("--threads", type=int, default=1,
                       help="Threads of both libraries (0: each library's default).")
+  parser.add_argument("--depth-flows", default="realnvp,glow",
+                      help="Comma-separated flows of the depth part.")
   parser.add_argument("--glow-steps", type=int, default=4,
                       help="Glow steps per level of the 1x flow of the depth part.")
   parser.add_argument("--batch-sizes", default="16,64",
@@ -107,7 +109,9 @@ def measure(args, library, flow, config, mode="standard", batch_size=64, **overr
 
 
 def depth(args):
-  for flow, key, base in (("realnvp", "num_blocks", 2), ("glow", "num_steps", args.glow_steps)):
+  deepened = {"realnvp": ("num_blocks", 2), "glow": ("num_steps", args.glow_steps)}
+  for flow in args.depth_flows.split(","):
+    key, base = deepened[flow]
     for factor in (1, 2, 4):
       for mode in ("standard", "reversible"):
         measure(args, "tfp_realnvp", flow, "mnist", mode, **{key: base * factor})

@@ -1,9 +1,10 @@
 """`FlowModel(remat=...)`: the recompute and reversible modes give the standard gradients.
 
-Gradients are compared per variable, relative to the size of that variable's standard gradient
-(with a floor of 1e-6 of the largest gradient of the model: the biases of the convolutions
-just before a batch normalisation have a gradient that is exactly 0 in theory, and ~1e-17 in
-float64, so a relative error on them measures rounding only).
+Gradients are compared per variable, relative to the size of that variable's standard gradient,
+with a floor: the biases of the convolutions just before a batch normalisation have a
+gradient that is exactly 0 in theory and rounding noise in practice (~1e-17 of the largest
+gradient in float64, ~1e-8 in float32), so a relative error on them measures rounding only.
+The floor is 1e-6 of the model's largest gradient in float64, 1e-3 in float32.
 """
 
 import json
@@ -46,9 +47,9 @@ def loss_and_gradients(model, inputs):
   return float(loss), [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
 
 
-def relative_errors(gradients, reference):
-  """Per variable: `max |g - g_ref| / (max |g_ref| + 1e-6 * max over variables of |g_ref|)`."""
-  floor = 1e-6 * max(np.max(np.abs(g)) for g in reference)
+def relative_errors(gradients, reference, floor=1e-6):
+  """Per variable: `max |g - g_ref| / (max |g_ref| + floor * max over variables of |g_ref|)`."""
+  floor = floor * max(np.max(np.abs(g)) for g in reference)
   return np.array([np.max(np.abs(g - r)) / (np.max(np.abs(r)) + floor)
                    for g, r in zip(gradients, reference, strict=True)])
 
@@ -98,12 +99,17 @@ def test_condition_vectors_get_the_standard_gradient():
 
 def test_fit_trains_in_reversible_mode_like_the_standard_mode():
   images = np.random.default_rng(0).uniform(0.0, 1.0, (32, 8, 8, 1))
-  histories = {}
+  histories, first_step = {}, {}
   for mode in (None, "reversible"):
     model = tfp_realnvp.FlowModel(small_real_nvp(), remat=mode)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.train_on_batch(images[:16])
+    # The moving averages of every batch norm (the flow's and the networks'), updated once.
+    first_step[mode] = [v.numpy() for v in model.non_trainable_variables]
     histories[mode] = model.fit(images, batch_size=16, epochs=2, shuffle=False,
                                 verbose=0).history["loss"]
+  for value, expected in zip(first_step["reversible"], first_step[None], strict=True):
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
   np.testing.assert_allclose(histories["reversible"], histories[None], rtol=1e-9)
 
 
@@ -133,8 +139,10 @@ def test_mnist_preset_gradients_in_float32():
     flow = randomize(presets.build_flow("mnist", (28, 28, 1)), seed=2, stddev=0.05)
     results[mode] = loss_and_gradients(tfp_realnvp.FlowModel(flow, remat=mode), x)
   for mode in remat.MODES:
+    errors = relative_errors(results[mode][1], results[None][1], floor=1e-3)
+    print(f"{mode}: largest relative gradient error {errors.max():.3g}")
     assert results[mode][0] == pytest.approx(results[None][0], rel=1e-5)
-    assert relative_errors(results[mode][1], results[None][1]).max() <= 1e-4, mode
+    assert errors.max() <= 1e-4, mode
 
 
 @pytest.mark.slow  # The deepest preset flow (192 Glow steps of 512 filters): minutes.
