@@ -19,10 +19,11 @@ unless said otherwise. Parts (`--parts`):
   `mnist` with 1x, 2x, 4x the steps per level (`--num-steps`, from `--glow-steps`);
 * `normflows`: Real NVP `mnist` as configured in `_configs.py`, ours in every mode against
   normflows;
-* `batch`: Real NVP `cifar` at two batch sizes per mode; the peak of the steps after the first
-  grows linearly with the batch, so the largest batch that trains within `--budget-gib` is
-  extrapolated from the two (not searched by training at that size: on this shared machine a
-  process of several GiB would disturb the others).
+* `batch`: Real NVP `cifar` at two batch sizes per mode; the tensor peak grows linearly with
+  the batch (the tracing and runtime memory does not), so the largest batch that trains
+  within `--budget-gib` (resident peak) is extrapolated from the two (not searched by
+  training at that size: on this shared machine a process of several GiB would disturb the
+  others).
 
 Step time: the median of the steps after the first (which traces), and the ratio of each mode
 to the standard mode of the same configuration, measured in the same run.
@@ -129,9 +130,10 @@ def batch(args):
   for mode in ("standard", "reversible"):
     small, large = (measure(args, "tfp_realnvp", "realnvp", "cifar", mode, size)
                     for size in sizes)
-    # The later steps' peak grows with the batch; the first step's tracing does not.
-    per_example = (large["steady_peak_mb"] - small["steady_peak_mb"]) / (sizes[1] - sizes[0])
-    fixed = large["steady_peak_mb"] - per_example * sizes[1]
+    # The tensors grow with the batch; the first step's tracing and the runtime do not.
+    per_example = ((large["steady_tensor_peak_mb"] - small["steady_tensor_peak_mb"])
+                   / (sizes[1] - sizes[0]))
+    fixed = large["peak_mb"] - per_example * sizes[1]
     largest = int((budget_mb - fixed) / per_example)
     print(f"cifar {mode}: {per_example:.1f} MB per example, {fixed:.0f} MB fixed: largest batch "
           f"within {args.budget_gib:g} GiB ~ {largest} (extrapolated)", flush=True)
