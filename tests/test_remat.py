@@ -29,7 +29,7 @@ MODES = (None,) + remat.MODES
 
 def small_real_nvp(**kwargs):
   keras.utils.set_random_seed(0)
-  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=4, num_blocks=1,
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1,
                              batch_norm=True, dtype="float64", **kwargs)
   return randomize(flow, seed=1)
 
@@ -61,8 +61,9 @@ def state(model):
 
 @pytest.mark.parametrize("kind", ["real_nvp_conditional", "glow_new"])
 def test_every_variable_gets_the_standard_gradient(kind):
-  # A conditional Real NVP with batch norm (randomised: no coupling is the identity), and a
-  # new Glow, whose ActNorm layers initialise in this very call: every mode on its own copy.
+  # A conditional Real NVP with batch norm (one scale; randomised: no coupling is the
+  # identity), and a new Glow (two levels: factor-out and split prior), whose ActNorm layers
+  # initialise in this very call: every mode on its own copy.
   x = uniform((16, 8, 8, 1), seed=3)
   labels = tf.constant(np.arange(16) % 3)
   results = {}
@@ -83,6 +84,7 @@ def test_every_variable_gets_the_standard_gradient(kind):
       np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14, err_msg=mode)
 
 
+@pytest.mark.slow  # About 1 minute on a shared core.
 def test_condition_vectors_get_the_standard_gradient():
   flow = small_real_nvp(conditional_size=2)
   x = uniform((8, 8, 8, 1), seed=4)
@@ -167,6 +169,7 @@ def test_reconstruction_drift_of_the_deepest_preset_is_small():
   assert max(errors) <= 0.05
 
 
+@pytest.mark.slow  # Two TensorFlow processes' worth of work: ~2.5 minutes on a shared core.
 def test_mirrored_strategy_matches_one_device_in_reversible_mode(tmp_path):
   out = tmp_path / "mirrored.json"
   result = subprocess.run([sys.executable, str(SCRIPT), "mirrored", str(out), "realnvp",
