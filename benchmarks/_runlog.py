@@ -150,6 +150,30 @@ def keep_lines(path, keep):
   return len(lines) - len(kept)
 
 
+def proc_status_mb(field):
+  """A memory field of `/proc/self/status` (`"VmRSS"`: resident now, `"VmHWM"`: its peak), MB.
+
+  Linux only (`None` elsewhere).
+  """
+  try:
+    with open("/proc/self/status", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith(field + ":"):
+          return int(line.split()[1]) / 1024.0  # kB
+  except OSError:
+    pass
+  return None
+
+
+def reset_peak_rss():
+  """Resets VmHWM to the current VmRSS (Linux: writes 5 to `/proc/self/clear_refs`)."""
+  try:
+    with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
+      f.write("5")
+  except OSError:
+    pass
+
+
 def peak_rss_mb():
   """Peak resident memory of this process so far, in MB."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

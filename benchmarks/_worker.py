@@ -5,7 +5,14 @@ Standard library only, so that our worker (`speed.py --worker`, TensorFlow) and
 profiler they plug in. A worker gets its operations as zero-argument callables and `run` does
 the rest:
 
-* memory mode: `memory_steps` calls of `train_step`, then one line with the peak RSS;
+* memory mode: `memory_steps` calls of `train_step`, then one line with the resident memory
+  before the first step (`baseline_mb`, VmRSS: the library imported and the model built), its
+  peak over all steps (`peak_mb`, VmHWM), the peak of the first step alone (`first_peak_mb`:
+  for ours, graph tracing), the peak of the later steps (`steady_peak_mb`, VmHWM reset after
+  the first step), and the seconds of every step; with `tensor_peak_mb` given, also the
+  peak of the library's own tensor allocations in the first step and in the later ones
+  (`first_tensor_peak_mb`, `steady_tensor_peak_mb`: activations, gradients and optimizer
+  buffers, without the runtime's and the allocator's own memory);
 * speed mode: one training step, timed as part of the start-up; `WARMUP_CALLS` calls of every
   operation; a "ready" line (with the start-up times, see `startup_times`), then one JSON
   command per stdin line, each answered with one JSON line on stdout:
@@ -101,7 +108,7 @@ def _answer(name, command, ops, profile):
   return {"op": name, "error": f"unknown op {name!r}"}
 
 
-def run(library, ops, profile, mode, memory_steps, ready):
+def run(library, ops, profile, mode, memory_steps, ready, tensor_peak_mb=None):
   """Runs a speed worker until the driver sends quit (or closes stdin).
 
   Args:
@@ -112,11 +119,23 @@ def run(library, ops, profile, mode, memory_steps, ready):
     mode: "speed" (the protocol) or "memory" (peak RSS of a training process).
     memory_steps: training steps of memory mode.
     ready: callable returning the extra fields of the "ready" line (versions, parameters...).
+    tensor_peak_mb: optional callable returning the peak of the library's tensor memory (MB)
+      since its previous call (or the start), and starting a new count.
   """
   if mode == "memory":
-    call_times(ops["train_step"], memory_steps)
+    baseline_mb = _runlog.proc_status_mb("VmRSS")
+    tensors = tensor_peak_mb or (lambda: None)
+    tensors()
+    seconds = call_times(ops["train_step"], 1)
+    first_peak_mb, first_tensor_peak_mb = _runlog.proc_status_mb("VmHWM"), tensors()
+    _runlog.reset_peak_rss()
+    seconds += call_times(ops["train_step"], memory_steps - 1)
+    steady_peak_mb, steady_tensor_peak_mb = _runlog.proc_status_mb("VmHWM"), tensors()
     emit({"library": library, "mode": "memory", "steps": memory_steps,
-          "peak_rss_mb": _runlog.peak_rss_mb()})
+          "peak_rss_mb": _runlog.peak_rss_mb(), "baseline_mb": baseline_mb,
+          "peak_mb": max(first_peak_mb, steady_peak_mb), "first_peak_mb": first_peak_mb,
+          "steady_peak_mb": steady_peak_mb, "first_tensor_peak_mb": first_tensor_peak_mb,
+          "steady_tensor_peak_mb": steady_tensor_peak_mb, "step_seconds": seconds})
     return
   built_at = time.time()
   startup = startup_times(built_at, call_times(ops["train_step"], 1)[0])

@@ -103,6 +103,8 @@ def parse_args(argv=None):
   parser.add_argument("--mode", default="speed", choices=("speed", "memory"),
                       help=argparse.SUPPRESS)
   parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument("--remat", default=None, choices=("recompute", "reversible"),
+                      help=argparse.SUPPRESS)  # Our worker's `FlowModel(remat=...)`.
   return parser.parse_args(argv)
 
 
@@ -136,7 +138,7 @@ def run_worker(args):
     flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
                                num_filters=config["num_filters"],
                                num_blocks=config["num_blocks"], dtype=dtype)
-  model = tfp_realnvp.FlowModel(flow)
+  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   rng = np.random.default_rng(args.seed)
   x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
@@ -160,7 +162,14 @@ def run_worker(args):
                                      len(actnorm_flags)]}
 
 
-  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready)
+  def tensor_peak_mb():
+    """Peak of TensorFlow's CPU tensor allocations since the previous call, in MB."""
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2 ** 20
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    return peak
+
+  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready,
+              tensor_peak_mb)
 
 
 def _profile(call, calls):

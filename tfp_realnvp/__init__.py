@@ -12,6 +12,7 @@ from tfp_realnvp import bijectors
 from tfp_realnvp import data
 from tfp_realnvp import networks
 from tfp_realnvp import presets
+from tfp_realnvp import remat
 from tfp_realnvp import training
 from tfp_realnvp._seam import Untracked
 from tfp_realnvp.dequantization import VariationalDequantizer
@@ -30,4 +31,4 @@ __version__ = "0.1.0"
 __all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow",
            "RealNVP", "Untracked", "VariationalDequantizer", "export_saved_model", "bijectors",
            "data", "masked_autoregressive_default_template", "networks", "presets",
-           "real_nvp_default_template", "training", "__version__"]
+           "real_nvp_default_template", "remat", "training", "__version__"]

@@ -50,12 +50,16 @@ class RoutingChain(chain_lib._Chain):  # pylint: disable=protected-access
     """The keyword arguments that `bijector` receives from the chain's `kwargs`."""
     raise NotImplementedError
 
+  def routed(self, kwargs):
+    """`(bijector, its keyword arguments)` for every step, in the order `inverse` applies them."""
+    return [(bijector, self._route(bijector, kwargs)) for bijector in self.bijectors]
+
   def _walk_forward(self, step_fn, x, **kwargs):
     for bijector in reversed(self.bijectors):
       x = step_fn(bijector, x, **self._route(bijector, kwargs))
     return x
 
   def _walk_inverse(self, step_fn, y, **kwargs):
-    for bijector in self.bijectors:
-      y = step_fn(bijector, y, **self._route(bijector, kwargs))
+    for bijector, routed_kwargs in self.routed(kwargs):
+      y = step_fn(bijector, y, **routed_kwargs)
     return y

@@ -12,6 +12,7 @@ from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import dequantization
 from tfp_realnvp import flows
+from tfp_realnvp import remat as remat_lib
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
@@ -174,6 +175,13 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     dequantizer: `None` (the data are dequantized images, e.g. with uniform noise by
       `tfp_realnvp.data.load_images`) or a `tfp_realnvp.VariationalDequantizer` of the data's
       shape and `num_levels`, trained with the flow (needs the logit preprocessing).
+    remat: how the gradient of the flow is computed (`tfp_realnvp.remat`): `None`, the
+      standard backpropagation, which keeps every activation of every step; `"recompute"`,
+      which keeps each step's input only and recomputes the step's activations in the
+      backward pass; `"reversible"`, which keeps the flow's output only and rebuilds each
+      step's input with its exact inverse in the backward pass, so that the activation memory
+      of training no longer grows with the flow's depth. Same gradients (up to rounding), more
+      computation.
     **kwargs: `keras.Model` arguments (`name`, ...). The model's dtype follows the flow's
       variable dtype (float32 under mixed precision, so densities stay float32).
   """
@@ -182,7 +190,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   _graph_functions = _seam.Untracked("`tf.function`s by name, see `_graph_function`.", dict)
 
   def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
-               num_levels=256, validate_args=False, dequantizer=None, **kwargs):
+               num_levels=256, validate_args=False, dequantizer=None, remat=None, **kwargs):
     if not isinstance(flow, flows.FlowLayer):
       raise TypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
@@ -192,6 +200,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
     if dequantizer is not None:
       _check_dequantizer(dequantizer, preprocessing, num_levels)
+    if remat is not None:
+      remat_lib.check_mode(remat)
     event_shape = flow.event_shape if event_shape is None else event_shape
     kwargs.setdefault("dtype", flow.dtype_policy.variable_dtype)
     super().__init__(**kwargs)
@@ -203,6 +213,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     self.num_levels = int(num_levels)
     self.validate_args = bool(validate_args)
     self.dequantizer = dequantizer
+    self.remat = remat
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
 
     bijector = flow.bijector
@@ -287,16 +298,22 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       # is an argument of the traced function so that each value gets its own trace.
       return self._graph_function("log_prob", self._log_prob)(
           x, _as_tensor(condition), training)
-    return self._log_prob(x, condition)
+    return self._log_prob(x, condition, training)
 
   def _log_prob(self, x, condition, training=None):
-    del training  # Keys the trace only, see `_call_log_prob`.
+    # `training` keys the eager trace (see `_call_log_prob`); a remat mode's backward pass
+    # hands it to the layers again.
     kwargs = self.bijector_kwargs(condition)
-    batch_shape = x.shape[:-len(self._distribution.event_shape) or None]
+    event_ndims = len(self._distribution.event_shape)
+    batch_shape = x.shape[:-event_ndims or None]
     if batch_shape.num_elements() == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
       return tf.zeros(batch_shape, x.dtype)
-    return self._distribution.log_prob(x, bijector_kwargs=kwargs)
+    if self.remat is None:
+      return self._distribution.log_prob(x, bijector_kwargs=kwargs)
+    z, ildj = remat_lib.inverse(self._distribution.bijector, x, self.remat, event_ndims,
+                                training=training, **kwargs)
+    return self._distribution.distribution.log_prob(z) + ildj
 
   def bits_from_log_prob(self, log_prob):
     """Converts per-example log-densities to bits per dimension."""
@@ -543,7 +560,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     config.update(flow=keras.saving.serialize_keras_object(self.flow),
                   event_shape=list(self.event_shape), preprocessing=self.preprocessing,
                   alpha=self.alpha, l2=self.l2, num_levels=self.num_levels,
-                  validate_args=self.validate_args)
+                  validate_args=self.validate_args, remat=self.remat)
     if self.dequantizer is not None:  # Configs of models without one stay as they were.
       config["dequantizer"] = keras.saving.serialize_keras_object(self.dequantizer)
     return config

@@ -1,13 +1,14 @@
 """Trains a small flow under a tf.distribute strategy; run as a subprocess by the tests.
 
 Usage:
-  python distributed_training.py mirrored OUT.json [glow|vardeq]
+  python distributed_training.py mirrored OUT.json [glow|vardeq|realnvp [REMAT]]
       configures 2 logical CPU devices, trains one SGD step of the same model and global batch
       on one device and under MirroredStrategy, and writes both losses and gradients (the
       update divided by the learning rate). With `glow`, a new Glow, whose ActNorm layers
       initialise from that step's batch, and whether they all did. With `vardeq`, a Real NVP
       with a variational dequantizer on a batch of 256 quantized images: the two steps draw
-      different noise, so their numbers agree only up to its Monte Carlo error.
+      different noise, so their numbers agree only up to its Monte Carlo error. With REMAT,
+      the model's `remat` mode (e.g. `reversible`).
   python distributed_training.py multiworker OUT.npz
       one worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG set by the caller):
       trains a few steps of `fit` and writes the final weights.
@@ -24,6 +25,7 @@ import tensorflow as tf
 
 MODE, OUT = sys.argv[1], sys.argv[2]
 FLOW = sys.argv[3] if len(sys.argv) > 3 else "realnvp"
+REMAT = sys.argv[4] if len(sys.argv) > 4 else None
 if MODE == "mirrored":
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -56,7 +58,7 @@ def build(strategy):
     if FLOW == "vardeq":
       dequantizer = tfp_realnvp.VariationalDequantizer((8, 8, 1), num_couplings=2, num_filters=8)
       randomize(dequantizer, seed=2, stddev=0.1)
-    model = tfp_realnvp.FlowModel(flow, dequantizer=dequantizer)
+    model = tfp_realnvp.FlowModel(flow, dequantizer=dequantizer, remat=REMAT)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
   return model
 

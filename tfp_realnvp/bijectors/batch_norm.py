@@ -71,17 +71,35 @@ class BatchNorm(_pixelwise.PixelwiseBijector):
     per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._layer.epsilon))
     return _pixelwise.log_det_per_example(x, per_pixel)
 
-  def _augmented_inverse(self, x):
+  def inverse_with_statistics(self, x):
+    """`inverse` without TFP's cache, with its log-det and the statistics it normalised with.
+
+    Returns:
+      `(z, inverse_log_det_jacobian, (mean, variance))`: the statistics are the batch's in
+      training (the moving averages are updated), the moving averages otherwise; with them,
+      `forward_with_statistics` is the exact inverse of this call (reversible training
+      rebuilds a batch-norm step's input so, see `tfp_realnvp.remat`).
+    """
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     mean, variance = [tf.cast(s, x.dtype) for s in self._layer(_checks.flatten_batch(x)[0])]
     log_scale, shift = self._variables(x.dtype)
     z = (x - mean) * (tf.math.rsqrt(variance + self._layer.epsilon) * tf.exp(log_scale))
-    return z + shift, _cached_log_det.log_dets(self._log_det(x, log_scale, variance))
+    return z + shift, self._log_det(x, log_scale, variance), (mean, variance)
+
+  def forward_with_statistics(self, z, statistics):
+    """`forward` with the per-channel `statistics` `(mean, variance)` instead of the averages."""
+    z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
+    mean, variance = [tf.cast(s, z.dtype) for s in statistics]
+    log_scale, shift = self._variables(z.dtype)
+    return (z - shift) * (tf.exp(-log_scale) * tf.sqrt(variance + self._layer.epsilon)) + mean
+
+  def _augmented_inverse(self, x):
+    z, ildj, _ = self.inverse_with_statistics(x)
+    return z, _cached_log_det.log_dets(ildj)
 
   def _augmented_forward(self, z):
-    z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
     layer = self._layer
-    mean, variance = [tf.cast(s, z.dtype) for s in (layer.moving_mean, layer.moving_variance)]
-    log_scale, shift = self._variables(z.dtype)
-    x = (z - shift) * (tf.exp(-log_scale) * tf.sqrt(variance + layer.epsilon)) + mean
-    return x, _cached_log_det.log_dets(self._log_det(z, log_scale, variance))
+    statistics = (layer.moving_mean, layer.moving_variance)
+    x = self.forward_with_statistics(z, statistics)
+    variance = tf.cast(layer.moving_variance, z.dtype)
+    return x, _cached_log_det.log_dets(self._log_det(z, self._variables(z.dtype)[0], variance))

@@ -116,13 +116,56 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
         conditioning, **self._conditioner_kwargs(conditional_input, batch_shape, x.shape[-3:]))
     params = self._transform.parameters(out, transformed, self.name)
     y, log_det = self._transform.apply(transformed, params, inverse)
+    y = self._mask.merge(x4, conditioning, y)
+    return (_checks.unflatten_batch(y, batch_shape),
+            _cached_log_det.log_dets(self._sum_log_det(x4, log_det, batch_shape)))
+
+  def _sum_log_det(self, x4, log_det, batch_shape):
+    """The per-example `ildj` of elementwise `log|dz/dx|` (`None`: 0) on packed units."""
     if log_det is None:
       ildj = tf.zeros(tf.shape(x4)[:1], dtype=x4.dtype)
     else:  # Without the slots that pad an odd width (checkerboard).
       ildj = tf.reduce_sum(self._mask.restrict(x4, log_det), axis=[1, 2, 3])
-    y = self._mask.merge(x4, conditioning, y)
-    return (_checks.unflatten_batch(y, batch_shape),
-            _cached_log_det.log_dets(_checks.unflatten_log_det(ildj, batch_shape)))
+    return _checks.unflatten_log_det(ildj, batch_shape)
+
+  def replay_inverse(self, z, tape, conditional_input=None):
+    """Rebuilds the input of `inverse` from its output `z` and recomputes `inverse` under `tape`.
+
+    The conditioning units are the same on both sides, so one conditioner call on those of
+    `z` gives the parameters that rebuild the transformed units of the input (outside the
+    tape) and, under the tape, map them to `z` again (`tfp_realnvp.remat`'s reversible
+    backward pass uses this instead of `forward` followed by `inverse`).
+
+    Args:
+      z: the output of `inverse`.
+      tape: an active `tf.GradientTape`.
+      conditional_input: as for `inverse`.
+
+    Returns:
+      `(x, sources, outputs, input_gradient)`: the rebuilt input `x`; the watched tensors
+      `sources` (the conditioning and the rebuilt transformed units) that `outputs`
+      `[z, ildj]` are computed from under the tape; and `input_gradient(source_gradients)`,
+      the gradient with respect to `x` from those with respect to `sources`.
+    """
+    z4, batch_shape = _checks.flatten_batch(z)
+    conditioning, z_transformed = self._mask.split(z4)
+    tape.watch(conditioning)
+    out = self._conditioner(
+        conditioning, **self._conditioner_kwargs(conditional_input, batch_shape, z.shape[-3:]))
+    params = self._transform.parameters(out, z_transformed, self.name)
+    with tape.stop_recording():
+      x_transformed, _ = self._transform.apply(z_transformed, params, inverse=False)
+      x = _checks.unflatten_batch(self._mask.merge(z4, conditioning, x_transformed),
+                                  batch_shape)
+    tape.watch(x_transformed)
+    z_again, log_det = self._transform.apply(x_transformed, params, inverse=True)
+    outputs = [_checks.unflatten_batch(self._mask.merge(z4, conditioning, z_again), batch_shape),
+               self._sum_log_det(z4, log_det, batch_shape)]
+
+    def input_gradient(source_gradients):
+      return _checks.unflatten_batch(self._mask.merge(z4, *source_gradients), batch_shape)
+
+    return x, [conditioning, x_transformed], outputs, input_gradient
 
   def _augmented_inverse(self, x, conditional_input=None):
     return self._couple(x, conditional_input, inverse=True)

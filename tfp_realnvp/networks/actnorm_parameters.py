@@ -4,6 +4,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tfp_realnvp import _keras_internals
 from tfp_realnvp.networks import batch_normalization
 
 __all__ = ["ActNormParameters"]
@@ -28,6 +29,9 @@ class ActNormParameters(keras.layers.Layer):
   from a `.keras` file or a checkpoint, never initialise again. Calls outside training never
   initialise: a layer that has seen no training batch (e.g. one sampled from first) keeps
   its initial values, the identity map.
+
+  Calls inside a `keras.StatelessScope`, which records assignments instead of applying them,
+  never initialise either (they read the variables as they are).
 
   Inside a `tf.function` the choice is a `tf.cond` on the flag, so one traced train step
   initialises on its first run only. Under a `tf.distribute` strategy with several replicas
@@ -80,7 +84,9 @@ class ActNormParameters(keras.layers.Layer):
     self.initialized.assign(True)
 
   def call(self, inputs, training=False):
-    # pylint: disable-next=protected-access
+    # A stateless scope would discard the assignments (reversible training's backward pass
+    # replays calls so, see `tfp_realnvp.remat`): the layer is read as it is.
+    training = training and not _keras_internals.in_stateless_scope()
     if training and batch_normalization.replicas_in_sync() > 1:
       self._initialize_synchronized(inputs)
     elif training:

@@ -1,0 +1,42 @@
+"""Every use of Keras 3 internals by this package, in one module.
+
+Written against Keras 3.15. What Keras does not publish is used here only, so that a Keras
+upgrade that moves it touches this file alone:
+
+* `in_stateless_scope`: whether a `keras.StatelessScope` (which records variable assignments
+  instead of applying them) is active;
+* `training_context`: the call context through which nested layers read Keras's `training`
+  flag, entered outside any layer call (in a gradient function run after the call returned).
+"""
+
+import contextlib
+
+from keras.src.backend.common import global_state
+from keras.src.backend.common import stateless_scope
+from keras.src.layers import layer as layer_lib
+
+__all__ = ["in_stateless_scope", "training_context"]
+
+_CALL_CONTEXT = "current_call_ctx"
+
+
+def in_stateless_scope():
+  """Whether a `keras.StatelessScope` is active."""
+  return stateless_scope.in_stateless_scope()
+
+
+@contextlib.contextmanager
+def training_context(training):
+  """Layers called inside see `training` as the flag of an outer layer call.
+
+  Args:
+    training: `True`, `False` or `None` (each layer's default), as `Layer.__call__` takes it.
+  """
+  previous = global_state.get_global_attribute(_CALL_CONTEXT)
+  context = layer_lib.CallContext(entry_layer=None)
+  context.set_value("training", training)
+  global_state.set_global_attribute(_CALL_CONTEXT, context)
+  try:
+    yield
+  finally:
+    global_state.set_global_attribute(_CALL_CONTEXT, previous)

@@ -1,0 +1,310 @@
+"""Training memory that does not grow with a flow's depth: recomputation and reversible backprop.
+
+`FlowModel(flow, remat=...)` chooses how the gradient of the flow is computed; `inverse` below
+is the function it uses. The standard mode (`remat=None`) lets TensorFlow keep every activation
+of every step for the backward pass; the other modes keep less and compute more:
+
+* `"recompute"`: only the input of each step is kept; the backward pass recomputes each step
+  (its conditioner's activations included) from it, then differentiates it. Memory: one
+  tensor of the flow's size per step, instead of all the activations of its network.
+* `"reversible"`: only the flow's output (the latent `z`) is kept. The backward pass walks the
+  steps from the last to the first, rebuilds each step's input from its output with the
+  step's exact inverse (`forward`, latent -> data), recomputes the step from that input and
+  differentiates it (Gomez et al., 2017; Jacobsen et al., 2018; Glow's memory-saving mode).
+  Activation memory no longer grows with the number of steps.
+
+Algorithm of the reversible gradient, for the steps `f_1 .. f_n` of the flow in the data ->
+latent direction (`x_0 = x`, `x_i = f_i(x_{i-1})`, `z = x_n`, `ildj = sum_i ildj_i(x_{i-1})`),
+given the cotangents `dz` and `dildj`:
+
+```none
+y, dy = z, dz
+for i = n .. 1:
+  x = f_i^{-1}(y)                          # rebuilt input ("recompute": the kept input)
+  y', l = f_i(x), ildj_i(x)                # recomputed under a gradient tape
+  dx, dvars_i = vjp((y', l), (x, vars_i), (dy, dildj))
+  y, dy = x, dx
+```
+
+The flow is walked through its `ConditionalChain`s (each step gets the keyword arguments the
+chain routes to it) and `FactorOut`s (the factored-out half leaves the walk and is part of the
+output, so it is not kept twice); every other bijector is one step. Steps see Keras's training
+flag as in the forward pass, and their replays in the backward pass run in a
+`keras.StatelessScope`, so that the moving averages of batch norms are updated once per step,
+as in the standard mode, and ActNorm layers never initialise in the backward pass. A
+`BatchNorm` bijector in training normalises with its batch's statistics: the forward pass keeps
+them (2 numbers per channel) and the rebuild uses them, the exact inverse of the forward pass;
+the recomputed step computes them again from the rebuilt input, so their gradient is the
+standard mode's. A `tfp_realnvp.bijectors` coupling is replayed with one conditioner call: its
+conditioning half is the same in its input and output, so the parameters computed from the
+output rebuild the input and, under the tape, recompute the step.
+
+In graph mode (`fit`, `tf.function`) each step's replay waits for the gradients of the step
+replayed before it (a control dependency): nothing else orders them, and TensorFlow would
+otherwise run all the rebuilds first and keep every step's activations alive at once.
+
+The gradients are the standard mode's up to rounding (`tests/test_remat.py`: within `1e-8`
+relative in float64; the MNIST-sized Real NVP in float32 within `1e-4`). The reversible
+rebuild loses a little precision at each step; `reconstruction_errors` measures how much (the
+deepest preset flow's figure is in `benchmarks/RESULTS.md`).
+
+#### Example
+
+```python
+flow = tfp_realnvp.Glow((28, 28, 1), num_levels=2, num_steps=32, num_filters=64)
+model = tfp_realnvp.FlowModel(flow, remat="reversible")  # or "recompute"; None: standard
+model.compile(optimizer=keras.optimizers.Adam(1e-3))
+model.fit(images, batch_size=64)                         # same gradients, less memory
+errors = tfp_realnvp.remat.reconstruction_errors(
+    model.distribution.bijector, images[:64], event_ndims=3, training=True)
+```
+
+#### References
+
+[1] Aidan N. Gomez, Mengye Ren, Raquel Urtasun and Roger B. Grosse. The Reversible Residual
+    Network: Backpropagation Without Storing Activations. NeurIPS 2017.
+    https://arxiv.org/abs/1707.04585
+[2] Jorn-Henrik Jacobsen, Arnold Smeulders and Edouard Oyallon. i-RevNet: Deep Invertible
+    Networks. ICLR 2018. https://arxiv.org/abs/1802.07088
+[3] Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
+    Convolutions. NeurIPS 2018. https://arxiv.org/abs/1807.03039
+"""
+
+import keras
+import tensorflow as tf
+
+from tfp_realnvp import _keras_internals
+from tfp_realnvp import _tfp_internals
+from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
+from tfp_realnvp.bijectors import factor_out as factor_out_lib
+
+__all__ = ["MODES", "check_mode", "inverse", "reconstruction_errors"]
+
+MODES = ("recompute", "reversible")
+"""The memory-saving modes of `FlowModel(remat=...)`; `None` is the standard mode."""
+
+
+class _Split:
+  """Walk instruction: a `FactorOut` sets its factored-out half aside."""
+
+  def __init__(self, factor_out):
+    self.factor_out = factor_out
+
+
+class _Merge(_Split):
+  """Walk instruction: the half set aside by the matching `_Split` comes back."""
+
+
+class _Step:
+  """Walk instruction: one bijector, with the keyword arguments its chain routes to it."""
+
+  def __init__(self, bijector, kwargs, event_ndims):
+    self.bijector = bijector
+    self.kwargs = kwargs
+    self.event_ndims = event_ndims
+
+  def apply(self, x):
+    """`(z, ildj, state)` in the data -> latent direction; `state` rebuilds `x` from `z`."""
+    if isinstance(self.bijector, batch_norm_lib.BatchNorm):
+      return self.bijector.inverse_with_statistics(x)
+    z = self.bijector.inverse(x, **self.kwargs)
+    return z, self.bijector.inverse_log_det_jacobian(x, self.event_ndims, **self.kwargs), None
+
+  def recompute(self, x, tape):
+    """`apply` from the input `x` under `tape`, as `(x, sources, outputs, input_gradient)`.
+
+    `outputs` `[z, ildj]` are computed under the tape from the watched `sources`, and
+    `input_gradient` maps the gradients with respect to `sources` to that with respect to `x`.
+    """
+    x = tf.identity(x)  # Not the forward pass's tensor: TFP's cache misses.
+    tape.watch(x)
+    z, ildj, _ = self.apply(x)
+    return x, [x], [z, ildj], lambda gradients: gradients[0]
+
+  def rebuild_and_recompute(self, z, state, tape):
+    """Rebuilds the input from the output `z` (and `state`), then `recompute`s under `tape`."""
+    if hasattr(self.bijector, "replay_inverse"):  # A coupling: one conditioner call.
+      return self.bijector.replay_inverse(z, tape, **self.kwargs)
+    with tape.stop_recording():
+      if isinstance(self.bijector, batch_norm_lib.BatchNorm):
+        x = self.bijector.forward_with_statistics(z, state)
+      else:  # A new tensor: TFP's cache would otherwise answer with the forward pass's input.
+        x = self.bijector.forward(tf.identity(z), **self.kwargs)
+    return self.recompute(x, tape)
+
+
+def _walk(bijector, kwargs, event_ndims):
+  """The instructions of `bijector`, in the data -> latent order."""
+  if isinstance(bijector, _tfp_internals.RoutingChain):
+    return [instruction for inner, inner_kwargs in bijector.routed(kwargs)
+            for instruction in _walk(inner, inner_kwargs, event_ndims)]
+  if isinstance(bijector, factor_out_lib.FactorOut):
+    return ([_Split(bijector)] + _walk(bijector.bijector, kwargs, event_ndims)
+            + [_Merge(bijector)])
+  return [_Step(bijector, kwargs, event_ndims)]
+
+
+def _split(factor_out, x):
+  return factor_out._split(x)  # pylint: disable=protected-access
+
+
+def _run_forward(program, x, keep_inputs):
+  """The data -> latent pass: `(z, ildj, inputs, states)`, `inputs` empty unless kept."""
+  inputs, states, aside = [], [], []
+  ildj = None
+  for instruction in program:
+    if isinstance(instruction, _Merge):
+      x = tf.concat([aside.pop(), x], axis=-1)
+    elif isinstance(instruction, _Split):
+      factored, x = _split(instruction.factor_out, x)
+      aside.append(factored)
+    else:
+      if keep_inputs:
+        inputs.append(x)
+      x, log_det, state = instruction.apply(x)
+      states.append(state)
+      ildj = log_det if ildj is None else ildj + log_det
+  return x, ildj, inputs, states
+
+
+def _run_backward(program, carried, replay):
+  """Walks `program` from its end with tensors shaped like the latent (e.g. `[z, dz]`).
+
+  The factored-out halves of `carried` are set aside at a `_Merge` and come back at its
+  `_Split`; at the `i`-th step, `carried = replay(step, i, carried)` maps the step's output
+  side to its input side.
+  """
+  aside = []
+  index = sum(isinstance(instruction, _Step) for instruction in program)
+  for instruction in reversed(program):
+    if isinstance(instruction, _Merge):
+      halves = [_split(instruction.factor_out, t) for t in carried]
+      aside.append([factored for factored, _ in halves])
+      carried = [kept for _, kept in halves]
+    elif isinstance(instruction, _Split):
+      carried = [tf.concat([factored, t], axis=-1)
+                 for factored, t in zip(aside.pop(), carried, strict=True)]
+    else:
+      index -= 1
+      carried = replay(instruction, index, carried)
+  return carried
+
+
+def check_mode(mode):
+  """Raises a `ValueError` unless `mode` is one of `MODES`."""
+  if mode not in MODES:
+    raise ValueError(f"remat must be None or one of {MODES}, got {mode!r}.")
+
+
+def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
+  """`(bijector.inverse(x), bijector.inverse_log_det_jacobian(x))` with a memory-saving gradient.
+
+  Args:
+    bijector: the flow (`forward`: latent -> data), e.g. a `FlowModel`'s
+      `distribution.bijector`.
+    x: data `[..., *event_shape]`.
+    mode: one of `MODES`, see the module docstring.
+    event_ndims: number of event dimensions of `x`.
+    training: Keras's training flag of the call (the layers of the steps read it in the
+      backward pass too).
+    **kwargs: keyword arguments of `bijector` (e.g. `conditional_input=c`); tensors, which
+      receive gradients too.
+
+  Returns:
+    `(z, ildj)`: the latent and the inverse log-determinant per example.
+
+  Raises:
+    ValueError: an unknown `mode`.
+  """
+  check_mode(mode)
+
+  @tf.custom_gradient
+  def run(x, *conditions):
+    conditions = list(conditions)
+    program = _walk(bijector, tf.nest.pack_sequence_as(kwargs, conditions), event_ndims)
+    z, ildj, inputs, states = _run_forward(program, x, keep_inputs=mode == "recompute")
+
+    def grad(dz, dildj, variables=None):
+      variables = list(variables or [])
+      index = {v.ref(): i for i, v in enumerate(variables)}
+      variable_grads = [None] * len(variables)
+      condition_grads = [None] * len(conditions)
+      dildj = tf.zeros_like(ildj) if dildj is None else dildj
+
+      barrier = []  # The gradients of the step replayed last.
+
+      def replay(step, i, carried):
+        # Nothing of this step runs before the last step's gradients are done: the replays'
+        # forward ops do not depend on them, and running ahead would keep the activations
+        # of several steps alive at once (graph mode).
+        with tf.control_dependencies(barrier):
+          y = tf.identity(inputs[i] if mode == "recompute" else carried[0])
+        dy = carried[1]
+        with tf.GradientTape() as tape:
+          tape.watch(conditions)
+          if mode == "recompute":
+            x_in, sources, outputs, input_gradient = step.recompute(y, tape)
+          else:
+            x_in, sources, outputs, input_gradient = step.rebuild_and_recompute(
+                y, states[i], tape)
+        watched = [v for v in tape.watched_variables() if v.ref() in index]
+        grads = tape.gradient(outputs, sources + conditions + watched,
+                              output_gradients=[dy, dildj])
+        barrier[:] = [tf.convert_to_tensor(g) for g in grads if g is not None]
+        source_grads = [tf.zeros_like(s) if g is None else g
+                        for s, g in zip(sources, grads[:len(sources)], strict=True)]
+        grads = grads[len(sources):]
+        for k, g in enumerate(grads[:len(conditions)]):
+          condition_grads[k] = _add(condition_grads[k], g)
+        for v, g in zip(watched, grads[len(conditions):], strict=True):
+          variable_grads[index[v.ref()]] = _add(variable_grads[index[v.ref()]], g)
+        return [x_in, input_gradient(source_grads)]
+
+      with _keras_internals.training_context(training), keras.StatelessScope():
+        _, dx = _run_backward(program, [z, dz], replay)
+      return [dx] + condition_grads, variable_grads
+
+    return (z, ildj), grad
+
+  return run(x, *tf.nest.flatten(kwargs))
+
+
+def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
+  """How far the reversible mode's rebuilt step inputs are from the forward pass's.
+
+  Runs `bijector.inverse(x)` keeping every step's input, then rebuilds the inputs from the
+  latent as the reversible backward pass does (with the same training flag, batch-norm
+  statistics and stateless scope).
+
+  Args:
+    bijector: the flow, as for `inverse`.
+    x: data `[..., *event_shape]`.
+    event_ndims: number of event dimensions of `x`.
+    training: Keras's training flag for the layers of the steps.
+    **kwargs: keyword arguments of `bijector`.
+
+  Returns:
+    A list, one float tensor per step in the data -> latent order: the largest absolute
+    difference between the rebuilt input of the step and its input in the forward pass.
+  """
+  program = _walk(bijector, kwargs, event_ndims)
+  with _keras_internals.training_context(training):
+    z, _, inputs, states = _run_forward(program, x, keep_inputs=True)
+  errors = [None] * len(inputs)
+
+  def rebuild(step, i, carried):
+    with tf.GradientTape() as tape:
+      x_in = step.rebuild_and_recompute(carried[0], states[i], tape)[0]
+    errors[i] = tf.reduce_max(tf.abs(x_in - inputs[i]))
+    return [x_in]
+
+  with _keras_internals.training_context(training), keras.StatelessScope():
+    _run_backward(program, [z], rebuild)
+  return errors
+
+
+def _add(total, gradient):
+  if gradient is None:
+    return total
+  gradient = tf.convert_to_tensor(gradient)
+  return gradient if total is None else total + gradient
