@@ -33,8 +33,8 @@ Two Real NVP presets are not in the paper:
   (`coupling="spline"`), the best recipe measured on MNIST: 1.316 test bits/dim after 10
   training minutes on one AMD EPYC core against 1.617 for affine couplings run beside it, and
   1.251 after 30 minutes and 1.146 after 2 hours (affine: 1.475 and 1.376 on two cores),
-  with no non-finite step
-  (benchmarks/RESULTS.md, 2026-11-30). `coupling="affine"` gives the paper's couplings.
+  with no non-finite step (benchmarks/RESULTS.md, 2026-11-30). `coupling="affine"` gives the
+  paper's couplings.
 
 Differences from the paper: the number of feature maps is the same at every scale (the paper
 doubles it each time the resolution halves), and the epoch counts are starting points chosen
