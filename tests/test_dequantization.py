@@ -118,6 +118,7 @@ def test_bits_per_dim_of_a_dequantized_model():
   assert model.bits_per_dim(pixels[:0]).shape == (0,)
 
 
+@pytest.mark.slow  # About 15-20 s of CPU; the bound's tests stay in the default run.
 def test_fit_trains_the_flow_and_the_dequantizer_together():
   keras.utils.set_random_seed(0)
   flow = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_filters=4, num_blocks=1)

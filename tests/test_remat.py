@@ -99,6 +99,7 @@ def test_condition_vectors_get_the_standard_gradient():
   np.testing.assert_allclose(gradients["reversible"], gradients[None], rtol=1e-8)
 
 
+@pytest.mark.slow  # About 25 s of CPU; the float64 gradient tests above stay in the default run.
 def test_fit_trains_in_reversible_mode_like_the_standard_mode():
   images = np.random.default_rng(0).uniform(0.0, 1.0, (32, 8, 8, 1))
   histories, first_step = {}, {}
@@ -184,6 +185,7 @@ def test_mirrored_strategy_matches_one_device_in_reversible_mode(tmp_path):
   assert np.sqrt(np.sum(errors ** 2)) <= 1e-5 * report["gradient_norm"]
 
 
+@pytest.mark.slow  # About 10-15 s of CPU.
 def test_mixed_bfloat16_trains_in_reversible_mode():
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
