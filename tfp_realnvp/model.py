@@ -393,7 +393,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     return self._log_prob_bound(pixels, condition, num_samples, seed)
 
   def _log_prob_bound(self, pixels, condition, num_samples, seed, training=None):
-    del training  # Keys the trace only, see `_call_log_prob`.
+    # `training` keys the eager trace (see `_call_log_prob`) and reaches a remat mode's
+    # backward pass through `_log_prob`.
     batch_shape = pixels.shape[:-len(self._distribution.event_shape)]
     if batch_shape.num_elements() == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
@@ -402,7 +403,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     pixels = tf.broadcast_to(pixels, tf.concat([[num_samples], tf.shape(pixels)], axis=0))
     u, log_q = self.dequantizer(pixels, seed=seed)
     x = (pixels + tf.cast(u, pixels.dtype)) / self.num_levels
-    log_w = self._log_prob(x, condition) - tf.cast(log_q, pixels.dtype)
+    log_w = self._log_prob(x, condition, training) - tf.cast(log_q, pixels.dtype)
     return (tf.reduce_logsumexp(log_w, axis=0)
             - tf.math.log(tf.cast(num_samples, log_w.dtype)))
 
