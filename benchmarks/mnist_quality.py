@@ -7,7 +7,7 @@ preprocessing and L2 penalty of `FlowModel`), with the overrides of its flow's a
 (Real NVP: `--num-scales`, `--num-filters`, `--num-blocks`, `--batch-norm`; Glow:
 `--num-levels`, `--num-steps`, `--num-filters`, `--coupling-network`; both: `--coupling
 {affine,spline}` and `--dequantization {uniform,variational}`; a setting of the other flow is
-an error), on the 60,000 MNIST training images with
+an error), optionally with mixed-precision networks (`--mixed-precision`), on the 60,000 MNIST training images with
 `tfp_realnvp.training.train`, for a budget of *training* wall-clock minutes, and at each
 evaluation mark reports bits/dim on the full 10,000-image test set. The training clock excludes
 evaluation, checkpointing and the first step of each process (which traces the graph); the
@@ -118,6 +118,10 @@ def parse_args(argv=None):
   parser.add_argument("--ema", type=float, default=None,
                       help="Momentum of the weights' moving average, which the marks evaluate "
                            "(default: the preset's; 0: off).")
+  parser.add_argument("--mixed-precision", choices=("bfloat16", "float16"), default=None,
+                      help="Compute the networks in this precision (Keras's mixed_bfloat16 or "
+                           "mixed_float16 with loss scaling; densities stay float32); "
+                           "default float32.")
   parser.add_argument("--batch-size", type=int, default=None)
   parser.add_argument("--steps-per-epoch", type=int, default=100,
                       help="Steps per chunk (training.train's epochs): one progress line and "
@@ -482,7 +486,8 @@ def main(argv=None):
   try:
     result = training.train(
         str(data_path), output, preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed, verbose=0, callbacks=callbacks, validation_freq=0, state=state)
+        seed=args.seed, mixed_precision=args.mixed_precision, verbose=0, callbacks=callbacks,
+        validation_freq=0, state=state)
   except training.RunError as error:
     sys.exit(f"error: {error}")
   print(json.dumps(state["summary"], indent=2), flush=True)

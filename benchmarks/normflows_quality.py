@@ -24,6 +24,11 @@ reports bits/dim on the full 10,000-image test set.
   `= (NLL_x + D ln 256) / (D ln 2)`, `NLL_x` the negative log-density of the dequantized `x` in
   `[0, 1)^D` (the logit preprocessing's log-Jacobian included).
 
+`--recipe example` trains instead what a normflows user gets by default: the library's
+documented image example (`RECIPES`: its Glow notebook's model, optimizer and batch size,
+unconditional, with as many of its three levels as the image's shape allows, two for MNIST),
+on the same data, clock and evaluation.
+
 Output folder (`--output`), written as the run goes:
 
 * `run.json`: configuration, library versions, parameter count, machine; rewritten at the end
@@ -42,6 +47,8 @@ Example (from the repository root, with the benchmark venv of
     --output benchmarks/runs/normflows30
 .bench-venv/bin/python benchmarks/normflows_quality.py --flow glow --minutes 30 \
     --eval-at 10,30 --output benchmarks/runs/normflows-glow30
+.bench-venv/bin/python benchmarks/normflows_quality.py --recipe example --minutes 30 \
+    --eval-at 10,30 --output benchmarks/runs/normflows-example30
 ```
 """
 
@@ -55,6 +62,7 @@ import sys
 import time
 
 import numpy as np
+import normflows as nf
 import torch
 
 import normflows_worker as worker
@@ -63,6 +71,20 @@ import _runlog
 
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = _REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+RECIPES = ("matched", "example")
+# `--recipe example`: normflows' documented image example (its notebook
+# examples/glow_colab.ipynb, a class-conditional Glow on CIFAR-10), taken unconditional and
+# fitted to the data's shape. Up to 3 levels (as many as the image's height and width halve
+# to), 16 `GlowBlock`s per level with 256 hidden channels (channel split, sigmoid-scaled affine
+# coupling, LU 1x1 convolution, ActNorm), a learned diagonal Gaussian base per level, no logit
+# preprocessing (the flow models the dequantized `x` in [0, 1) itself), Adamax with learning
+# rate 1e-3 and weight decay 1e-5, batch 128, non-finite steps skipped.
+EXAMPLE_MAX_LEVELS = 3
+EXAMPLE_STEPS = 16
+EXAMPLE_HIDDEN_CHANNELS = 256
+EXAMPLE_BATCH_SIZE = 128
+EXAMPLE_LEARNING_RATE = 1e-3
+EXAMPLE_WEIGHT_DECAY = 1e-5
 
 
 def parse_args(argv=None):
@@ -79,7 +101,12 @@ def parse_args(argv=None):
   parser.add_argument("--output", required=True,
                       help="Folder for run.json, results.jsonl and progress.jsonl.")
   _runlog.add_budget_arguments(parser)
-  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--recipe", choices=RECIPES, default="matched",
+                      help="matched: the tfp_realnvp architecture and training of --config; "
+                           "example: normflows' documented image example (its Glow notebook), "
+                           "what a normflows user gets by default.")
+  parser.add_argument("--batch-size", type=int, default=None,
+                      help="Default: 64 (matched) or 128 (example).")
   parser.add_argument("--eval-batch-size", type=int, default=500)
   parser.add_argument("--log-every", type=int, default=100,
                       help="Steps per progress line (and the window of train_bpd).")
@@ -89,11 +116,61 @@ def parse_args(argv=None):
                       help="Seed of the fixed dequantization noise of the test set.")
   args = parser.parse_args(argv)
   _runlog.resolve_budget(parser, args)
+  if args.batch_size is None:
+    args.batch_size = EXAMPLE_BATCH_SIZE if args.recipe == "example" else 64
   try:
     args.model_config = _configs.resolve(args, args.config)
   except ValueError as e:
     parser.error(str(e))
+  overrides = _configs.override_flags(args)[2::2]  # The flags after `--flow <name>`.
+  if args.recipe == "example" and (overrides or args.flow != "realnvp"):
+    parser.error(f"--recipe example has its own architecture (normflows' Glow example); drop "
+                 f"{', '.join(overrides) or '--flow'}.")
   return args
+
+
+def build_example_glow(image_shape):
+  """The Glow of normflows' image example for channels-last `image_shape` (see `RECIPES`).
+
+  Returns:
+    `(model, num_levels)`.
+
+  Raises:
+    ValueError: an image whose height and width cannot be halved once.
+  """
+  h, w, c = image_shape
+  levels = EXAMPLE_MAX_LEVELS
+  while levels and (h % 2**levels or w % 2**levels):
+    levels -= 1
+  if not levels:
+    raise ValueError(f"the example's Glow needs an even height and width, got {h}x{w}.")
+  bases, merges, flows = [], [], []
+  for i in range(levels):  # normflows' order: from the coarsest level to the data.
+    flows.append([nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), EXAMPLE_HIDDEN_CHANNELS,
+                                     split_mode="channel", scale=True)
+                  for _ in range(EXAMPLE_STEPS)] + [nf.flows.Squeeze()])
+    if i:
+      merges.append(nf.flows.Merge())
+      factor = 2 ** (levels - i)
+      base_shape = (c * factor, h // factor, w // factor)
+    else:
+      base_shape = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
+    bases.append(nf.distributions.DiagGaussian(base_shape))
+  return nf.MultiscaleFlow(bases, flows, merges), levels
+
+
+def example_train_step(model, optimizer):
+  """The example's training step: `(loss, nll)`, both the mean NLL; non-finite ones skipped."""
+
+  def step(x):
+    optimizer.zero_grad(set_to_none=True)
+    nll = -model.log_prob(x, None).mean()
+    if torch.isfinite(nll):
+      nll.backward()
+      optimizer.step()
+    return nll.detach(), nll.detach()
+
+  return step
 
 
 def load_images(path, image_shape):
@@ -149,22 +226,37 @@ def main(argv=None):
   x_train = torch.from_numpy(x_train)
 
   torch.manual_seed(args.seed)
+  common = {"batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
+            "seed": args.seed, "test_seed": args.test_seed, "max_steps": args.max_steps}
   try:
-    model, _ = worker.build_model(config)
+    if args.recipe == "example":
+      model, num_levels = build_example_glow(config["image_shape"])
+      optimizer = torch.optim.Adamax(model.parameters(), lr=EXAMPLE_LEARNING_RATE,
+                                     weight_decay=EXAMPLE_WEIGHT_DECAY)
+      train_step = example_train_step(model, optimizer)
+      run_config = {"recipe": "example", "source": "normflows examples/glow_colab.ipynb",
+                    "flow": "glow", "image_shape": config["image_shape"],
+                    "num_levels": num_levels, "num_steps": EXAMPLE_STEPS,
+                    "num_filters": EXAMPLE_HIDDEN_CHANNELS, "base": "learned DiagGaussian",
+                    "preprocessing": "none", "optimizer": "Adamax",
+                    "learning_rate": EXAMPLE_LEARNING_RATE,
+                    "weight_decay": EXAMPLE_WEIGHT_DECAY, **common}
+    else:
+      model, _ = worker.build_model(config)
+      optimizer = torch.optim.Adam(model.parameters(), lr=worker.LEARNING_RATE)
+      train_step = worker.make_train_step(model, optimizer)
+      run_config = {"recipe": "matched", "name": args.config, **config,
+                    "preprocessing": "logit", "alpha": worker.LOGIT_ALPHA,
+                    "l2": worker.L2_SCALE, "optimizer": "Adam",
+                    "learning_rate": worker.LEARNING_RATE, **common}
   except ValueError as e:
     sys.exit(f"error: {e}")
-  optimizer = torch.optim.Adam(model.parameters(), lr=worker.LEARNING_RATE)
-  train_step = worker.make_train_step(model, optimizer)
   num_params = worker.count_params(model)
   run = {"benchmark": "normflows_quality", "library": "normflows", "date_utc": _runlog.utc_now(),
          "command": " ".join([sys.executable] + sys.argv),
          "data": str(pathlib.Path(args.data).resolve()),
          "budget_minutes": args.minutes, "eval_at_minutes": args.eval_at,
-         "config": {"name": args.config, **config, "preprocessing": "logit",
-                    "alpha": worker.LOGIT_ALPHA, "l2": worker.L2_SCALE, "optimizer": "Adam",
-                    "learning_rate": worker.LEARNING_RATE, "batch_size": args.batch_size,
-                    "eval_batch_size": args.eval_batch_size, "seed": args.seed,
-                    "test_seed": args.test_seed, "max_steps": args.max_steps},
+         "config": run_config,
          "num_trainable_params": num_params, "versions": worker.versions(),
          "torch_threads": torch.get_num_threads(), "machine": _runlog.machine_info(),
          "clock": "training steps only (batch preparation, forward, backward, Adam); "
