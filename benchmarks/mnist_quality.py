@@ -8,10 +8,10 @@ preprocessing and L2 penalty of `FlowModel`), with the overrides of its flow's a
 `--num-levels`, `--num-steps`, `--num-filters`, `--coupling-network`; both: `--coupling
 {affine,spline}` and `--dequantization {uniform,variational}`; a setting of the other flow is
 an error), optionally with mixed-precision networks (`--mixed-precision`), on the 60,000
-MNIST training images with `tfp_realnvp.training.train`, for a budget of *training* wall-clock minutes, and at each
-evaluation mark reports bits/dim on the full 10,000-image test set. The training clock excludes
-evaluation, checkpointing and the first step of each process (which traces the graph); the
-first step's time is recorded separately.
+MNIST training images with `tfp_realnvp.training.train`, for a budget of *training* wall-clock
+minutes, and at each evaluation mark reports bits/dim on the full 10,000-image test set. The
+training clock excludes evaluation, checkpointing and the first step of each process (which
+traces the graph); the first step's time is recorded separately.
 
 The chunks of `--steps-per-epoch` steps are `training.train`'s epochs (without per-epoch
 validation), so the run folder is `train`'s: its backup after every chunk, and its run record
