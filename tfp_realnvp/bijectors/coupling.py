@@ -10,10 +10,10 @@ import functools
 import math
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
+from tfp_realnvp.bijectors import _spline
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import masks as masks_lib
 
@@ -394,7 +394,9 @@ class SplineCoupling(_Coupling):
 
   The same coupling as `AffineCoupling` (masks, conditioner, conditional input, cached
   log-determinants, direction) with a monotone rational-quadratic spline as the elementwise
-  map of the transformed units (Durkan et al., 2019), TFP's `tfb.RationalQuadraticSpline`:
+  map of the transformed units (Durkan et al., 2019), the spline of TFP's
+  `tfb.RationalQuadraticSpline` evaluated with a one-hot choice of bin (dense operations with
+  static shapes, one bin search for the value and its derivative; checked against TFP's):
   `K = num_bins` bins on `[-B, B]` (`B = bound`), the identity outside. For every transformed
   unit, the conditioner gives `3K - 1` raw numbers `(w, h, d)` from the conditioning units `b * x`
   (and the condition `c`, if any), mapped to
@@ -498,7 +500,7 @@ class SplineCoupling(_Coupling):
 
 
 class _SplineTransform:
-  """`z = g(x)` (data -> latent), `g` a `tfb.RationalQuadraticSpline` from raw parameters."""
+  """`z = g(x)` (data -> latent), `g` the rational-quadratic spline of the raw parameters."""
 
   is_constant_jacobian = False
 
@@ -536,13 +538,8 @@ class _SplineTransform:
 
   def apply(self, transformed, params, inverse):
     """`(y, log|dz/dx|)` elementwise, with `g'` evaluated at the data side `x`."""
-    widths, heights, slopes = params
-    spline = tfp.bijectors.RationalQuadraticSpline(widths, heights, slopes,
-                                                   range_min=-self.bound)
-    y = spline.forward(transformed) if inverse else spline.inverse(transformed)
-    y.set_shape(transformed.shape)  # Lost in the spline's dynamic broadcasting.
-    x = transformed if inverse else y
-    return y, spline.forward_log_det_jacobian(x, event_ndims=0)
+    # The data -> latent map (this package's inverse) is the spline's forward.
+    return _spline.rational_quadratic(transformed, *params, self.bound, inverse=not inverse)
 
 
 def _broadcasts_to(shape, target):
