@@ -7,7 +7,8 @@ tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epo
                   [--clipnorm NORM] [--ema MOMENTUM] [--steps-per-epoch N]
                   [--output-dir DIR] [--seed S]
                   [--strategy {default,mirrored,multiworker,tpu}]
-                  [--mixed-precision {none,bfloat16,float16}] [--jit {auto,on,off}]
+                  [--mixed-precision {none,bfloat16,float16}]
+                  [--remat {none,recompute,reversible}] [--jit {auto,on,off}]
                   [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
                   [--num-filters N] [--coupling-network {glow,resnet}]
                   [--coupling {affine,spline}] [--dequantization {uniform,variational}]
@@ -36,11 +37,11 @@ Preset names are not written here (they live in `tfp_realnvp.presets`, which nee
 package): `--preset` takes any name, and an unknown one ends with the same one-line error as
 every other user error, listing the presets, once TensorFlow is loaded. So do the settings
 that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
-choices of `--flow`, `--coupling-network`, `--coupling` and `--dequantization` are written
-here, so that argparse checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`,
-`DEQUANTIZATIONS`; a test keeps them equal to `tfp_realnvp.presets.FLOWS`,
-`tfp_realnvp.glow.COUPLING_NETWORKS`, `tfp_realnvp.bijectors.coupling.COUPLINGS` and
-`tfp_realnvp.presets.DEQUANTIZATIONS`).
+choices of `--flow`, `--coupling-network`, `--coupling`, `--dequantization` and `--remat` are
+written here, so that argparse checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`,
+`DEQUANTIZATIONS`, `REMAT_MODES`; a test keeps them equal to `tfp_realnvp.presets.FLOWS`,
+`tfp_realnvp.glow.COUPLING_NETWORKS`, `tfp_realnvp.bijectors.coupling.COUPLINGS`,
+`tfp_realnvp.presets.DEQUANTIZATIONS` and `tfp_realnvp.remat.MODES` after `none`).
 
 Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
 on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
@@ -67,6 +68,7 @@ __all__ = ["PROG", "add_train_arguments", "build_parser", "main"]
 PROG = "tfp-realnvp"
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 MIXED_PRECISIONS = ("none", "bfloat16", "float16")
+REMAT_MODES = ("none", "recompute", "reversible")
 JIT_MODES = ("auto", "on", "off")
 FLOWS = ("realnvp", "glow")
 COUPLING_NETWORKS = ("glow", "resnet")
@@ -168,6 +170,11 @@ def add_train_arguments(train):
                           "GPUs), MultiWorkerMirroredStrategy (reads TF_CONFIG) or TPUStrategy")
   train.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default="none",
                      help="Keras mixed-precision policy of the networks (densities stay float32)")
+  train.add_argument("--remat", choices=REMAT_MODES, default="none",
+                     help="training memory: recompute each coupling's network activations in "
+                          "the backward pass, or rebuild every step's input from its output "
+                          "with the exact inverse (reversible: memory that does not grow with "
+                          "depth); same gradients, slower steps (default: none)")
   train.add_argument("--jit", choices=JIT_MODES, default="auto",
                      help="XLA compilation: auto (GPU hosts without tf.distribute only), on, off")
   train.add_argument("--output-dir", default=None, help="output folder (default: runs/<data>)")

@@ -483,12 +483,14 @@ def test_glow_export(glow_trained, tmp_path):
 
 def test_launcher_choices_are_the_library_s():
   from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp import remat  # pylint: disable=g-import-not-at-top
   from tfp_realnvp.bijectors import coupling  # pylint: disable=g-import-not-at-top
 
   assert tfp_realnvp_launcher.FLOWS == tuple(presets.FLOWS)
   assert tfp_realnvp_launcher.COUPLING_NETWORKS == glow.COUPLING_NETWORKS
   assert tfp_realnvp_launcher.COUPLINGS == coupling.COUPLINGS
   assert tfp_realnvp_launcher.DEQUANTIZATIONS == presets.DEQUANTIZATIONS
+  assert tfp_realnvp_launcher.REMAT_MODES == ("none", *remat.MODES)
 
 
 def test_glow_defaults_per_shape_and_data():

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
+from tfp_realnvp import _keras_internals
 from tfp_realnvp import presets
 from tfp_realnvp import remat
 
@@ -82,6 +83,33 @@ def test_every_variable_gets_the_standard_gradient(kind):
     # Moving averages updated once, ActNorm initialised once, as in the standard mode.
     for value, expected in zip(after, standard_state, strict=True):
       np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14, err_msg=mode)
+
+
+def test_a_variational_dequantizer_gets_the_standard_gradient():
+  # The bound's gradient reaches the dequantizer's variables through the flow's input, which a
+  # remat mode's custom gradient returns: every variable of both, in every mode, with the
+  # dequantization noise fixed by a seed.
+  pixels = tf.constant(np.random.default_rng(7).integers(0, 256, (8, 8, 8, 1)), tf.float64)
+  seed = tf.constant([0, 3])
+  results = {}
+  for mode in MODES:
+    keras.utils.set_random_seed(0)
+    dequantizer = randomize(tfp_realnvp.VariationalDequantizer(
+        (8, 8, 1), num_couplings=2, num_filters=4, dtype="float64"), seed=2)
+    model = tfp_realnvp.FlowModel(small_real_nvp(), dequantizer=dequantizer, remat=mode,
+                                  dtype="float64")
+    # As in `fit`'s step (in Keras's training context), with a seeded noise, eagerly.
+    with tf.GradientTape() as tape, _keras_internals.training_context(True):
+      loss = -tf.reduce_mean(model._log_prob_bound(  # pylint: disable=protected-access
+          pixels, None, 1, seed, training=True))
+    results[mode] = float(loss), tape.gradient(loss, model.trainable_variables)
+  standard_loss, standard_gradients = results[None]
+  dequantizer_gradients = standard_gradients[-len(dequantizer.trainable_variables):]
+  assert all(np.any(g) for g in dequantizer_gradients)
+  for mode in remat.MODES:
+    loss, gradients = results[mode]
+    assert loss == pytest.approx(standard_loss, rel=1e-12), mode
+    assert relative_errors(gradients, standard_gradients).max() <= 1e-8, mode
 
 
 @pytest.mark.slow  # About 1 minute on a shared core.

@@ -95,11 +95,13 @@ def test_unknown_image_suffix_is_refused(tmp_path):
   assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("kind, mixed_precision", [("folder", None), ("npz", "bfloat16")])
+@pytest.mark.parametrize("kind, mixed_precision, remat", [("folder", None, None),
+                                                           ("npz", "bfloat16", "reversible")])
 def test_a_source_with_a_training_split_only_trains_on_a_held_out_slice(
-    tmp_path, capsys, kind, mixed_precision):
-  """Also (one run serving two checks): mixed precision is the flow's own policy, the banner
-  names it, and the process's global policy is left as it was."""
+    tmp_path, capsys, kind, mixed_precision, remat):
+  """Also (one run serving several checks): mixed precision is the flow's own policy, the
+  banner names it, and the process's global policy is left as it was; the remat mode reaches
+  the model and the run record."""
   # 60 random 8x8 images: a plain folder (no train/ or test/ sub-folders), or an .npz holding x.
   pixels = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype=np.uint8)
   if kind == "folder":
@@ -112,15 +114,17 @@ def test_a_source_with_a_training_split_only_trains_on_a_held_out_slice(
     np.savez(source, x=pixels)
   result = training.train(source, tmp_path / "run", preset="digits", epochs=1, batch_size=16,
                           num_scales=1, num_filters=4, num_blocks=1, sample_count=4, verbose=1,
-                          mixed_precision=mixed_precision)
+                          mixed_precision=mixed_precision, remat=remat)
   precision = f"mixed_{mixed_precision}" if mixed_precision else "float32"
   assert f"{precision} networks" in capsys.readouterr().out
   assert keras.mixed_precision.global_policy().name == "float32"
   model = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
   assert model.flow.dtype_policy.name == precision
+  assert model.remat == remat
   assert model.log_prob(np.full((2, 8, 8, 1), 0.5, np.float32)).dtype == tf.float32
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert metrics["config"]["train_split"] == "train[:80%]"
+  assert metrics["config"]["remat"] == (remat or "none")
   assert metrics["config"]["validation_split"] == "train[80%:90%]"
   assert metrics["test_split"] == metrics["config"]["test_split"] == "train[90%:]"
   assert metrics["test_examples"] == 6 and np.isfinite(result.test_bits_per_dim)

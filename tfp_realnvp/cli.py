@@ -87,6 +87,7 @@ def train_options(args):
       steps_per_epoch=args.steps_per_epoch, seed=args.seed,
       strategy=_make_strategy(args.strategy),  # First: MultiWorkerMirroredStrategy requires it.
       mixed_precision=None if args.mixed_precision == "none" else args.mixed_precision,
+      remat=None if args.remat == "none" else args.remat,
       jit_compile=_JIT_COMPILE[args.jit], sample_count=args.sample_count,
       data_dir=args.data_dir, download=args.download, epochs=args.epochs,
       batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -576,7 +576,7 @@ def _fit_verbosity(verbose):
 
 
 def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_epoch=None, seed=0,
-          strategy=None, mixed_precision=None, jit_compile="auto", sample_count=64,
+          strategy=None, mixed_precision=None, remat=None, jit_compile="auto", sample_count=64,
           data_dir=None, download=False, verbose="auto", callbacks=(), validation_freq=1,
           state=None, **settings):
   """Trains (or resumes) a preset's Real NVP or Glow flow on `data`, keeping the best epoch.
@@ -594,6 +594,9 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       other TensorFlow work (MultiWorkerMirroredStrategy requires it).
     mixed_precision: `None`, `"bfloat16"` or `"float16"` (Keras mixed-precision policy of the
       networks; densities stay float32).
+    remat: `None`, `"recompute"` or `"reversible"`: how the backward pass gets the flow's
+      activations (`FlowModel(remat=...)`, `tfp_realnvp.remat`): less training memory, the
+      same gradients. Not part of the architecture: a run may resume in another mode.
     jit_compile: `"auto"`, `True` or `False`, as for `keras.Model.compile`.
     sample_count: images in each epoch's sample grid.
     data_dir: TensorFlow Datasets data directory.
@@ -642,7 +645,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       "validation_split": validation_split, "test_split": test_split,
       "preset": preset.name, "event_shape": list(shape), "flow_kind": preset.flow,
       "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
-      "epochs": preset.epochs, "batch_size": preset.batch_size,
+      "remat": remat or "none", "epochs": preset.epochs, "batch_size": preset.batch_size,
       "learning_rate": preset.learning_rate, "ema": preset.ema,
       "warmup_steps": preset.warmup_steps, "clipnorm": preset.clipnorm,
       "dequantization": preset.dequantization, "steps_per_epoch": steps_per_epoch,
@@ -668,7 +671,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
   with strategy.scope():
     model = model_lib.FlowModel(
         presets.build_flow(preset, shape, dtype=precision),
-        dequantizer=presets.build_dequantizer(preset, shape, dtype=precision))
+        dequantizer=presets.build_dequantizer(preset, shape, dtype=precision), remat=remat)
     optimizer = make_optimizer(preset)
     if mixed_precision == "float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
