@@ -22,6 +22,7 @@ g^-1(y)       = x_k + w_k xi,  xi = 2c / (-b - sqrt(b^2 - 4ac)) the root in [0, 
 ```
 """
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["rational_quadratic"]
@@ -45,10 +46,14 @@ def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inve
   """
   dtype = values.dtype
   rank = len(bin_widths.shape)
+  num_bins = bin_widths.shape[-1]
   lower = tf.constant(-bound, dtype)
-  # The left knot of every bin, and the slopes at the left and right knot of every bin.
-  left_x = lower + tf.cumsum(bin_widths, axis=-1, exclusive=True)
-  left_y = lower + tf.cumsum(bin_heights, axis=-1, exclusive=True)
+  # The left knot of every bin (the sums of the bins before it, as a product with a strictly
+  # upper-triangular matrix of ones: one matrix product instead of a slow `cumsum` over 8
+  # values), and the slopes at the left and right knot of every bin.
+  before = tf.constant(np.triu(np.ones((num_bins, num_bins)), k=1), dtype)
+  left_x = lower + tf.tensordot(bin_widths, before, axes=1)
+  left_y = lower + tf.tensordot(bin_heights, before, axes=1)
   d_left = tf.pad(knot_slopes, [[0, 0]] * (rank - 1) + [[1, 0]], constant_values=1)
   d_right = tf.pad(knot_slopes, [[0, 0]] * (rank - 1) + [[0, 1]], constant_values=1)
 

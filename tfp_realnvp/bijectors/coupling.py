@@ -531,9 +531,11 @@ class _SplineTransform:
     raw = tf.cast(out, transformed.dtype)
     k = self.num_bins
     scale = 2 * self.bound - k * MIN_BIN_SIZE
-    widths = MIN_BIN_SIZE + scale * tf.nn.softmax(raw[..., :k])
-    heights = MIN_BIN_SIZE + scale * tf.nn.softmax(raw[..., k:2 * k])
-    slopes = MIN_SLOPE + tf.nn.softplus(raw[..., 2 * k:] + SLOPE_OFFSET)
+    # One split rather than three slices: its gradient is one concatenation.
+    raw_widths, raw_heights, raw_slopes = tf.split(raw, [k, k, k - 1], axis=-1)
+    widths = MIN_BIN_SIZE + scale * tf.nn.softmax(raw_widths)
+    heights = MIN_BIN_SIZE + scale * tf.nn.softmax(raw_heights)
+    slopes = MIN_SLOPE + tf.nn.softplus(raw_slopes + SLOPE_OFFSET)
     return widths, heights, slopes
 
   def apply(self, transformed, params, inverse):
