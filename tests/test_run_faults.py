@@ -142,7 +142,8 @@ def test_resume_after_damaged_metrics_and_samples(run):
 @pytest.mark.parametrize("other, changed", [
     ({"flow": "glow", "num_levels": 1, "num_steps": 1, "num_filters": 4},
      "preset, flow_kind, flow"),
-    ({"preset": "mnist", **TINY, "coupling": "affine"}, "preset"),  # digits' couplings
+    # The digits' couplings and dequantization: only the preset differs.
+    ({"preset": "mnist", **TINY, "coupling": "affine", "dequantization": "uniform"}, "preset"),
     ({**TINY, "num_filters": 8}, "flow"),
 ])
 def test_resuming_another_flow_or_preset_is_refused_before_loading_weights(run, other, changed):

@@ -79,7 +79,8 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 | `glow_imagenet64` | Glow     | 64x64 | 4 levels, 48 steps, 512 filters             | 10     |
 | `glow_celeba`     | Glow     | 64x64 | 4 levels, 32 steps, 512 filters (ours)      | 20     |
 
-(BN: batch-normalisation bijectors after the couplings.)
+(BN: batch-normalisation bijectors after the couplings. `mnist` also dequantizes with a learned
+`VariationalDequantizer`, below.)
 
 Every preset uses a batch size of 64 and a learning rate of 1e-3; every Glow preset Glow's own
 coupling network (`coupling_network="glow"`).
@@ -93,11 +94,14 @@ every one off by default in every preset:
 * `ema` (default 0): momentum of Keras's exponential moving average of the weights, which the
   run validates, samples, tests and saves (`tfp_realnvp.training.train`).
 
-Dequantization (`dequantization`, a training setting too): `"uniform"` (the default of every
-preset: uniform noise added by the data pipeline, Real NVP's bound) or `"variational"` (a
-`tfp_realnvp.VariationalDequantizer` with its default architecture, 4 couplings of 32 filters,
-trained with the flow; the bits/dim are then the variational bound of Flow++, see
-`build_dequantizer`).
+Dequantization (`dequantization`, a training setting too): `"uniform"` (uniform noise added by
+the data pipeline, Real NVP's bound; the default of every preset but `mnist`) or
+`"variational"` (a `tfp_realnvp.VariationalDequantizer` with its default architecture, 4
+couplings of 32 filters, trained with the flow; the bits/dim are then the variational bound of
+Flow++, see `build_dequantizer`). The `mnist` preset dequantizes variationally: on MNIST, one
+core each, 30 training minutes, its test bound was 1.277 / 1.218 at 10 / 30 minutes against
+1.316 / 1.251 with uniform noise, although a step costs about 1.5x as much
+(benchmarks/RESULTS.md, 2026-11-30).
 
 Why off: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
 pinned to one CPU core, about 5 minutes each under load, 2026-11-30) none of them helped, and
@@ -336,9 +340,9 @@ def _make_presets():
              description="small network for the embedded 8x8 digits (2 to 5 minutes on 2 CPU "
                          "cores; about 4.94 test bits/dim)"),
       Preset("mnist", (28, 28), num_scales=3, num_filters=32, num_blocks=2, batch_norm=True,
-             coupling="spline", epochs=50,
+             coupling="spline", dequantization="variational", epochs=50,
              description="28x28 images: 3 scales, 2 blocks of 32 feature maps, spline "
-                         "couplings"),
+                         "couplings, variational dequantization"),
       Preset("cifar10", (32, 32), num_scales=2, num_filters=64, num_blocks=8, batch_norm=True,
              epochs=100, description="the paper's CIFAR-10 model: 8 blocks of 64, one downscale"),
       Preset("imagenet32", (32, 32), num_scales=4, num_filters=32, num_blocks=4,
