@@ -235,7 +235,9 @@ def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, 
 
   result = training.train("digits", tmp_path / "run", "digits", epochs=2, steps_per_epoch=5,
                           num_scales=1, num_filters=4, num_blocks=1, batch_size=32,
-                          dequantization="variational", sample_count=4, verbose=0)
+                          dequantization="variational", sample_count=4, verbose=2)
+  assert "variational dequantization (bits/dim: the variational bound)" in (
+      capsys.readouterr().out)
   metrics = result.metrics
   assert metrics["config"]["dequantization"] == "variational"
   assert "variational bound" in metrics["test_dequantization"]

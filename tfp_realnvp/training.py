@@ -699,6 +699,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}"
       f"{_optimizer_settings(preset)}, "
       f"{precision} networks, "
+      f"{'variational dequantization (bits/dim: the variational bound), ' if not uniform else ''}"
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
   model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
