@@ -7,11 +7,14 @@ of every step for the backward pass; the other modes keep less and compute more:
 * `"recompute"`: only the input of each step is kept; the backward pass recomputes each step
   (its conditioner's activations included) from it, then differentiates it. Memory: one
   tensor of the flow's size per step, instead of all the activations of its network.
-* `"reversible"`: only the flow's output (the latent `z`) is kept. The backward pass walks the
-  steps from the last to the first, rebuilds each step's input from its output with the
-  step's exact inverse (`forward`, latent -> data), recomputes the step from that input and
-  differentiates it (Gomez et al., 2017; Jacobsen et al., 2018; Glow's memory-saving mode).
-  Activation memory no longer grows with the number of steps.
+* `"reversible"`: only the flow's output (the latent `z`) and the input of each `FactorOut`
+  (one tensor of at most the data's size per level of a multi-scale flow) are kept. The
+  backward pass walks the steps from the last to the first, rebuilds each step's input from
+  its output with the step's exact inverse (`forward`, latent -> data), recomputes the step
+  from that input and differentiates it (Gomez et al., 2017; Jacobsen et al., 2018; Glow's
+  memory-saving mode); at each `FactorOut` it starts again from the kept input, so the
+  rounding of the rebuilds does not carry over from one level to the next. Activation memory
+  no longer grows with the number of steps.
 
 Algorithm of the reversible gradient, for the steps `f_1 .. f_n` of the flow in the data ->
 latent direction (`x_0 = x`, `x_i = f_i(x_{i-1})`, `z = x_n`, `ildj = sum_i ildj_i(x_{i-1})`),
@@ -44,11 +47,12 @@ replayed before it (a control dependency): nothing else orders them, and TensorF
 otherwise run all the rebuilds first and keep every step's activations alive at once.
 
 The gradients are the standard mode's up to rounding (`tests/test_remat.py`: within `1e-8`
-relative in float64; for the MNIST-sized Real NVP in float32, recomputation gives the standard
-gradients exactly and the reversible mode within 2.6e-3 relative per variable, the rounding of
-the rebuilt inputs carried through the backward pass). The reversible rebuild loses a little
-precision at each step; `reconstruction_errors` measures how much (the
-deepest preset flow's figure is in `benchmarks/RESULTS.md`).
+relative in float64; for the MNIST-sized Real NVP in float32, recomputation within 3e-5 and
+the reversible mode within 9.2e-4 relative per variable, the rounding of the rebuilt inputs
+carried through the backward pass). The reversible rebuild loses a little precision at each
+step; `reconstruction_errors` measures how much: 1.2e-5 at most over the 588 steps of the
+deepest preset flow (`glow_imagenet64`, random weights, float32; 0.0125 before the walk
+restarted at each level).
 
 #### Example
 
@@ -151,13 +155,19 @@ def _split(factor_out, x):
 
 
 def _run_forward(program, x, keep_inputs):
-  """The data -> latent pass: `(z, ildj, inputs, states)`, `inputs` empty unless kept."""
-  inputs, states, aside = [], [], []
+  """The data -> latent pass: `(z, ildj, inputs, states, anchors)`.
+
+  `inputs` (every step's input) is empty unless kept; `anchors` are the inputs of the
+  `FactorOut`s (one per level of a multi-scale flow, at most the data's size each), where the
+  reversible walk restarts.
+  """
+  inputs, states, aside, anchors = [], [], [], []
   ildj = None
   for instruction in program:
     if isinstance(instruction, _Merge):
       x = tf.concat([aside.pop(), x], axis=-1)
     elif isinstance(instruction, _Split):
+      anchors.append(x)
       factored, x = _split(instruction.factor_out, x)
       aside.append(factored)
     else:
@@ -166,16 +176,19 @@ def _run_forward(program, x, keep_inputs):
       x, log_det, state = instruction.apply(x)
       states.append(state)
       ildj = log_det if ildj is None else ildj + log_det
-  return x, ildj, inputs, states
+  return x, ildj, inputs, states, anchors
 
 
-def _run_backward(program, carried, replay):
+def _run_backward(program, carried, replay, anchors):
   """Walks `program` from its end with tensors shaped like the latent (e.g. `[z, dz]`).
 
   The factored-out halves of `carried` are set aside at a `_Merge` and come back at its
-  `_Split`; at the `i`-th step, `carried = replay(step, i, carried)` maps the step's output
-  side to its input side.
+  `_Split`, where the rebuilt value `carried[0]` is replaced by the forward pass's (`anchors`,
+  popped): the rounding of the rebuilds does not carry over from one level to the next. At
+  the `i`-th step, `carried = replay(step, i, carried)` maps the step's output side to its
+  input side.
   """
+  anchors = list(anchors)
   aside = []
   index = sum(isinstance(instruction, _Step) for instruction in program)
   for instruction in reversed(program):
@@ -184,8 +197,9 @@ def _run_backward(program, carried, replay):
       aside.append([factored for factored, _ in halves])
       carried = [kept for _, kept in halves]
     elif isinstance(instruction, _Split):
-      carried = [tf.concat([factored, t], axis=-1)
-                 for factored, t in zip(aside.pop(), carried, strict=True)]
+      halves = aside.pop()
+      carried = [anchors.pop()] + [tf.concat([factored, t], axis=-1)
+                                   for factored, t in zip(halves[1:], carried[1:], strict=True)]
     else:
       index -= 1
       carried = replay(instruction, index, carried)
@@ -224,7 +238,8 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
   def run(x, *conditions):
     conditions = list(conditions)
     program = _walk(bijector, tf.nest.pack_sequence_as(kwargs, conditions), event_ndims)
-    z, ildj, inputs, states = _run_forward(program, x, keep_inputs=mode == "recompute")
+    z, ildj, inputs, states, anchors = _run_forward(program, x,
+                                                    keep_inputs=mode == "recompute")
 
     def grad(dz, dildj, variables=None):
       variables = list(variables or [])
@@ -263,7 +278,7 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
         return [x_in, input_gradient(source_grads)]
 
       with _keras_internals.training_context(training), keras.StatelessScope():
-        _, dx = _run_backward(program, [z, dz], replay)
+        _, dx = _run_backward(program, [z, dz], replay, anchors)
       return [dx] + condition_grads, variable_grads
 
     return (z, ildj), grad
@@ -291,7 +306,7 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
   """
   program = _walk(bijector, kwargs, event_ndims)
   with _keras_internals.training_context(training):
-    z, _, inputs, states = _run_forward(program, x, keep_inputs=True)
+    z, _, inputs, states, anchors = _run_forward(program, x, keep_inputs=True)
   errors = [None] * len(inputs)
 
   def rebuild(step, i, carried):
@@ -301,7 +316,7 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
     return [x_in]
 
   with _keras_internals.training_context(training), keras.StatelessScope():
-    _run_backward(program, [z], rebuild)
+    _run_backward(program, [z], rebuild, anchors)
   return errors
 
 
