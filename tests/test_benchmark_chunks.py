@@ -100,6 +100,7 @@ def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch, mnist_npz
 def _glow_argv(mnist_npz, output):
   return ["--data", str(mnist_npz), "--output", str(output), "--minutes", "60",
           "--preset", "glow_mnist", "--num-levels", "1", "--num-steps", "1", "--num-filters", "4",
+          "--coupling-network", "glow", "--coupling", "affine",  # Glow's networks: no batch norm.
           "--batch-size", "16", "--steps-per-epoch", "2", "--max-steps", "2",
           "--eval-batch-size", "5000"]
 

@@ -36,7 +36,7 @@ from test_examples import ROOT, TIMEOUT, assert_png, number_after, read_metrics,
 # overrides of `examples/_image_example.py`), and the test images.
 TINY_FLOW = {
     "realnvp": {"num_scales": 1, "num_filters": 4, "num_blocks": 1, "batch_norm": True},
-    "glow": {"num_levels": 1, "num_steps": 1, "num_filters": 4, "coupling_network": "glow"}}
+    "glow": {"num_levels": 1, "num_steps": 1, "num_filters": 4}}
 TINY_TEST_IMAGES = 32
 
 

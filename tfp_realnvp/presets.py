@@ -55,10 +55,11 @@ Ours, not in the paper:
 * `"glow_celeba"` (64x64): the paper's CelebA-HQ model is 256x256 with L=6; for 64x64 images
   this keeps its K=32 and 512 channels and uses L=4 (down to 4x4, as `glow_imagenet64`).
 * `"glow_digits"` (8x8) and `"glow_mnist"` (28x28; with L=2: 28 -> 14 -> 7) are small
-  enough for CPUs (sizes in the table). `glow_mnist`'s 16 steps of 64 filters beat 8 steps of
-  128 at equal step time in pilots (benchmarks/RESULTS.md, 2026-11-30); it reaches 1.594 test
-  bits/dim after 30 training minutes on one shared core, short of the Real NVP `mnist`
-  preset's 1.475 on two. `glow_digits` is a starting point, not measured.
+  enough for CPUs (sizes in the table). `glow_mnist`'s steps couple with Real NVP's ResNets (4
+  blocks of 32 feature maps, batch-normalised) and rational-quadratic splines: 1.637 / 1.423
+  test bits/dim after 10 / 30 training minutes on one core, against 1.848 / 1.594 for Glow's
+  own networks with affine couplings (16 steps of 64 filters, this preset until 2026-11-30;
+  benchmarks/RESULTS.md). `glow_digits` is a starting point, not measured.
 
 The paper trains with Adam at learning rate 1e-3 after a linear warm-up, with larger batches
 and until convergence; the Glow presets keep the batch size 64 and learning rate 1e-3 (no
@@ -73,7 +74,7 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 | `imagenet64`      | Real NVP | 64x64 | 5 scales, 32 filters, 2 blocks, BN          | 10     |
 | `celeba`          | Real NVP | 64x64 | 5 scales, 32 filters, 2 blocks, BN          | 20     |
 | `glow_digits`     | Glow     | 8x8   | 2 levels, 4 steps, 64 filters (ours)        | 20     |
-| `glow_mnist`      | Glow     | 28x28 | 2 levels, 16 steps, 64 filters (ours)       | 50     |
+| `glow_mnist`      | Glow     | 28x28 | 2 levels, 8 steps, 32 filters (ours) *      | 50     |
 | `glow_cifar10`    | Glow     | 32x32 | 3 levels, 32 steps, 512 filters             | 100    |
 | `glow_imagenet32` | Glow     | 32x32 | 3 levels, 48 steps, 512 filters             | 20     |
 | `glow_imagenet64` | Glow     | 64x64 | 4 levels, 48 steps, 512 filters             | 10     |
@@ -83,7 +84,8 @@ warm-up) of the Real NVP presets and their epoch counts, which are starting poin
 `VariationalDequantizer`, below.)
 
 Every preset uses a batch size of 64 and a learning rate of 1e-3; every Glow preset Glow's own
-coupling network (`coupling_network="glow"`).
+coupling network (`coupling_network="glow"`) and affine couplings but `glow_mnist` (*: ResNet
+coupling networks of 4 blocks, spline couplings).
 
 Optimizer settings (`TRAINING_SETTINGS`, built into Adam by `tfp_realnvp.training.make_optimizer`),
 every one off by default in every preset:
@@ -332,10 +334,11 @@ def _depth(preset):
 
 
 def _make_presets():
-  def glow(name, image_size, num_levels, num_steps, num_filters, epochs, description):
+  def glow(name, image_size, num_levels, num_steps, num_filters, epochs, description,
+           coupling_network="glow", coupling="affine"):
     return Preset(name, image_size, flow="glow", num_levels=num_levels, num_steps=num_steps,
-                  num_filters=num_filters, coupling_network="glow", epochs=epochs,
-                  description=description)
+                  num_filters=num_filters, coupling_network=coupling_network,
+                  coupling=coupling, epochs=epochs, description=description)
 
   presets = [
       Preset("digits", (8, 8), num_scales=2, num_filters=32, num_blocks=2, batch_norm=True,
@@ -358,8 +361,10 @@ def _make_presets():
              epochs=20, description="the paper's CelebA 64x64 model: 2 blocks of 32, down to 4x4"),
       glow("glow_digits", (8, 8), num_levels=2, num_steps=4, num_filters=64, epochs=20,
            description="small Glow for the embedded 8x8 digits (ours)"),
-      glow("glow_mnist", (28, 28), num_levels=2, num_steps=16, num_filters=64, epochs=50,
-           description="Glow for 28x28 images, sized for CPUs (ours)"),
+      glow("glow_mnist", (28, 28), num_levels=2, num_steps=8, num_filters=32, epochs=50,
+           coupling_network="resnet", coupling="spline",
+           description="Glow for 28x28 images, sized for CPUs: ResNet coupling networks, "
+                       "spline couplings (ours)"),
       glow("glow_cifar10", (32, 32), num_levels=3, num_steps=32, num_filters=512, epochs=100,
            description="the Glow paper's CIFAR-10 model: L=3, K=32, 512 channels"),
       glow("glow_imagenet32", (32, 32), num_levels=3, num_steps=48, num_filters=512, epochs=20,
