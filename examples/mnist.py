@@ -2,7 +2,8 @@
 
 What it shows: training the multi-scale `tfp_realnvp.RealNVP` of the `mnist` preset (3 scales,
 28 -> 14 -> 7, coupling ResNets of 2 residual blocks with 32 feature maps, rational-quadratic
-spline couplings, batch normalisation; Adam 1e-3, batch 64, 50 epochs) inside a
+spline couplings, batch normalisation, a learned variational dequantizer whose bits/dim are
+the variational bound; Adam 1e-3, batch 64, 50 epochs) inside a
 `tfp_realnvp.FlowModel` by maximum likelihood. The training run is the library's
 `tfp_realnvp.training.train` (what `tfp-realnvp train` runs), not re-written here: it builds the
 flow from the preset, calls `model.fit` with a backup of the training state in
@@ -21,9 +22,10 @@ Data (`--data`, read with `tfp_realnvp.data.load_images`):
   folder if omitted). It is never downloaded unless `--download` is given; without it a data
   set that is not prepared stops the script with the command that prepares it.
 
-Run (the preset's 50 epochs of 938 steps take about 12 hours on one CPU core, at the 1.1
-steps per second of the README's benchmark, which reached 1.251 test bits/dim after 30
-minutes; `--epochs` shortens the run, `--coupling affine` gives the paper's couplings):
+Run (the preset's 50 epochs of 938 steps take about 14 hours on one CPU core, at the 0.95
+steps per second of the README's benchmark, which reached 1.205 test bits/dim after 30
+minutes; `--epochs` shortens the run, `--coupling affine --dequantization uniform` gives the
+paper's couplings and noise):
 
   python examples/mnist.py --output-dir runs/mnist
   python examples/mnist.py --data mnist --data-dir ~/tensorflow_datasets --epochs 10
