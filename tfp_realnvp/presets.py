@@ -57,9 +57,10 @@ Ours, not in the paper:
 * `"glow_digits"` (8x8) and `"glow_mnist"` (28x28; with L=2: 28 -> 14 -> 7) are small
   enough for CPUs (sizes in the table). `glow_mnist`'s steps couple with Real NVP's ResNets (4
   blocks of 32 feature maps, batch-normalised) and rational-quadratic splines: 1.637 / 1.423
-  test bits/dim after 10 / 30 training minutes on one core, against 1.848 / 1.594 for Glow's
-  own networks with affine couplings (16 steps of 64 filters, this preset until 2026-11-30;
-  benchmarks/RESULTS.md). `glow_digits` is a starting point, not measured.
+  test bits/dim after 10 / 30 training minutes on one core (1.573 / 1.347 on two), against
+  1.848 / 1.594 for Glow's own networks with affine couplings (16 steps of 64 filters, this
+  preset until 2026-11-30; benchmarks/RESULTS.md). `glow_digits` is a starting point, not
+  measured.
 
 The paper trains with Adam at learning rate 1e-3 after a linear warm-up, with larger batches
 and until convergence; the Glow presets keep the batch size 64 and learning rate 1e-3 (no
