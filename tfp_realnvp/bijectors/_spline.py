@@ -54,16 +54,17 @@ def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inve
   before = tf.constant(np.triu(np.ones((num_bins, num_bins)), k=1), dtype)
   left_x = lower + tf.tensordot(bin_widths, before, axes=1)
   left_y = lower + tf.tensordot(bin_heights, before, axes=1)
-  d_left = tf.pad(knot_slopes, [[0, 0]] * (rank - 1) + [[1, 0]], constant_values=1)
-  d_right = tf.pad(knot_slopes, [[0, 0]] * (rank - 1) + [[0, 1]], constant_values=1)
+  def pad_last(t, before, after, value):  # One value before / after the last axis.
+    return tf.pad(t, [[0, 0]] * (rank - 1) + [[before, after]], constant_values=value)
+
+  d_left, d_right = pad_last(knot_slopes, 1, 0, 1), pad_last(knot_slopes, 0, 1, 1)
 
   inside = (values > lower) & (values < -lower)
   # At or past a bin's left knot: 1 for the bins up to the value's, 0 after it (the knots
   # increase), so differences of neighbours are the one-hot mask of its bin.
   knots = left_y if inverse else left_x
   past = tf.cast(values[..., tf.newaxis] >= knots[..., 1:], dtype)
-  one_hot = (tf.pad(past, [[0, 0]] * (rank - 1) + [[1, 0]], constant_values=1)
-             - tf.pad(past, [[0, 0]] * (rank - 1) + [[0, 1]]))
+  one_hot = pad_last(past, 1, 0, 1) - pad_last(past, 0, 1, 0)
 
   def pick(candidates):
     return tf.reduce_sum(one_hot * candidates, axis=-1)
