@@ -154,7 +154,7 @@ def add_train_arguments(train):
                      help="Adam learning rate (default: the preset's, 1e-3)")
   train.add_argument("--warmup-steps", type=_non_negative_int, default=None,
                      help="steps of linear learning-rate warm-up from 0 (default: the preset's, "
-                          "100 for mnist, else 0: none)")
+                          "0: none)")
   train.add_argument("--clipnorm", type=_float_at_least(0.0, strict=True), default=None,
                      help="scale the gradients down so that their global norm (over all "
                           "variables) is at most this (Keras's global_clipnorm; default: the "

@@ -23,9 +23,9 @@ Data (`--data`, read with `tfp_realnvp.data.load_images`):
   set that is not prepared stops the script with the command that prepares it.
 
 Run (the preset's 50 epochs of 938 steps take about 14 hours on one CPU core, at the 0.95
-steps per second of the README's benchmark, which reached 1.180 test bits/dim after 30
-minutes; `--epochs` shortens the run, `--coupling affine --dequantization uniform
---warmup-steps 0` gives the paper's couplings, noise and constant learning rate):
+steps per second of the README's benchmark, which reached 1.205 test bits/dim after 30
+minutes; `--epochs` shortens the run, `--coupling affine --dequantization uniform` gives the
+paper's couplings and noise):
 
   python examples/mnist.py --output-dir runs/mnist
   python examples/mnist.py --data mnist --data-dir ~/tensorflow_datasets --epochs 10

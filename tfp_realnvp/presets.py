@@ -89,7 +89,7 @@ coupling network (`coupling_network="glow"`) and affine couplings but `glow_mnis
 coupling networks of 4 blocks, spline couplings).
 
 Optimizer settings (`TRAINING_SETTINGS`, built into Adam by `tfp_realnvp.training.make_optimizer`),
-every one off by default in every preset but `mnist`, which warms up over 100 steps:
+every one off by default in every preset:
 
 * `warmup_steps` (default 0): linear learning-rate warm-up from 0 over that many steps.
 * `clipnorm` (default `None`): clip the global norm of all the gradients (Keras's
@@ -106,9 +106,9 @@ core each, 30 training minutes, its test bound was 1.277 / 1.218 at 10 / 30 minu
 1.316 / 1.251 with uniform noise, although a step costs about 1.5x as much
 (benchmarks/RESULTS.md, 2026-11-30).
 
-Why: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
+Why off: in short pilots on the embedded digits (`tfp-realnvp train` with one option changed,
 pinned to one CPU core, about 5 minutes each under load, 2026-11-30) none of them helped, and
-the EMA hurt; on MNIST the warm-up helped (below).
+the EMA hurt.
 
 * Baseline `digits` (20 epochs, 480 steps): best validation 4.886 (epoch 19), test 4.939.
 * `--warmup-steps 200`: slower start (validation 7.27 after 4 epochs against 5.69), then the
@@ -126,18 +126,17 @@ the EMA hurt; on MNIST the warm-up helped (below).
   they still weigh `ema ** t` (11 % here).
 
 So EMA is for long runs (many times `1 / (1 - ema)` steps) and, with batch normalisation, only
-where the statistics can be re-estimated for the averaged weights. On MNIST
-(`benchmarks/mnist_quality.py`, one run each alone on one core, test bits/dim after 10 / 30
-training minutes, 2026-11-30; benchmarks/RESULTS.md):
-
-* the `mnist` preset trained 7,890 steps in 2 hours at the default learning rate without a
-  non-finite step (uniform noise, no warm-up, no clipping);
-* `--ema 0.999`: 77.6 / 37.9 (3.07 at 30 with the statistics re-estimated for the averaged
-  weights) against 1.316 / 1.251 without: far too few steps for that average;
-* against the recipe with variational dequantization and no warm-up (1.279 / 1.205),
-  `--warmup-steps 100` gave 1.277 / 1.180, ahead at both marks, so `mnist` warms up over 100
-  steps; `--clipnorm 2000` (the gradients' global norm is 1,200 to 10,500 in the first 150
-  steps) gave 1.331 / 1.158, behind at 10 minutes and ahead at 30, so clipping stays off.
+where the statistics can be re-estimated for the averaged weights; `--clipnorm` was not needed
+at the default learning rate. On MNIST (`benchmarks/mnist_quality.py`, one core, 2026-11-30)
+the `mnist` preset trained 7,890 steps in 2 hours at the default learning rate without a
+non-finite step, and `--ema 0.999` tested at 77.6 / 37.9 bits/dim after 10 / 30 minutes (3.07
+at 30 with the statistics re-estimated for the averaged weights) against 1.316 / 1.251
+without: far too few steps for that average. From the `mnist` recipe (one run each, training
+bound of the (up to 100) steps before the 10 / 30-minute marks: 1.273 / 1.173), 100 warm-up
+steps gave 1.278 / 1.180, `--clipnorm 2000` (the gradients' global norm is 1,200 to 10,500 in
+the first 150 steps) 1.281 / 1.175, and both 1.301 / 1.180: none helped. (Their test figures
+spread far more, 1.158 to 1.304 at 30 minutes, with the batch-norm moving averages of the
+moment.)
 
 `resolve` is the one place where a preset, the data's default and overrides meet: it returns
 the `Preset` with the overrides applied (checked against the flow and the image shape), and
@@ -353,9 +352,9 @@ def _make_presets():
              description="small network for the embedded 8x8 digits (2 to 5 minutes on 2 CPU "
                          "cores; about 4.94 test bits/dim)"),
       Preset("mnist", (28, 28), num_scales=3, num_filters=32, num_blocks=2, batch_norm=True,
-             coupling="spline", dequantization="variational", warmup_steps=100, epochs=50,
+             coupling="spline", dequantization="variational", epochs=50,
              description="28x28 images: 3 scales, 2 blocks of 32 feature maps, spline "
-                         "couplings, variational dequantization, 100 warm-up steps"),
+                         "couplings, variational dequantization"),
       Preset("cifar10", (32, 32), num_scales=2, num_filters=64, num_blocks=8, batch_norm=True,
              epochs=100, description="the paper's CIFAR-10 model: 8 blocks of 64, one downscale"),
       Preset("imagenet32", (32, 32), num_scales=4, num_filters=32, num_blocks=4,
