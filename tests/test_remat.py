@@ -167,7 +167,7 @@ def one_ulp_up(x, seed=3):
   return np.where(chosen, np.nextafter(x, np.float32(np.inf)), x)
 
 
-@pytest.mark.slow  # About 6 minutes on one core.
+@pytest.mark.slow  # About 1.5 minutes on an idle core.
 def test_mnist_preset_gradients_in_float32():
   """Recomputation matches the standard gradients to 1e-4; the reversible mode as closely as
   float32 allows: closer than the standard mode's own gradients at an input one ulp away.

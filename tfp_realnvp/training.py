@@ -423,10 +423,11 @@ class RunRecord:
       # a setting whose default changed since that run is then given back explicitly.
       values = ", ".join(f"{key}={previous[key]!r}" for key in changed
                          if not isinstance(previous[key], dict))
+      had = f" (it had {values})" if values else ""
       raise RunError(
-          f"{backup_folder} holds an interrupted run with a different {', '.join(changed)}"
-          f"{f' (it had {values})' if values else ''}; run its command again to resume it, or "
-          f"delete {backup_folder} (or pick another output folder) to start a new run.")
+          f"{backup_folder} holds an interrupted run with a different {', '.join(changed)}{had}; "
+          f"run its command again to resume it, or delete {backup_folder} (or pick another "
+          "output folder) to start a new run.")
 
   def resume_from(self, metadata, backup_folder):
     """Continues the interrupted run whose backup metadata is `metadata`.
