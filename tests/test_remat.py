@@ -174,9 +174,9 @@ def test_mnist_preset_gradients_in_float32():
 
   The reversible rebuilds differ from the stored inputs by float32 rounding (about 1e-6 in
   logit space, `reconstruction_errors`). The standard float32 gradient of this flow is itself
-  that sensitive: raising half the input pixels by one ulp moves it by 2.6e-3 relative (largest
-  per variable; 2026-11-30), and it is 3e-2 from the float64 gradient of the same weights. So a
-  bound below that sensitivity (issue #14 asked 1e-4) would need a bit-exact rebuild.
+  that sensitive, as this test measures: raising half the input pixels by one ulp moves it by
+  2.6e-3 relative (largest per variable; 2026-11-30). So a bound below that sensitivity (issue
+  #14 asked 1e-4) would need a bit-exact rebuild.
   """
   x = np.random.default_rng(7).uniform(0.0, 1.0, (16, 28, 28, 1)).astype(np.float32)
 
