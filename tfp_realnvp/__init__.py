@@ -11,6 +11,7 @@ _backend.ensure_tensorflow_backend()
 from tfp_realnvp import bijectors
 from tfp_realnvp import data
 from tfp_realnvp import networks
+from tfp_realnvp import optimizers
 from tfp_realnvp import presets
 from tfp_realnvp import remat
 from tfp_realnvp import training
@@ -22,13 +23,15 @@ from tfp_realnvp.flows import FlowLayer
 from tfp_realnvp.flows import RealNVP
 from tfp_realnvp.glow import Glow
 from tfp_realnvp.model import FlowModel
+from tfp_realnvp.optimizers import FusedAdam
 from tfp_realnvp.networks import AutoregressiveNetwork
 from tfp_realnvp.networks import masked_autoregressive_default_template
 from tfp_realnvp.networks import real_nvp_default_template
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "Glow",
-           "RealNVP", "Untracked", "VariationalDequantizer", "export_saved_model", "bijectors",
-           "data", "masked_autoregressive_default_template", "networks", "presets",
-           "real_nvp_default_template", "remat", "training", "__version__"]
+__all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "FusedAdam",
+           "Glow", "RealNVP", "Untracked", "VariationalDequantizer", "export_saved_model",
+           "bijectors", "data", "masked_autoregressive_default_template", "networks",
+           "optimizers", "presets", "real_nvp_default_template", "remat", "training",
+           "__version__"]

@@ -93,7 +93,8 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   returns images in `[0, 1)`. With `preprocessing=None` the flow models the data directly
   (vectors, already-preprocessed tensors).
 
-  Training: `model.compile(optimizer=keras.optimizers.Adam(1e-3))` then `model.fit(dataset)`
+  Training: `model.compile(optimizer=tfp_realnvp.FusedAdam(1e-3))` (or any Keras optimizer;
+  `FusedAdam` is Keras's Adam with fewer graph operations) then `model.fit(dataset)`
   minimises the negative log-likelihood in nats per example plus the paper's L2 penalty
   `l2 * sum(g ** 2)` on the weight-norm scales `g` of the flow's networks (`l2=0` turns it
   off). History, the progress bar and `evaluate` report `loss` and `bits_per_dim`. Calling or

@@ -35,18 +35,18 @@ copy is left, the error is one line naming the file and saying how to start afre
 epoch history is kept in the backup, so a damaged or deleted `metrics.json` loses nothing.
 The backup is deleted once the model, metrics and plots of a finished run are written.
 
-The optimizer (`make_optimizer`): Adam with the preset's learning rate, optionally warmed up
-(`warmup_steps`), with a global gradient-norm clip (`clipnorm`) and an exponential moving
-average of the weights (`ema`), all off by default. With `ema`, the run uses the averaged
-weights wherever it judges or keeps the model: Keras's `SwapEMAWeights` swaps them in around
-every validation (so the validation bits/dim and the best epoch are the average's), the sample
-grids and the best epoch's weights are those of the average (`averaged_weights`), and at the end
-of training Keras puts the average in the model for good (`finalize_variable_values`), so the
-test bits/dim and `model.keras` are the average's. The backup holds the raw weights and the
-optimizer's variables, the averages included, so a resumed run continues the same average;
-`ema` and `warmup_steps` must be those of the interrupted run, since they change the
-optimizer's variables. The batch-norm moving statistics are not averaged (Keras averages the
-trainable weights only).
+The optimizer (`make_optimizer`): Adam (`tfp_realnvp.FusedAdam`) with the preset's learning
+rate, optionally warmed up (`warmup_steps`), with a global gradient-norm clip (`clipnorm`) and
+an exponential moving average of the weights (`ema`), all off by default. With `ema`, the run
+uses the averaged weights wherever it judges or keeps the model: Keras's `SwapEMAWeights` swaps
+them in around every validation (so the validation bits/dim and the best epoch are the
+average's), the sample grids and the best epoch's weights are those of the average
+(`averaged_weights`), and at the end of training Keras puts the average in the model for good
+(`finalize_variable_values`), so the test bits/dim and `model.keras` are the average's. The
+backup holds the raw weights and the optimizer's variables, the averages included, so a resumed
+run continues the same average; `ema` and `warmup_steps` must be those of the interrupted run,
+since they change the optimizer's variables. The batch-norm moving statistics are not averaged
+(Keras averages the trainable weights only).
 
 Extending a run: `callbacks` are extra Keras callbacks (e.g. one that stops training when a
 time budget is spent), and `state` is a small JSON dict that they may keep in the run record:
@@ -93,6 +93,7 @@ import tensorflow as tf
 from tfp_realnvp import _files
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import model as model_lib
+from tfp_realnvp import optimizers
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
 
@@ -131,6 +132,9 @@ def save_model(model, path):
 def make_optimizer(preset):
   """The Adam optimizer of a preset's training settings (`presets.Preset`).
 
+  It is `tfp_realnvp.FusedAdam`: Keras's Adam with one kernel per variable update, which makes
+  the first (traced) training step about twice as fast.
+
   * `learning_rate`, after `warmup_steps` steps of linear warm-up from 0 when `warmup_steps` is
     not 0: Keras's `CosineDecay` schedule with `warmup_target`, held constant after the warm-up
     (`alpha=1`), so that the optimizer (and a `.keras` file) stays serializable;
@@ -146,8 +150,8 @@ def make_optimizer(preset):
     learning_rate = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=1, alpha=1.0, warmup_target=preset.learning_rate,
         warmup_steps=preset.warmup_steps)
-  return keras.optimizers.Adam(learning_rate, global_clipnorm=preset.clipnorm,
-                               use_ema=preset.ema > 0, ema_momentum=preset.ema)
+  return optimizers.FusedAdam(learning_rate, global_clipnorm=preset.clipnorm,
+                              use_ema=preset.ema > 0, ema_momentum=preset.ema)
 
 
 @contextlib.contextmanager
