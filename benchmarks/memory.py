@@ -21,9 +21,10 @@ unless said otherwise. Parts (`--parts`):
   normflows;
 * `batch`: Real NVP `cifar` at two batch sizes per mode; the tensor peak grows linearly with
   the batch (the tracing and runtime memory does not), so the largest batch that trains
-  within `--budget-gib` (resident peak) is extrapolated from the two (not searched by
-  training at that size: on this shared machine a process of several GiB would disturb the
-  others).
+  within `--budget-gib` (resident peak) is extrapolated from the two; with `--search` it is
+  then found by training: processes of `--search-steps` steps at candidate batch sizes,
+  from the extrapolation up or down by 25 % until one fits and one does not, then bisected
+  until they are within 5 % (a process may pass the budget while it is measured).
 
 Step time: the median of the steps after the first (which traces), and the ratio of each mode
 to the standard mode of the same configuration, measured in the same run.
@@ -40,6 +41,7 @@ Results go to `OUTPUT/results.jsonl` (one line per process) and a Markdown table
 
 import argparse
 import json
+import math
 import pathlib
 import statistics
 import subprocess
@@ -74,15 +76,21 @@ def parse_args(argv=None):
                       help="The two batch sizes of the batch part.")
   parser.add_argument("--budget-gib", type=float, default=8.0,
                       help="Memory budget of the batch part.")
+  parser.add_argument("--search", action="store_true",
+                      help="Batch part: find the largest batch within the budget by training.")
+  parser.add_argument("--search-steps", type=int, default=2,
+                      help="Training steps of each process of the search (the first traces).")
   parser.add_argument("--output", default=str(_HERE / "runs" / "memory"),
                       help="Folder for results.jsonl.")
   return parser.parse_args(argv)
 
 
-def measure(args, library, flow, config, mode="standard", batch_size=64, **overrides):
-  """Runs one training process; returns its memory report with the configuration."""
+def measure(args, library, flow, config, mode="standard", batch_size=64, steps=None,
+            **overrides):
+  """Runs one training process of `steps` steps (default `--memory-steps`); returns its
+  memory report with the configuration."""
   worker_args = argparse.Namespace(
-      batch_size=batch_size, memory_steps=args.memory_steps, precision="float32",
+      batch_size=batch_size, memory_steps=steps or args.memory_steps, precision="float32",
       threads=args.threads, torch_python=args.torch_python, flow=flow,
       num_scales=None, num_blocks=None, num_levels=None, num_steps=None, num_filters=None)
   for key, value in overrides.items():
@@ -137,6 +145,49 @@ def batch(args):
     largest = int((budget_mb - fixed) / per_example)
     print(f"cifar {mode}: {per_example:.1f} MB per example, {fixed:.0f} MB fixed: largest batch "
           f"within {args.budget_gib:g} GiB ~ {largest} (extrapolated)", flush=True)
+    if args.search:
+      def fits(size, mode=mode):
+        report = measure(args, "tfp_realnvp", "realnvp", "cifar", mode, size,
+                         steps=args.search_steps)
+        return report["peak_mb"] <= budget_mb
+      fitting, failing = largest_fitting(fits, largest)
+      print(f"cifar {mode}: largest batch within {args.budget_gib:g} GiB found by training: "
+            f"{fitting} ({failing} does not fit)", flush=True)
+
+
+def largest_fitting(fits, guess, step=1.25, tolerance=0.05):
+  """The largest batch size `b` with `fits(b)`, searched from `guess`, for a monotone `fits`.
+
+  Moves from `guess` by factors of `step` until one size fits and another does not, then
+  bisects until the failing size is within `tolerance` (relative) of the fitting one.
+
+  Returns:
+    `(fitting, failing)`: a size that fits (0 if even 1 does not) and a larger one that does
+    not.
+  """
+  size = max(1, int(guess))
+  if fits(size):
+    fitting = size
+    while fits(math.ceil(fitting * step)):
+      fitting = math.ceil(fitting * step)
+    failing = math.ceil(fitting * step)
+  else:
+    failing = size
+    while True:
+      smaller = int(failing / step)
+      if smaller < 1:
+        return 0, failing
+      if fits(smaller):
+        fitting = smaller
+        break
+      failing = smaller
+  while failing - fitting > max(1, tolerance * fitting):
+    middle = (fitting + failing) // 2
+    if fits(middle):
+      fitting = middle
+    else:
+      failing = middle
+  return fitting, failing
 
 
 def main(argv=None):

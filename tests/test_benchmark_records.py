@@ -62,3 +62,20 @@ def test_speed_worker_reports_its_start_up(monkeypatch, capsys):
       startup["launch_to_built_s"] + startup["first_train_step_s"])
   monkeypatch.delenv(_worker.LAUNCHED_AT_VARIABLE)
   assert _worker.startup_times(5.0, 1.0)["launch_to_built_s"] is None
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7, 910, 4243])
+@pytest.mark.parametrize("guess", [1, 500, 5000])
+def test_memory_batch_search_brackets_the_largest_fitting_batch(limit, guess):
+  import memory  # pylint: disable=g-import-not-at-top
+  tried = []
+
+  def fits(size):
+    assert size >= 1
+    tried.append(size)
+    return size <= limit
+
+  fitting, failing = memory.largest_fitting(fits, guess)
+  assert fitting <= limit < failing
+  assert failing - fitting <= max(1, 0.05 * fitting)
+  assert len(tried) == len(set(tried)) <= 40  # Each size is trained once.
