@@ -91,6 +91,7 @@ def measure(args, library, flow, config, mode="standard", batch_size=64, steps=N
   memory report with the configuration."""
   worker_args = argparse.Namespace(
       batch_size=batch_size, memory_steps=steps or args.memory_steps, precision="float32",
+      optimizer="fused",
       threads=args.threads, torch_python=args.torch_python, flow=flow,
       num_scales=None, num_blocks=None, num_levels=None, num_steps=None, num_filters=None)
   for key, value in overrides.items():

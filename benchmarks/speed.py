@@ -91,6 +91,10 @@ def parse_args(argv=None):
                            "bfloat16 compute with float32 weights and float32 flow arithmetic "
                            "(Keras's mixed_bfloat16 policy for ours, torch.autocast inside the "
                            "conditioners for normflows).")
+  parser.add_argument("--optimizer", choices=("fused", "keras"), default="fused",
+                      help="Our side's Adam: tfp_realnvp.FusedAdam (what `tfp-realnvp train` "
+                           "uses) or keras.optimizers.Adam (same algorithm, a dozen graph "
+                           "operations per variable; for an A/B of start-up and step time).")
   parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
                       help="After the timings, profile CALLS more calls of each operation in "
                            "each library (TensorFlow's profiler, torch.profiler) and report the "
@@ -139,7 +143,8 @@ def run_worker(args):
                                num_filters=config["num_filters"],
                                num_blocks=config["num_blocks"], dtype=dtype)
   model = tfp_realnvp.FlowModel(flow, remat=args.remat)
-  model.compile(optimizer=tfp_realnvp.FusedAdam(1e-3))  # `tfp-realnvp train`'s Adam.
+  adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
+  model.compile(optimizer=adam(1e-3))
   rng = np.random.default_rng(args.seed)
   x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
 
@@ -151,7 +156,7 @@ def run_worker(args):
   }
 
   def ready():
-    return {"precision": args.precision,
+    return {"precision": args.precision, "optimizer": type(model.optimizer).__name__,
             "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
                          "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
                          "numpy": np.__version__},
@@ -247,7 +252,7 @@ def worker_commands(args, config, mode="speed"):
   common += _configs.override_flags(args)
   return {
       "tfp_realnvp": [sys.executable, str(_HERE / "speed.py"), "--worker",
-                      "--threads", str(args.threads)] + common,
+                      "--threads", str(args.threads), "--optimizer", args.optimizer] + common,
       "normflows": [args.torch_python, str(_HERE / "normflows_worker.py")] + common,
   }
 
