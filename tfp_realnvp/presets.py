@@ -20,12 +20,12 @@ Two Real NVP presets are not in the paper:
   residual blocks of 32 feature maps) so that the default `tfp-realnvp train` finishes in 2 to 5
   minutes on two CPU cores. It trains on 1350 of the 1500 training images and validates on
   the other 150 (`data.ImageSource.training_splits`). Measured (`tfp-realnvp train` with its
-  defaults, 2 AMD EPYC cores, 2026-11-30): 1 min 35 s in all on a quiet machine (about 4 min
-  under load); the validation bits/dim fall to 5.12 by epoch 7, then wander between 4.89 and
-  5.14 while the training bits/dim keep falling to 4.44 (the small training set overfits).
-  The run keeps the best validation epoch (19, 4.890) and reaches 4.937 test bits/dim on the
-  297 test images with it. A rerun reproduced every number of the history exactly (seeded
-  weights, order and noise); only the time depends on the load.
+  defaults, 2 AMD EPYC cores, 2026-11-30, with `FusedAdam`): 1 min 7 s in all on a quiet
+  machine (about 4 min under load); the validation bits/dim fall to 5.13 by epoch 7, then
+  wander between 4.90 and 5.15 while the training bits/dim keep falling to 4.45 (the small
+  training set overfits). The run keeps the best validation epoch (18, 4.901) and reaches
+  4.928 test bits/dim on the 297 test images with it. A rerun reproduced every number of the
+  history exactly (seeded weights, order and noise); only the time depends on the load.
 * `"mnist"` (28x28) uses 3 scales (28 -> 14 -> 7, the most that 28 allows), 32 feature maps
   and 2 residual blocks: in 4-minute pilots on 2 CPU cores this learned fastest per minute of
   the sizes tried (see `benchmarks/RESULTS.md`); it is the configuration of
@@ -350,7 +350,7 @@ def _make_presets():
       Preset("digits", (8, 8), num_scales=2, num_filters=32, num_blocks=2, batch_norm=True,
              epochs=20,
              description="small network for the embedded 8x8 digits (2 to 5 minutes on 2 CPU "
-                         "cores; about 4.94 test bits/dim)"),
+                         "cores; about 4.93 test bits/dim)"),
       Preset("mnist", (28, 28), num_scales=3, num_filters=32, num_blocks=2, batch_norm=True,
              coupling="spline", dequantization="variational", epochs=50,
              description="28x28 images: 3 scales, 2 blocks of 32 feature maps, spline "
