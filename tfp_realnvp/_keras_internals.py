@@ -7,7 +7,7 @@ upgrade that moves it touches this file alone:
   instead of applying them) is active;
 * `training_context`: the call context through which nested layers read Keras's `training`
   flag, entered outside any layer call (in a gradient function run after the call returned);
-* `adam_slots`: the moment variables that `keras.optimizers.Adam` keeps for a model variable.
+* `adam_moments`: the moment variables that `keras.optimizers.Adam` keeps for a model variable.
 """
 
 import contextlib
@@ -16,7 +16,7 @@ from keras.src.backend.common import global_state
 from keras.src.backend.common import stateless_scope
 from keras.src.layers import layer as layer_lib
 
-__all__ = ["adam_slots", "in_stateless_scope", "training_context"]
+__all__ = ["adam_moments", "in_stateless_scope", "training_context"]
 
 _CALL_CONTEXT = "current_call_ctx"
 
@@ -43,14 +43,11 @@ def training_context(training):
     global_state.set_global_attribute(_CALL_CONTEXT, previous)
 
 
-def adam_slots(optimizer, variable):
-  """The `tf.Variable`s `(m, v, v_hat)` of a built `keras.optimizers.Adam` for `variable`.
+def adam_moments(optimizer, variable):
+  """The `tf.Variable`s `(m, v)` of a built `keras.optimizers.Adam` for `variable`.
 
-  `v_hat` (the running maximum of `v`) is `None` unless the optimizer has `amsgrad=True`.
   `variable` is one of the optimizer's trainable variables, as its `update_step` receives it.
   """
   index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
-  v_hat = (optimizer._velocity_hats[index].value  # pylint: disable=protected-access
-           if optimizer.amsgrad else None)
   return (optimizer._momentums[index].value,  # pylint: disable=protected-access
-          optimizer._velocities[index].value, v_hat)  # pylint: disable=protected-access
+          optimizer._velocities[index].value)  # pylint: disable=protected-access

@@ -23,18 +23,18 @@ class FusedAdam(keras.optimizers.Adam):
   ```none
   m = m + (1 - beta_1) * (g - m)
   v = v + (1 - beta_2) * (g**2 - v)
-  v_hat = max(v_hat, v)                           # amsgrad=True only; then v_hat replaces v
   w = w - lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
   ```
 
   Keras writes this update as a dozen tensor operations per variable, and recomputes the
   bias corrections `beta**t` for every variable. This optimizer runs it as TensorFlow's
-  `ResourceApplyAdam` (`ResourceApplyAdamWithAmsgrad` with `amsgrad=True`), one kernel per
-  variable, with the step's scalars computed once per dtype. A Real NVP or Glow has hundreds of
-  variables, so the training graph has thousands fewer operations: it is traced and optimised
-  faster (the first training step of the `mnist` speed configuration takes about half the time)
-  and each step runs fewer kernels. XLA compiles both kernels, so `jit_compile=True` and TPUs
-  work. Everything `keras.optimizers.Adam` does around the update (learning-rate schedules,
+  `ResourceApplyAdam`, one kernel per variable, with the step's scalars computed once per
+  dtype. A Real NVP or Glow has hundreds of variables, so the training graph has thousands
+  fewer operations: it is traced and optimised faster (the first training step of the `mnist`
+  speed configuration takes about half the time) and each step runs fewer kernels. XLA
+  compiles the kernel, so `jit_compile=True` and TPUs work. With `amsgrad=True` the update is
+  Keras's own (TensorFlow's AMSGrad kernel has no XLA implementation), so nothing is gained
+  there. Everything `keras.optimizers.Adam` does around the update (learning-rate schedules,
   clipping, weight decay, moving averages of the weights, gradient accumulation, loss scaling by
   `keras.optimizers.LossScaleOptimizer`, `tf.distribute` strategies) is Keras's own code.
 
@@ -81,10 +81,9 @@ class FusedAdam(keras.optimizers.Adam):
     return scalars
 
   def update_step(self, gradient, variable, learning_rate):
-    m, v, v_hat = _keras_internals.adam_slots(self, variable)
-    arguments = dict(var=variable.handle, m=m.handle, v=v.handle,
-                     grad=tf.cast(gradient, variable.dtype),
-                     **self._scalars(learning_rate, variable.dtype))
-    if v_hat is None:
-      return tf.raw_ops.ResourceApplyAdam(**arguments)
-    return tf.raw_ops.ResourceApplyAdamWithAmsgrad(vhat=v_hat.handle, **arguments)
+    if self.amsgrad:
+      return super().update_step(gradient, variable, learning_rate)
+    m, v = _keras_internals.adam_moments(self, variable)
+    return tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle, m=m.handle, v=v.handle, grad=tf.cast(gradient, variable.dtype),
+        **self._scalars(learning_rate, variable.dtype))
