@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 import tfp_realnvp
 from tfp_realnvp import data
@@ -53,7 +54,8 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   assert config["preset"] == preset and config["event_shape"] == list(event_shape)
   flow = presets.get_preset(preset).flow
   # The tiny sizes, and the rest of the preset's architecture (e.g. mnist's spline couplings).
-  expected = presets.resolve(preset, event_shape, **TINY_FLOW[flow]).flow_kwargs()
+  resolved = presets.resolve(preset, event_shape, **TINY_FLOW[flow])
+  expected = resolved.flow_kwargs()
   assert config["flow_kind"] == flow and config["flow"] == expected
   assert set(TINY_FLOW[flow].items()) <= set(expected.items())
   assert not (output_dir / "backup").exists()  # Deleted once the run is finished.
@@ -73,22 +75,36 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   assert number_after(f"{preset}: test bits/dim", out) == pytest.approx(test_bpd, abs=1e-4)
 
   # The test bits/dim is that of one batch (the whole test subset) dequantized with the fixed
-  # seed: the reloaded model gives the same log-likelihoods on it. The noise of a seeded
-  # pipeline also depends on TensorFlow's global seed, which the training run had set to
-  # its --seed when it built this pipeline.
+  # seed: the reloaded model gives the same figure on it. The noise of a seeded pipeline also
+  # depends on TensorFlow's global seed, which the training run had set to its --seed when it
+  # built this pipeline. A model with a variational dequantizer (the mnist preset's) takes the
+  # quantized images and draws its own noise, seeded [TEST_NOISE_SEED, batch index].
   assert config["batch_size"] == TINY_TEST_IMAGES
-  keras.utils.set_random_seed(config["seed"])
-  (batch,) = list(data.load_images(config["data"], "test", batch_size=TINY_TEST_IMAGES,
-                                   shuffle=False, seed=training.TEST_NOISE_SEED))
   model = keras.models.load_model(output_dir / "model.keras")
   assert isinstance(model, tfp_realnvp.FlowModel) and model.event_shape == tuple(event_shape)
-  log_prob = model.log_prob(batch).numpy()
-  assert log_prob.shape == (TINY_TEST_IMAGES,) and np.all(np.isfinite(log_prob))
-  assert float(np.mean(model.bits_from_log_prob(log_prob))) == pytest.approx(test_bpd, abs=1e-5)
+  assert (model.dequantizer is not None) == (config["dequantization"] == "variational")
 
-  # Training helped: an untrained flow of the same architecture does worse on the same batch.
-  untrained = tfp_realnvp.FlowModel(presets.build_flow(preset, event_shape, **config["flow"]))
-  untrained_bpd = float(np.mean(untrained.bits_per_dim(batch)))
+  def test_batch(dequantize):
+    keras.utils.set_random_seed(config["seed"])
+    (batch,) = list(data.load_images(config["data"], "test", batch_size=TINY_TEST_IMAGES,
+                                     shuffle=False, seed=training.TEST_NOISE_SEED,
+                                     dequantize=dequantize))
+    return batch
+
+  def test_bits(flow_model):
+    if flow_model.dequantizer is None:
+      return flow_model.bits_from_log_prob(flow_model.log_prob(test_batch(True))).numpy()
+    return flow_model.bits_per_dim(test_batch(False),
+                                   seed=tf.constant([training.TEST_NOISE_SEED, 0])).numpy()
+
+  bits = test_bits(model)
+  assert bits.shape == (TINY_TEST_IMAGES,) and np.all(np.isfinite(bits))
+  assert float(np.mean(bits)) == pytest.approx(test_bpd, abs=1e-5)
+
+  # Training helped: an untrained model of the same architecture does worse on the same batch.
+  untrained = tfp_realnvp.FlowModel(presets.build_flow(preset, event_shape, **config["flow"]),
+                                    dequantizer=presets.build_dequantizer(resolved, event_shape))
+  untrained_bpd = float(np.mean(test_bits(untrained)))
   assert test_bpd < untrained_bpd - 0.01, (test_bpd, untrained_bpd)
 
   channels = event_shape[-1]
