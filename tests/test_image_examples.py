@@ -84,27 +84,27 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   assert isinstance(model, tfp_realnvp.FlowModel) and model.event_shape == tuple(event_shape)
   assert (model.dequantizer is not None) == (config["dequantization"] == "variational")
 
-  def test_batch(dequantize):
+  def pixels(dequantize):
     keras.utils.set_random_seed(config["seed"])
     (batch,) = list(data.load_images(config["data"], "test", batch_size=TINY_TEST_IMAGES,
                                      shuffle=False, seed=training.TEST_NOISE_SEED,
                                      dequantize=dequantize))
     return batch
 
-  def test_bits(flow_model):
+  def bits_on_the_test_batch(flow_model):
     if flow_model.dequantizer is None:
-      return flow_model.bits_from_log_prob(flow_model.log_prob(test_batch(True))).numpy()
-    return flow_model.bits_per_dim(test_batch(False),
+      return flow_model.bits_from_log_prob(flow_model.log_prob(pixels(True))).numpy()
+    return flow_model.bits_per_dim(pixels(False),
                                    seed=tf.constant([training.TEST_NOISE_SEED, 0])).numpy()
 
-  bits = test_bits(model)
+  bits = bits_on_the_test_batch(model)
   assert bits.shape == (TINY_TEST_IMAGES,) and np.all(np.isfinite(bits))
   assert float(np.mean(bits)) == pytest.approx(test_bpd, abs=1e-5)
 
   # Training helped: an untrained model of the same architecture does worse on the same batch.
   untrained = tfp_realnvp.FlowModel(presets.build_flow(preset, event_shape, **config["flow"]),
                                     dequantizer=presets.build_dequantizer(resolved, event_shape))
-  untrained_bpd = float(np.mean(test_bits(untrained)))
+  untrained_bpd = float(np.mean(bits_on_the_test_batch(untrained)))
   assert test_bpd < untrained_bpd - 0.01, (test_bpd, untrained_bpd)
 
   channels = event_shape[-1]

@@ -21,11 +21,12 @@ Two Real NVP presets are not in the paper:
   minutes on two CPU cores. It trains on 1350 of the 1500 training images and validates on
   the other 150 (`data.ImageSource.training_splits`). Measured (`tfp-realnvp train` with its
   defaults, 2 AMD EPYC cores, 2026-11-30, with `FusedAdam`): 1 min 7 s in all on a quiet
-  machine (about 4 min under load); the validation bits/dim fall to 5.13 by epoch 7, then
-  wander between 4.90 and 5.15 while the training bits/dim keep falling to 4.45 (the small
-  training set overfits). The run keeps the best validation epoch (18, 4.901) and reaches
-  4.928 test bits/dim on the 297 test images with it. A rerun reproduced every number of the
-  history exactly (seeded weights, order and noise); only the time depends on the load.
+  machine (about 4 min under load, measured with Keras's Adam); the validation bits/dim fall to
+  5.13 by epoch 7, then wander between 4.90 and 5.15 while the training bits/dim keep falling to
+  4.45 (the small training set overfits). The run keeps the best validation epoch (18, 4.901)
+  and reaches 4.928 test bits/dim on the 297 test images with it. A rerun reproduced every
+  number of the history exactly (seeded weights, order and noise); only the time depends on
+  the load.
 * `"mnist"` (28x28) uses 3 scales (28 -> 14 -> 7, the most that 28 allows), 32 feature maps
   and 2 residual blocks: in 4-minute pilots on 2 CPU cores this learned fastest per minute of
   the sizes tried (see `benchmarks/RESULTS.md`); it is the configuration of
