@@ -315,12 +315,18 @@ def _import_commands(verbose):
 
 
 def _user_errors():
-  """The exception types reported as a one-line error instead of a traceback."""
-  errors = (ValueError, TypeError, OSError, ImportError)
-  tensorflow = sys.modules.get("tensorflow")
-  if tensorflow is not None:
-    errors += (tensorflow.errors.OpError,)
-  return errors
+  """The exception types reported as a one-line error instead of a traceback.
+
+  The package's own errors (`tfp_realnvp.errors.Error`: bad arguments, data, presets, runs),
+  the operating system's (missing files, a full disk) and TensorFlow's run-time errors (the
+  checks of `validate_args`); any other exception is a bug and keeps its traceback.
+  """
+  found = [OSError]
+  for module, name in (("tfp_realnvp.errors", "Error"), ("tensorflow", "errors")):
+    value = getattr(sys.modules.get(module), name, None)
+    if value is not None:
+      found.append(value.OpError if module == "tensorflow" else value)
+  return tuple(found)
 
 
 def _one_line(error):

@@ -10,6 +10,7 @@ _backend.ensure_tensorflow_backend()
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfp_realnvp import bijectors
 from tfp_realnvp import data
+from tfp_realnvp import errors
 from tfp_realnvp import networks
 from tfp_realnvp import optimizers
 from tfp_realnvp import presets
@@ -32,6 +33,6 @@ __version__ = "0.1.0"
 
 __all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "FusedAdam",
            "Glow", "RealNVP", "Untracked", "VariationalDequantizer", "export_saved_model",
-           "bijectors", "data", "masked_autoregressive_default_template", "networks",
+           "bijectors", "data", "errors", "masked_autoregressive_default_template", "networks",
            "optimizers", "presets", "real_nvp_default_template", "remat", "training",
            "__version__"]

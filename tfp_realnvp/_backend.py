@@ -8,6 +8,8 @@ clearly, instead of as a deep error on the first call.
 
 import os
 
+from tfp_realnvp import errors
+
 _FIX = (
     "tfp_realnvp needs Keras 3 on its TensorFlow backend. Set the environment variable "
     "KERAS_BACKEND=tensorflow (or the \"backend\" entry of ~/.keras/keras.json) before "
@@ -19,9 +21,9 @@ def ensure_tensorflow_backend():
   """Raises `ImportError` unless Keras uses (or will use) the TensorFlow backend."""
   requested = os.environ.get("KERAS_BACKEND")
   if requested is not None and requested != "tensorflow":
-    raise ImportError(f"KERAS_BACKEND is {requested!r}. {_FIX}")
+    raise errors.BackendError(f"KERAS_BACKEND is {requested!r}. {_FIX}")
   import keras  # pylint: disable=g-import-not-at-top
 
   active = keras.backend.backend()
   if active != "tensorflow":
-    raise ImportError(f"Keras is running on the {active!r} backend. {_FIX}")
+    raise errors.BackendError(f"Keras is running on the {active!r} backend. {_FIX}")

@@ -12,10 +12,12 @@ import os
 import pathlib
 import secrets
 
+from tfp_realnvp import errors
+
 __all__ = ["DamagedFileError", "atomic_path", "read_json", "write_json"]
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(errors.DataError):
   """A file that exists but cannot be read (truncated, overwritten, of another format)."""
 
 

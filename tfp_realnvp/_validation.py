@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from tfp_realnvp import errors
+
 __all__ = ["image_shape", "is_integer", "positive_int", "widths"]
 
 
@@ -22,7 +24,7 @@ def positive_int(value, name, allow_none=False):
     return None
   if not is_integer(value) or value < 1:
     expected = "None or a positive integer" if allow_none else "a positive integer"
-    raise ValueError(f"{name} must be {expected}, got {value!r}.")
+    raise errors.InvalidValueError(f"{name} must be {expected}, got {value!r}.")
   return int(value)
 
 
@@ -39,7 +41,7 @@ def widths(value, name, example="(64, 64)"):
     except TypeError:
       pass
   if units is None or not all(is_integer(u) and u >= 1 for u in units):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{name} must be a sequence of positive integers, e.g. {example}, got {value!r}.")
   return tuple(int(u) for u in units)
 
@@ -60,6 +62,7 @@ def image_shape(event_shape, owner=None):
   except TypeError:
     sizes = None
   if sizes is None or len(sizes) != 3 or not all(is_integer(d) and d >= 1 for d in sizes):
-    raise ValueError(f"{prefix}event_shape must be (height, width, channels) of positive "
-                     f"integers, got {event_shape!r}.")
+    raise errors.InvalidValueError(
+        f"{prefix}event_shape must be (height, width, channels) of positive "
+        f"integers, got {event_shape!r}.")
   return tuple(int(d) for d in sizes)

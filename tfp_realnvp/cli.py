@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import export as export_lib
 from tfp_realnvp import plotting
@@ -56,15 +57,18 @@ def _load_flow_model(path):
   if not path.exists():
     raise FileNotFoundError(f"{path}: no such model file.")
   if path.is_dir() or path.suffix != ".keras":
-    raise ValueError(f"{path}: expected a .keras model file written by `{PROG} train`.")
+    raise errors.InvalidValueError(
+        f"{path}: expected a .keras model file written by `{PROG} train`.")
   try:
     model = keras.models.load_model(path, compile=False)
   except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f"{path}: cannot load the model ({type(error).__name__}: {error}); the "
-                     f"file is damaged or not a model: write it again with `{PROG} "
-                     "train`.") from error
+    raise errors.InvalidValueError(
+        f"{path}: cannot load the model ({type(error).__name__}: {error}); the "
+        f"file is damaged or not a model: write it again with `{PROG} "
+        "train`.") from error
   if not isinstance(model, FlowModel):
-    raise ValueError(f"{path}: holds a {type(model).__name__}, not a tfp_realnvp FlowModel.")
+    raise errors.InvalidValueError(
+        f"{path}: holds a {type(model).__name__}, not a tfp_realnvp FlowModel.")
   return model
 
 
@@ -73,7 +77,7 @@ def _model_and_data(args):
   model = _load_flow_model(args.model)
   source = data_lib.get_source(args.data, data_dir=args.data_dir, download=args.download)
   if source.shape != tuple(model.event_shape):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"shape mismatch: the model {args.model} is for images of shape "
         f"{tuple(model.event_shape)} (height, width, channels), but the data {args.data!r} has "
         f"images of shape {source.shape}.")
@@ -144,8 +148,9 @@ def _test_images(source, indices):
     count += len(batches[-1])
     if count >= needed:
       return np.concatenate(batches)[list(indices)]
-  raise ValueError(f"--indices {max(indices)} is out of range: the split {split!r} of "
-                   f"{source.name!r} has {count} images.")
+  raise errors.InvalidValueError(
+      f"--indices {max(indices)} is out of range: the split {split!r} of "
+      f"{source.name!r} has {count} images.")
 
 
 def interpolate(args):

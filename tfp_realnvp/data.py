@@ -82,6 +82,7 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 
 __all__ = ["DIGITS", "HOLDOUT_FRACTION", "DigitsSource", "FolderSource", "ImageSource",
@@ -176,7 +177,7 @@ def dequantize(pixels, seed=None):
   """
   pixels = tf.convert_to_tensor(pixels)
   if not pixels.dtype.is_integer:
-    raise TypeError(
+    raise errors.InvalidTypeError(
         f"dequantize expects integer pixels in 0..255 (e.g. uint8), got dtype {pixels.dtype.name}."
         " Float images that are already in [0, 1) should not be dequantized again.")
   k = tf.cast(pixels, tf.float32)
@@ -185,8 +186,8 @@ def dequantize(pixels, seed=None):
     if value is not None:
       value = np.asarray(value)
       if value.size and (value.min() < 0 or value.max() > 255):
-        raise ValueError(f"dequantize expects pixel values in 0..255, got values in "
-                         f"{value.min()}..{value.max()} (dtype {pixels.dtype.name}).")
+        raise errors.InvalidValueError(f"dequantize expects pixel values in 0..255, got values in "
+                                       f"{value.min()}..{value.max()} (dtype {pixels.dtype.name}).")
     else:
       message = f"dequantize expects pixel values in 0..255 (dtype {pixels.dtype.name})"
       checks = [tf.debugging.assert_greater_equal(pixels, tf.zeros([], pixels.dtype),
@@ -225,8 +226,8 @@ def _holdout_splits(holdout_fraction, count):
   """
   if (isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, (int, float))
       or not 0 < holdout_fraction * count < 1):
-    raise ValueError(f"holdout_fraction must be a number between 0 and {1 / count:g} "
-                     f"(exclusive), got {holdout_fraction!r}.")
+    raise errors.InvalidValueError(f"holdout_fraction must be a number between 0 and {1 / count:g} "
+                                   f"(exclusive), got {holdout_fraction!r}.")
   bounds = [""] + [f"{round(100.0 * (1.0 - k * holdout_fraction), 6):g}%"
                    for k in range(count, 0, -1)] + [""]
   return tuple(f"train[{start}:{stop}]" for start, stop in zip(bounds[:-1], bounds[1:],
@@ -241,11 +242,13 @@ def _holdout_hint():
 def _parse_split(split, owner):
   """`(base, start, stop)` of a split such as `"train"` or `"train[:90%]"` (bounds as text)."""
   if not isinstance(split, str):
-    raise ValueError(f"split must be a string such as 'train' or 'test', got {split!r}.")
+    raise errors.InvalidValueError(
+        f"split must be a string such as 'train' or 'test', got {split!r}.")
   match = _SPLIT_PATTERN.match(split.strip())
   if not match:
-    raise ValueError(f"{owner}: cannot read split {split!r}; use a split name such as 'train' or "
-                     "'test', optionally sliced as in TFDS, e.g. 'train[:90%]' or 'train[90%:]'.")
+    raise errors.InvalidValueError(
+        f"{owner}: cannot read split {split!r}; use a split name such as 'train' or "
+        "'test', optionally sliced as in TFDS, e.g. 'train[:90%]' or 'train[90%:]'.")
   return match.group(1), match.group(2), match.group(3)
 
 
@@ -256,13 +259,15 @@ def _boundary(bound, size, split):
   if bound.endswith("%"):
     percent = float(bound[:-1])
     if abs(percent) > 100:
-      raise ValueError(f"split {split!r}: percentages must lie in -100%..100%, got {bound}.")
+      raise errors.InvalidValueError(
+          f"split {split!r}: percentages must lie in -100%..100%, got {bound}.")
     index = round(abs(percent) * size / 100.0)  # To the nearest, ties to even, as TFDS.
     negative = percent < 0
   else:
     if "." in bound:
-      raise ValueError(f"split {split!r}: slice indices must be integers or percentages, got "
-                       f"{bound}.")
+      raise errors.InvalidValueError(
+          f"split {split!r}: slice indices must be integers or percentages, got "
+          f"{bound}.")
     index = abs(int(bound))
     negative = bound.startswith("-")
   if negative:
@@ -407,16 +412,18 @@ class ImageSource:
         that would hold no image.
     """
     if "train" not in self.splits:
-      raise ValueError(f"{self.name}: has no split 'train' (its splits are {list(self.splits)}), "
-                       f"so it cannot be trained on; {self._no_train_hint()}.")
+      raise errors.InvalidValueError(
+          f"{self.name}: has no split 'train' (its splits are {list(self.splits)}), "
+          f"so it cannot be trained on; {self._no_train_hint()}.")
     has_test = "test" in self.splits
     count = int(validation) + int(not has_test)
     slices = _holdout_splits(holdout_fraction, count) if count else ("train",)
     for split in slices if isinstance(self, _InMemorySource) else ():
       if not self.num_examples(split):
-        raise ValueError(f"{self.name}: too few images ({self.num_examples('train')}) to hold out "
-                         f"{holdout_fraction:g} of them {count} time(s): the slice {split!r} "
-                         "would be empty; add images or a test split.")
+        raise errors.InvalidValueError(
+            f"{self.name}: too few images ({self.num_examples('train')}) to hold out "
+            f"{holdout_fraction:g} of them {count} time(s): the slice {split!r} "
+            "would be empty; add images or a test split.")
     test = "test" if has_test else slices[-1]
     return slices[0], slices[1] if validation else None, test
 
@@ -432,7 +439,7 @@ class ImageSource:
     """`(base, start, stop)` of `split`, or a `ValueError` if the source has no such split."""
     base, start, stop = _parse_split(split, self.name)
     if base not in self.splits:
-      raise ValueError(self._missing_split_message(base))
+      raise errors.InvalidValueError(self._missing_split_message(base))
     return base, start, stop
 
 
@@ -462,8 +469,9 @@ class _InMemorySource(ImageSource):
     if start is not None or stop is not None:
       index = _slice_indices(start, stop, len(images), split)
       if not len(index):  # pylint: disable=g-explicit-length-test
-        raise ValueError(f"{self.name}: the slice {split!r} of the {len(images)} images of split "
-                         f"{base!r} holds no images.")
+        raise errors.InvalidValueError(
+            f"{self.name}: the slice {split!r} of the {len(images)} images of split "
+            f"{base!r} holds no images.")
       images = images[index]
       labels = None if labels is None else labels[index]
     if with_labels:
@@ -480,14 +488,15 @@ def _check_pixels(array, where):
   if array.ndim == 3:
     array = array[..., np.newaxis]
   if array.ndim != 4:
-    raise ValueError(f"{where}: images must have shape (N, H, W) or (N, H, W, C), got shape "
-                     f"{array.shape}.")
+    raise errors.InvalidValueError(
+        f"{where}: images must have shape (N, H, W) or (N, H, W, C), got shape "
+        f"{array.shape}.")
   return array
 
 
 def _check_pixel_dtype(dtype, where):
   if not np.issubdtype(dtype, np.integer):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{where}: images must be 8-bit integers (uint8, values 0..255), got dtype {dtype}. "
         "Convert them first, e.g. np.round(x * 255).astype(np.uint8) for floats in [0, 1].")
 
@@ -496,17 +505,18 @@ def _check_pixel_range(array, where):
   if array.size:
     low, high = int(array.min()), int(array.max())
     if low < 0 or high > 255:
-      raise ValueError(f"{where}: pixel values must be in 0..255, found values in "
-                       f"{low}..{high} (dtype {array.dtype}).")
+      raise errors.InvalidValueError(f"{where}: pixel values must be in 0..255, found values in "
+                                     f"{low}..{high} (dtype {array.dtype}).")
 
 
 def _check_labels(labels, num_images, where):
   labels = np.asarray(labels)
   if labels.ndim != 1 or len(labels) != num_images:
-    raise ValueError(f"{where}: labels must have shape ({num_images},) to match the images, got "
-                     f"shape {labels.shape}.")
+    raise errors.InvalidValueError(
+        f"{where}: labels must have shape ({num_images},) to match the images, got "
+        f"shape {labels.shape}.")
   if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"{where}: labels must be integers, got dtype {labels.dtype}.")
+    raise errors.InvalidValueError(f"{where}: labels must be integers, got dtype {labels.dtype}.")
   return labels.astype(np.int32)
 
 
@@ -559,8 +569,9 @@ def _npz_member_headers(path):
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
         headers[member[:-4]] = (tuple(int(d) for d in shape), dtype)
   except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as error:
-    raise ValueError(f"{path}: not a readable .npz file of NumPy arrays ({type(error).__name__}: "
-                     f"{error}); write it with numpy.savez or numpy.savez_compressed.") from None
+    raise errors.InvalidValueError(
+        f"{path}: not a readable .npz file of NumPy arrays ({type(error).__name__}: "
+        f"{error}); write it with numpy.savez or numpy.savez_compressed.") from None
   return headers
 
 
@@ -588,8 +599,9 @@ class NpzSource(_InMemorySource):
     else:
       key = next((key for key in ("x", "images") if key in headers), None)
       if key is None:
-        raise ValueError(f"{path}: found arrays {sorted(headers)} but no images; store the images "
-                         "under 'x_train' / 'x_test', or under a single key 'x' or 'images'.")
+        raise errors.InvalidValueError(
+            f"{path}: found arrays {sorted(headers)} but no images; store the images "
+            "under 'x_train' / 'x_test', or under a single key 'x' or 'images'.")
       self._keys = {"train": key}
     self._path = path
     self._sizes = {}
@@ -599,10 +611,11 @@ class NpzSource(_InMemorySource):
       shape, dtype = headers[key]
       _check_pixel_dtype(dtype, where)
       if len(shape) not in (3, 4):
-        raise ValueError(f"{where}: images must have shape (N, H, W) or (N, H, W, C), got shape "
-                         f"{shape}.")
+        raise errors.InvalidValueError(
+            f"{where}: images must have shape (N, H, W) or (N, H, W, C), got shape "
+            f"{shape}.")
       if shape[0] == 0:
-        raise ValueError(f"{where}: holds no images (shape {shape}).")
+        raise errors.InvalidValueError(f"{where}: holds no images (shape {shape}).")
       shapes[key] = _validation.image_shape(shape[1:] + (1,) * (4 - len(shape)), owner=where)
       if dtype != np.uint8:
         with np.load(path, allow_pickle=False) as npz:
@@ -611,8 +624,9 @@ class NpzSource(_InMemorySource):
     if len(set(shapes.values())) > 1:
       described = " but ".join(f"{key!r} has images of shape {shape}"
                                for key, shape in shapes.items())
-      raise ValueError(f"{path}: {described}; all splits must hold images of one shape "
-                       "(H, W, C).")
+      raise errors.InvalidValueError(
+          f"{path}: {described}; all splits must hold images of one shape "
+          "(H, W, C).")
     has_labels = all(_NPZ_LABEL_KEYS[key] in headers for key in self._keys.values())
     super().__init__(os.fspath(path), next(iter(shapes.values())), tuple(self._keys), has_labels)
 
@@ -648,8 +662,9 @@ class NpzSource(_InMemorySource):
       if with_labels:
         label_key = _NPZ_LABEL_KEYS[key]
         if label_key not in keys:
-          raise ValueError(f"{self._path}: with_labels=True but there is no label array "
-                           f"{label_key!r} for the images {key!r} (arrays: {sorted(keys)}).")
+          raise errors.InvalidValueError(
+              f"{self._path}: with_labels=True but there is no label array "
+              f"{label_key!r} for the images {key!r} (arrays: {sorted(keys)}).")
         labels = _check_labels(npz[label_key], len(images), f"{self._path}[{label_key!r}]")
     return images, labels
 
@@ -674,10 +689,12 @@ def _image_header_shape(path):
       mode = _PIL_CONVERSIONS.get(image.mode, image.mode)
       width, height = image.size
   except (OSError, ValueError) as error:
-    raise ValueError(f"{path}: cannot read the image ({type(error).__name__}: {error}).") from None
+    raise errors.InvalidValueError(
+        f"{path}: cannot read the image ({type(error).__name__}: {error}).") from None
   if mode not in _PIL_CHANNELS:
-    raise ValueError(f"{path}: unsupported image mode {mode!r}; only 8-bit grayscale, RGB, RGBA "
-                     "or palette images can be used.")
+    raise errors.InvalidValueError(
+        f"{path}: unsupported image mode {mode!r}; only 8-bit grayscale, RGB, RGBA "
+        "or palette images can be used.")
   return (height, width, _PIL_CHANNELS[mode])
 
 
@@ -689,8 +706,9 @@ def _read_image(path):
     if image.mode in _PIL_CONVERSIONS:
       image = image.convert(_PIL_CONVERSIONS[image.mode])
     if image.mode not in _PIL_CHANNELS:
-      raise ValueError(f"{path}: unsupported image mode {image.mode!r}; only 8-bit grayscale, "
-                       "RGB, RGBA or palette images can be used.")
+      raise errors.InvalidValueError(
+          f"{path}: unsupported image mode {image.mode!r}; only 8-bit grayscale, "
+          "RGB, RGBA or palette images can be used.")
     array = np.asarray(image, dtype=np.uint8)
   if array.ndim == 2:
     array = array[..., np.newaxis]
@@ -733,14 +751,16 @@ class FolderSource(_InMemorySource):
         files += members
         labels += [classes.index(class_folder.name)] * len(members)
       if not files:
-        raise ValueError(f"{folder}: no image files ({', '.join(_IMAGE_EXTENSIONS)}) in it or in "
-                         "its sub-folders.")
+        raise errors.InvalidValueError(
+            f"{folder}: no image files ({', '.join(_IMAGE_EXTENSIONS)}) in it or in "
+            "its sub-folders.")
       self._listing[split] = (files, labels)
       shapes[files[0]] = _image_header_shape(files[0])
     if len(set(shapes.values())) > 1:
       (first, shape), (other, other_shape) = list(shapes.items())[:2]
-      raise ValueError(f"{other}: image of size (H, W, C) = {other_shape} differs from {shape} of "
-                       f"{first}; all images of a folder must have the same size and channels.")
+      raise errors.InvalidValueError(
+          f"{other}: image of size (H, W, C) = {other_shape} differs from {shape} of "
+          f"{first}; all images of a folder must have the same size and channels.")
     has_labels = all(None not in labels for _, labels in self._listing.values())
     super().__init__(os.fspath(root), next(iter(shapes.values())), tuple(self._listing),
                      has_labels)
@@ -770,15 +790,16 @@ class FolderSource(_InMemorySource):
     files, labels = self._listing[base]
     if with_labels and None in labels:
       loose = files[labels.index(None)]
-      raise ValueError(f"{self._root}: with_labels=True needs every image inside a class "
-                       f"sub-folder, but {loose} is not in one.")
+      raise errors.InvalidValueError(
+          f"{self._root}: with_labels=True needs every image inside a class "
+          f"sub-folder, but {loose} is not in one.")
     first = _read_image(files[0])
     images = np.empty((len(files),) + first.shape, np.uint8)
     images[0] = first
     for i, path in enumerate(files[1:], start=1):
       array = _read_image(path)
       if array.shape != first.shape:
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"{path}: image of size (H, W, C) = {array.shape} differs from {first.shape} of "
             f"{files[0]}; all images of a folder must have the same size and channels.")
       images[i] = array
@@ -825,7 +846,8 @@ class TfdsSource(ImageSource):
 
   def __init__(self, name, data_dir=None, download=False):
     if name not in _TFDS_SHAPES:
-      raise ValueError(f"Unknown TensorFlow Datasets name {name!r}; {_accepted_sources()}.")
+      raise errors.InvalidValueError(
+          f"Unknown TensorFlow Datasets name {name!r}; {_accepted_sources()}.")
     self.data_dir = data_dir
     self.download = bool(download)
     super().__init__(name, _TFDS_SHAPES[name], _TFDS_SPLITS.get(name, ("train", "test")),
@@ -866,15 +888,16 @@ class TfdsSource(ImageSource):
     try:
       return int(builder.info.splits[tfds_split].num_examples)
     except KeyError:
-      raise ValueError(f"The TFDS data set {self.name!r} prepared in {builder.data_dir} has "
-                       f"splits {sorted(builder.info.splits)}, not {split!r}.") from None
+      raise errors.InvalidValueError(
+          f"The TFDS data set {self.name!r} prepared in {builder.data_dir} has "
+          f"splits {sorted(builder.info.splits)}, not {split!r}.") from None
 
   def dataset(self, split="train", with_labels=False, shuffle_files=False, seed=None):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     if with_labels and not self.has_labels:
-      raise ValueError(f"The TFDS data set {self.name!r} has no class labels; use "
-                       "with_labels=False.")
+      raise errors.InvalidValueError(f"The TFDS data set {self.name!r} has no class labels; use "
+                                     "with_labels=False.")
     tfds_split = self._tfds_split(split)
     builder = self._builder()
     read_config = tfds.ReadConfig(shuffle_seed=seed)
@@ -933,8 +956,9 @@ def get_source(source, data_dir=None, download=False):
       if source in kind.names:
         return kind._create(source, data_dir, download)  # pylint: disable=protected-access
   if not isinstance(source, (str, os.PathLike)):
-    raise TypeError(f"source must be a string or a path, got {type(source).__name__}; "
-                    f"{_accepted_sources()}.")
+    raise errors.InvalidTypeError(
+        f"source must be a string or a path, got {type(source).__name__}; "
+        f"{_accepted_sources()}.")
   path = pathlib.Path(source).expanduser()
   if path.is_dir():
     for kind in kinds:
@@ -945,12 +969,14 @@ def get_source(source, data_dir=None, download=False):
     for kind in kinds:
       if path.suffix.lower() in kind.suffixes:
         return kind._create(path, data_dir, download)  # pylint: disable=protected-access
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; only "
-                     f"{'/'.join(suffixes)} files of images can be read ({_accepted_sources()}).")
+    raise errors.InvalidValueError(
+        f"{path}: unsupported file type {path.suffix!r}; only "
+        f"{'/'.join(suffixes)} files of images can be read ({_accepted_sources()}).")
   if isinstance(source, os.PathLike) or path.suffix.lower() in suffixes:
     raise FileNotFoundError(f"{path}: no such file or folder.")
-  raise ValueError(f"Unknown image source {source!r}: it is not a file, a folder or a known "
-                   f"name; {_accepted_sources()}.")
+  raise errors.InvalidValueError(
+      f"Unknown image source {source!r}: it is not a file, a folder or a known "
+      f"name; {_accepted_sources()}.")
 
 
 def run_name(source):
@@ -1060,7 +1086,8 @@ def load_images(source, split="train", batch_size=64, shuffle=True, with_labels=
   batch_size = _validation.positive_int(batch_size, "batch_size")
   shuffle_buffer = _validation.positive_int(shuffle_buffer, "shuffle_buffer")
   if not isinstance(split, str):
-    raise ValueError(f"split must be a string such as 'train' or 'test', got {split!r}.")
+    raise errors.InvalidValueError(
+        f"split must be a string such as 'train' or 'test', got {split!r}.")
 
   image_source = get_source(source, data_dir=data_dir, download=download)
   ds = image_source.dataset(split, with_labels=with_labels, shuffle_files=shuffle, seed=seed)

@@ -7,6 +7,7 @@ from keras import ops
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp import errors
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
@@ -132,7 +133,7 @@ class VariationalDequantizer(_seam.HoldsUntracked, keras.layers.Layer):
     self.num_blocks = int(num_blocks)
     self.num_levels = _validation.positive_int(num_levels, "num_levels")
     if self.num_levels < 2:
-      raise ValueError(f"num_levels must be at least 2, got {self.num_levels}.")
+      raise errors.InvalidValueError(f"num_levels must be at least 2, got {self.num_levels}.")
     policy = self.dtype_policy
     batch_shape = (None,) + self.event_shape
     self.feature_stem = weight_norm.WeightNormConv2D(self.num_filters, dtype=policy,
@@ -186,7 +187,7 @@ class VariationalDequantizer(_seam.HoldsUntracked, keras.layers.Layer):
   def call(self, inputs, seed=None):
     pixels = ops.convert_to_tensor(inputs)
     if tuple(pixels.shape[-3:]) != self.event_shape:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"VariationalDequantizer {self.name!r} is for pixels of shape {self.event_shape}, "
           f"got shape {tuple(pixels.shape)}.")
     # The flow of q computes in float32 (or float64) whatever the networks' compute dtype.

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
@@ -96,7 +97,7 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
       ValueError: a condition for an unconditional flow.
     """
     if condition is not None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{type(self).__name__} {self.name!r} is unconditional (its condition_spec is None) "
           f"but got a condition; use a flow built to take one.")
     return {}
@@ -150,7 +151,7 @@ class ConditionalFlowLayer(FlowLayer):
     conditional_size = _validation.positive_int(conditional_size, "conditional_size", True)
     num_classes = _validation.positive_int(num_classes, "num_classes", allow_none=True)
     if num_classes is not None and conditional_size not in (None, num_classes):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"num_classes={num_classes} conditions on one-hot class labels of size {num_classes}; "
           f"conditional_size must then be None or {num_classes}, got {conditional_size}.")
     self.num_classes = None if num_classes is None else int(num_classes)
@@ -193,7 +194,7 @@ class ConditionalFlowLayer(FlowLayer):
     if self.conditional_size is None:
       return super().bijector_kwargs(condition)
     if condition is None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{type(self).__name__} {self.name!r} is conditional and needs a condition: "
           f"{self._condition_description()}. With a FlowModel: model.log_prob(x, condition), "
           f"model.sample(n, condition=...), and fit on (x, condition) pairs.")
@@ -214,19 +215,19 @@ class ConditionalFlowLayer(FlowLayer):
       rank = condition.shape.rank
       if not condition.dtype.is_floating or rank == 0 or (
           rank is not None and condition.shape[-1] not in (None, self.conditional_size)):
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"{owner} takes {self._condition_description()}, got a condition of "
             f"dtype {condition.dtype.name} and shape {condition.shape}. For class labels, build "
             f"the flow with num_classes instead.")
       return tf.cast(condition, dtype)
     if not condition.dtype.is_integer:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{owner} takes {self._condition_description()}, got a condition of "
           f"dtype {condition.dtype.name} and shape {condition.shape}. For vectors, build the "
           f"flow with conditional_size instead.")
     labels = tf.get_static_value(condition)
     if labels is not None and (np.any(labels < 0) or np.any(labels >= self.num_classes)):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{owner}: class labels must lie in 0..{self.num_classes - 1}, got "
           f"values from {np.min(labels)} to {np.max(labels)}.")
     if self.validate_args:

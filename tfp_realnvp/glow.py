@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from tfp_realnvp import errors
 from tfp_realnvp import flows
 from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import glow as glow_lib
@@ -90,7 +91,7 @@ class Glow(flows.ConditionalFlowLayer):
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
     if coupling_network not in COUPLING_NETWORKS:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"coupling_network must be one of {COUPLING_NETWORKS}, got {coupling_network!r}.")
     self.num_levels = int(num_levels)
     self.num_steps = int(num_steps)

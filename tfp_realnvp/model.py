@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp import errors
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import dequantization
@@ -52,23 +53,25 @@ def _sample_count(n):
       return tf.cast(n, tf.int32)
     n = int(tf.get_static_value(n))
   if not _validation.is_integer(n):
-    raise TypeError(f"The number of samples must be an integer, got {n!r}.")
+    raise errors.InvalidTypeError(f"The number of samples must be an integer, got {n!r}.")
   if n < 0:
-    raise ValueError(f"The number of samples must be non-negative, got {n}.")
+    raise errors.InvalidValueError(f"The number of samples must be non-negative, got {n}.")
   return int(n)
 
 
 def _check_dequantizer(dequantizer, preprocessing, num_levels):
   """Raises a `TypeError` or `ValueError` unless `dequantizer` fits a model of these settings."""
   if not isinstance(dequantizer, dequantization.VariationalDequantizer):
-    raise TypeError(f"dequantizer must be None (uniform noise in the data pipeline) or a "
-                    f"tfp_realnvp.VariationalDequantizer, got {type(dequantizer).__name__}.")
+    raise errors.InvalidTypeError(
+        f"dequantizer must be None (uniform noise in the data pipeline) or a "
+        f"tfp_realnvp.VariationalDequantizer, got {type(dequantizer).__name__}.")
   if preprocessing != "logit":
-    raise ValueError("A dequantizer makes the data of images in [0, 1): it needs "
-                     f"preprocessing='logit', got preprocessing={preprocessing!r}.")
+    raise errors.InvalidValueError("A dequantizer makes the data of images in [0, 1): it needs "
+                                   f"preprocessing='logit', got preprocessing={preprocessing!r}.")
   if dequantizer.num_levels != num_levels:
-    raise ValueError(f"The dequantizer has num_levels={dequantizer.num_levels}, the model "
-                     f"num_levels={num_levels}; they must be equal.")
+    raise errors.InvalidValueError(
+        f"The dequantizer has num_levels={dequantizer.num_levels}, the model "
+        f"num_levels={num_levels}; they must be equal.")
 
 
 def _in_multi_worker_mode(strategy):
@@ -193,12 +196,13 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
   def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
                num_levels=256, validate_args=False, dequantizer=None, remat=None, **kwargs):
     if not isinstance(flow, flows.FlowLayer):
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
           f"networks), got {type(flow).__name__}. Use tfp_realnvp.RealNVP or Glow, or subclass "
           f"FlowLayer and hand the bijector to _set_bijector.")
     if preprocessing not in PREPROCESSINGS:
-      raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
+      raise errors.InvalidValueError(
+          f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}.")
     if dequantizer is not None:
       _check_dequantizer(dequantizer, preprocessing, num_levels)
     if remat is not None:
@@ -226,7 +230,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     self._distribution = tfd.TransformedDistribution(base, bijector)
     if dequantizer is not None and tuple(dequantizer.event_shape) != tuple(
         self._distribution.event_shape):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"The dequantizer is for images of shape {tuple(dequantizer.event_shape)}, the flow "
           f"models data of shape {tuple(self._distribution.event_shape)}.")
     self.built = True
@@ -274,7 +278,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     """
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"FlowModel {self.name!r} takes floating-point data (e.g. dequantized images in "
           f"[0, 1), see tfp_realnvp.data), got dtype {x.dtype.name}.")
     return tf.cast(x, self.compute_dtype)
@@ -337,7 +341,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     if self.dequantizer is not None:
       return self.bits_from_log_prob(self.log_prob_bound(x, condition, num_samples, seed))
     if num_samples != 1 or seed is not None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"FlowModel {self.name!r} has no dequantizer: its data are already dequantized and "
           f"bits_per_dim takes neither num_samples nor seed (importance sampling needs a "
           f"VariationalDequantizer).")
@@ -375,13 +379,13 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       TypeError: `x` is neither floating-point nor integer.
     """
     if self.dequantizer is None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"FlowModel {self.name!r} has no dequantizer; build it with "
           f"dequantizer=tfp_realnvp.VariationalDequantizer(...) for a variational bound, or "
           f"use log_prob on dequantized images.")
     num_samples = _sample_count(num_samples)
     if isinstance(num_samples, int) and num_samples < 1:
-      raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+      raise errors.InvalidValueError(f"num_samples must be at least 1, got {num_samples}.")
     return self._call_log_prob_bound(x, condition, num_samples, seed, training=None)
 
   def _call_log_prob_bound(self, x, condition, num_samples, seed, training):
@@ -420,7 +424,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     elif x.dtype.is_floating:
       pixels = tf.floor(tf.cast(x, self.compute_dtype) * self.num_levels)
     else:
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"FlowModel {self.name!r} has a dequantizer and takes quantized images (floats k / "
           f"{self.num_levels} or integer pixels k), got dtype {x.dtype.name}.")
     if self.validate_args:
@@ -513,7 +517,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     if self.condition_spec is None:
       x, condition = inputs, None
     elif not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"FlowModel {self.name!r} is conditional: call it on a pair (x, condition), and give "
           f"fit, evaluate and predict (x, condition) pairs; got {type(inputs).__name__}.")
     else:
@@ -602,8 +606,9 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     steps = _validation.positive_int(steps, "steps")
     corners = tf.convert_to_tensor(corners, self.compute_dtype)
     if corners.shape[0] != 4 or tuple(corners.shape[1:]) != self.event_shape:
-      raise ValueError(f"corners must be 4 images of shape {self.event_shape}, got shape "
-                       f"{tuple(corners.shape)}.")
+      raise errors.InvalidValueError(
+          f"corners must be 4 images of shape {self.event_shape}, got shape "
+          f"{tuple(corners.shape)}.")
     angles = np.linspace(0.0, math.pi / 2, steps)
     p, q = np.meshgrid(angles, angles, indexing="ij")
     weights = np.stack([np.cos(p) * np.cos(q), np.cos(p) * np.sin(q),

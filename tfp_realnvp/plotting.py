@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from tfp_realnvp import errors
 from tfp_realnvp import _files
 from tfp_realnvp import _validation
 
@@ -60,11 +61,11 @@ def _to_pixels(images):
   if images.ndim == 3:
     images = images[..., np.newaxis]
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"images must have shape [N, H, W], [N, H, W, 1] (grayscale) or [N, H, W, 3] (RGB), "
         f"got shape {images.shape}.")
   if images.shape[0] == 0:
-    raise ValueError("images is empty: there is nothing to draw.")
+    raise errors.InvalidValueError("images is empty: there is nothing to draw.")
   # k / 256 <= x < (k + 1) / 256 -> k, the inverse of the 8-bit quantisation; NaN -> black.
   images = np.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
   return np.clip(np.floor(images * 256.0), 0, 255).astype(np.uint8)
@@ -81,8 +82,9 @@ def image_format(path):
   suffix = pathlib.Path(os.fspath(path)).suffix.lower()
   name = Image.registered_extensions().get(suffix)
   if name is None or name not in Image.SAVE:
-    raise ValueError(f"{path}: cannot write images of type {suffix or '(no suffix)'!r}; use a "
-                     "file name ending in .png, .jpg, .bmp, .gif, .tif or .webp.")
+    raise errors.InvalidValueError(
+        f"{path}: cannot write images of type {suffix or '(no suffix)'!r}; use a "
+        "file name ending in .png, .jpg, .bmp, .gif, .tif or .webp.")
   return name
 
 
@@ -169,8 +171,9 @@ def save_bits_per_dim_plot(history_dict, path, title=None):
             (("bits_per_dim", "training"), ("val_bits_per_dim", "validation"))
             if history_dict.get(key)]
   if not curves:
-    raise ValueError(f"history_dict has no 'bits_per_dim' or 'val_bits_per_dim' values to plot "
-                     f"(keys: {sorted(history_dict)}).")
+    raise errors.InvalidValueError(
+        f"history_dict has no 'bits_per_dim' or 'val_bits_per_dim' values to plot "
+        f"(keys: {sorted(history_dict)}).")
   length = len(history_dict[curves[0][0]])
   epochs = list(history_dict.get("epoch") or range(1, length + 1))
   fig = figure.Figure(figsize=(6, 4), dpi=100)
@@ -179,8 +182,9 @@ def save_bits_per_dim_plot(history_dict, path, title=None):
   for key, label in curves:
     values = [float("nan") if v is None else float(v) for v in history_dict[key]]
     if len(values) != len(epochs):
-      raise ValueError(f"history_dict[{key!r}] has {len(values)} values for {len(epochs)} "
-                       "epochs.")
+      raise errors.InvalidValueError(
+          f"history_dict[{key!r}] has {len(values)} values for {len(epochs)} "
+          "epochs.")
     axes.plot(epochs, values, marker="o", markersize=3, label=label)
   axes.set_xlabel("epoch")
   axes.set_ylabel("bits/dim")

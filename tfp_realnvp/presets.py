@@ -158,6 +158,7 @@ import math
 import numbers
 import types
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 
 __all__ = ["DEQUANTIZATIONS", "FLOWS", "FLOW_SETTINGS", "PRESETS", "Preset", "SETTINGS",
@@ -199,7 +200,7 @@ def _quoted(names):
 
 def _check_flow(flow):
   if flow not in FLOWS:
-    raise ValueError(f"Unknown flow {flow!r}; the flows are {_quoted(FLOWS)}.")
+    raise errors.InvalidValueError(f"Unknown flow {flow!r}; the flows are {_quoted(FLOWS)}.")
 
 
 def _is_real(value):
@@ -209,14 +210,17 @@ def _is_real(value):
 def _check_optimizer_settings(ema, warmup_steps, clipnorm):
   """Raises for an EMA momentum, warm-up or gradient clip out of range, naming the problem."""
   if not (_is_real(ema) and 0 <= ema < 1):
-    raise ValueError(f"ema must be the momentum of the weights' moving average, a number in "
-                     f"[0, 1) (0 turns the averaging off), got {ema!r}.")
+    raise errors.InvalidValueError(
+        f"ema must be the momentum of the weights' moving average, a number in "
+        f"[0, 1) (0 turns the averaging off), got {ema!r}.")
   if not (_validation.is_integer(warmup_steps) and warmup_steps >= 0):
-    raise ValueError(f"warmup_steps must be a non-negative integer (0 turns the warm-up off), "
-                     f"got {warmup_steps!r}.")
+    raise errors.InvalidValueError(
+        f"warmup_steps must be a non-negative integer (0 turns the warm-up off), "
+        f"got {warmup_steps!r}.")
   if clipnorm is not None and not (_is_real(clipnorm) and clipnorm > 0):
-    raise ValueError(f"clipnorm must be a positive number (the largest global norm of the "
-                     f"gradients) or None (no clipping), got {clipnorm!r}.")
+    raise errors.InvalidValueError(
+        f"clipnorm must be a positive number (the largest global norm of the "
+        f"gradients) or None (no clipping), got {clipnorm!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +283,9 @@ class Preset:
   def __post_init__(self):
     _check_optimizer_settings(self.ema, self.warmup_steps, self.clipnorm)
     if self.dequantization not in DEQUANTIZATIONS:
-      raise ValueError(f"dequantization must be one of {_quoted(DEQUANTIZATIONS)}, got "
-                       f"{self.dequantization!r}.")
+      raise errors.InvalidValueError(
+          f"dequantization must be one of {_quoted(DEQUANTIZATIONS)}, got "
+          f"{self.dequantization!r}.")
     _check_flow(self.flow)
     own = FLOW_SETTINGS[self.flow]
     missing = [name for name in own if getattr(self, name) is None]
@@ -288,8 +293,9 @@ class Preset:
                if name not in own and name not in TRAINING_SETTINGS
                and getattr(self, name) is not None]
     if missing or foreign:
-      raise ValueError(f"Preset {self.name!r}: a {self.title} preset sets {', '.join(own)} "
-                       f"and no other flow settings (missing: {missing}, foreign: {foreign}).")
+      raise errors.InvalidValueError(
+          f"Preset {self.name!r}: a {self.title} preset sets {', '.join(own)} "
+          f"and no other flow settings (missing: {missing}, foreign: {foreign}).")
 
   @property
   def title(self):
@@ -414,7 +420,8 @@ def get_preset(preset):
   if isinstance(preset, Preset):
     return preset
   if not isinstance(preset, str) or preset not in PRESETS:
-    raise ValueError(f"Unknown preset {preset!r}; the presets are {_quoted(PRESETS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown preset {preset!r}; the presets are {_quoted(PRESETS)}.")
   return PRESETS[preset]
 
 
@@ -446,8 +453,9 @@ def preset_for_shape(event_shape, flow=None):
   hint = (f"presets that fit this shape: {_quoted(fitting)}" if fitting
           else "no preset fits this shape (its height and width must be divisible by 2 at "
                "every squeeze)")
-  raise ValueError(f"No default preset for images of size {size[0]}x{size[1]}; defaults exist "
-                   f"for {sizes}. Choose a preset explicitly ({hint}).")
+  raise errors.InvalidValueError(
+      f"No default preset for images of size {size[0]}x{size[1]}; defaults exist "
+      f"for {sizes}. Choose a preset explicitly ({hint}).")
 
 
 def default_preset(source, event_shape, flow=None):
@@ -474,7 +482,7 @@ def check_shape(preset, event_shape):
   if not preset.supports(event_shape):
     fitting = compatible_presets(event_shape, preset.flow)
     depth, factor = _depth(preset)
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"Preset {preset.name!r} with {depth} cannot be used for images "
         f"of shape {tuple(event_shape)}: height and width must be divisible by {factor}. "
         f"{preset.title} presets that fit this shape: {_quoted(fitting) or 'none'}.")
@@ -487,22 +495,23 @@ def _check_overrides(preset, overrides):
     if value is None or name in own or name in TRAINING_SETTINGS:
       continue
     owners = " or ".join(FLOWS[flow] for flow, names in FLOW_SETTINGS.items() if name in names)
-    raise ValueError(f"{name} is a {owners} setting; {preset.title} presets (such as "
-                     f"{preset.name!r}) take {', '.join(own)}.")
+    raise errors.InvalidValueError(f"{name} is a {owners} setting; {preset.title} presets (such as "
+                                   f"{preset.name!r}) take {', '.join(own)}.")
   coupling_network = overrides.get("coupling_network")
   if coupling_network is not None:
     from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
 
     if coupling_network not in glow.COUPLING_NETWORKS:
-      raise ValueError(f"coupling_network must be one of {_quoted(glow.COUPLING_NETWORKS)}, "
-                       f"got {coupling_network!r}.")
+      raise errors.InvalidValueError(
+          f"coupling_network must be one of {_quoted(glow.COUPLING_NETWORKS)}, "
+          f"got {coupling_network!r}.")
   coupling = overrides.get("coupling")
   if coupling is not None:
     from tfp_realnvp.bijectors import coupling as coupling_lib  # pylint: disable=g-import-not-at-top
 
     if coupling not in coupling_lib.COUPLINGS:
-      raise ValueError(f"coupling must be one of {_quoted(coupling_lib.COUPLINGS)}, "
-                       f"got {coupling!r}.")
+      raise errors.InvalidValueError(f"coupling must be one of {_quoted(coupling_lib.COUPLINGS)}, "
+                                     f"got {coupling!r}.")
 
 
 def resolve(preset, event_shape, source=None, flow=None, **overrides):
@@ -536,10 +545,11 @@ def resolve(preset, event_shape, source=None, flow=None, **overrides):
     _check_flow(flow)
   unknown = sorted(set(overrides) - set(SETTINGS))
   if unknown:
-    raise ValueError(f"Unknown preset settings {unknown}; the settings are {list(SETTINGS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown preset settings {unknown}; the settings are {list(SETTINGS)}.")
   preset = get_preset(default_preset(source, shape, flow) if preset is None else preset)
   if flow is not None and preset.flow != flow:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"Preset {preset.name!r} is a {preset.title} preset, not a {FLOWS[flow]} one; choose a "
         f"{FLOWS[flow]} preset ({_quoted(n for n, p in PRESETS.items() if p.flow == flow)}) "
         "or leave the flow to the preset.")

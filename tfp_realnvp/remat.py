@@ -80,6 +80,7 @@ errors = tfp_realnvp.remat.reconstruction_errors(
 import keras
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import _keras_internals
 from tfp_realnvp import _tfp_internals
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
@@ -210,7 +211,7 @@ def _run_backward(program, carried, replay, anchors):
 def check_mode(mode):
   """Raises a `ValueError` unless `mode` is one of `MODES`."""
   if mode not in MODES:
-    raise ValueError(f"remat must be None or one of {MODES}, got {mode!r}.")
+    raise errors.InvalidValueError(f"remat must be None or one of {MODES}, got {mode!r}.")
 
 
 def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):

@@ -91,11 +91,13 @@ import keras
 import tensorflow as tf
 
 from tfp_realnvp import _files
+from tfp_realnvp import errors
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import model as model_lib
 from tfp_realnvp import optimizers
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
+from tfp_realnvp.errors import RunError
 
 __all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "RunError", "RunFolder",
            "RunRecord", "RunResult", "SampleGrid", "averaged_weights", "evaluate_test",
@@ -110,10 +112,6 @@ _ARCHITECTURE = ("data", "event_shape", "preset", "flow_kind", "flow", "mixed_pr
                  "warmup_steps", "dequantization")
 # The validation metric whose lowest value picks the best epoch.
 MONITOR = "val_bits_per_dim"
-
-
-class RunError(ValueError):
-  """A run that cannot start or resume, for a reason the user can fix (said in one line)."""
 
 
 def finite_or_none(value):
@@ -540,8 +538,9 @@ def evaluate_test(model, source, split, batch_size=64, drop_remainder=False,
   """
   uniform = model.dequantizer is None
   if uniform and num_samples != 1:
-    raise ValueError("Importance samples need a model with a variational dequantizer; this "
-                     "one was trained on uniformly dequantized data.")
+    raise errors.InvalidValueError(
+        "Importance samples need a model with a variational dequantizer; this "
+        "one was trained on uniformly dequantized data.")
   test_ds = data_lib.load_images(source, split, batch_size=batch_size, shuffle=False,
                                  seed=seed, drop_remainder=drop_remainder, dequantize=uniform)
   if uniform:
@@ -640,7 +639,8 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       or a negative `validation_freq`.
   """
   if not isinstance(validation_freq, int) or validation_freq < 0:
-    raise ValueError(f"validation_freq must be a non-negative integer, got {validation_freq!r}.")
+    raise errors.InvalidValueError(
+        f"validation_freq must be a non-negative integer, got {validation_freq!r}.")
   strategy = strategy or tf.distribute.get_strategy()
   say = print if verbose != 0 else (lambda *args, **kwargs: None)
   source = data_lib.get_source(data, data_dir=data_dir, download=download)

@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from tfp_realnvp import errors
+
 EVENT_NDIMS = 3
 
 
@@ -22,20 +24,20 @@ def check_image_event(x, owner, event_shape=None, validate_args=False):
     ValueError: `x` has rank below 3, unknown event dimensions, or the wrong event shape.
   """
   if not x.dtype.is_floating:
-    raise TypeError(
+    raise errors.InvalidTypeError(
         f"{owner}: expected a floating-point tensor of images [..., height, width, channels], "
         f"got dtype {x.dtype.name}. Cast the input, e.g. tf.cast(x, tf.float32).")
   rank = x.shape.rank
   if rank is not None and rank < EVENT_NDIMS:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{owner}: expected images of rank >= 3 ([..., height, width, channels]), got a tensor "
         f"of rank {rank} with shape {x.shape}.")
   if rank is None or any(d is None for d in x.shape[-EVENT_NDIMS:]):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{owner}: the event dimensions [height, width, channels] must be known statically, "
         f"got shape {x.shape}.")
   if event_shape is not None and tuple(x.shape[-EVENT_NDIMS:]) != tuple(event_shape):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{owner}: expected events of shape {tuple(event_shape)} [height, width, channels], "
         f"got a tensor of shape {x.shape}.")
   return check_finite(x, owner, validate_args)

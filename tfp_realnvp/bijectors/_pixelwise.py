@@ -3,6 +3,7 @@ Keras 3 layer (`BatchNorm`, `ActNorm`, `InvertibleConv1x1`)."""
 
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 
@@ -36,8 +37,8 @@ class PixelwiseBijector(_cached_log_det.CachedLogDetBijector):
   def __init__(self, layer, argument, validate_args, parameters, name):
     with tf.name_scope(name) as name:
       if not isinstance(layer, self.LAYER_CLASS):
-        raise TypeError(f"{argument} must be an instance of the Keras layer "
-                        f"{self.LAYER_CLASS.__name__}, got {type(layer).__name__}.")
+        raise errors.InvalidTypeError(f"{argument} must be an instance of the Keras layer "
+                                      f"{self.LAYER_CLASS.__name__}, got {type(layer).__name__}.")
       self._layer = layer
       super().__init__(forward_min_event_ndims=_checks.EVENT_NDIMS,
                        validate_args=validate_args, parameters=parameters, name=name)

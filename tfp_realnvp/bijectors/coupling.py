@@ -11,6 +11,7 @@ import math
 
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _spline
@@ -41,7 +42,8 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
                parameters, name):
     with tf.name_scope(name) as name:
       if not callable(conditioner):
-        raise TypeError(f"conditioner must be callable, got {type(conditioner).__name__}.")
+        raise errors.InvalidTypeError(
+            f"conditioner must be callable, got {type(conditioner).__name__}.")
       self._conditioner = conditioner
       self._mask = masks_lib.get_mask(mask, parity)
       self._transform = transform
@@ -84,20 +86,20 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
     condition = tf.convert_to_tensor(conditional_input)
     shape = condition.shape
     if shape.rank is None or shape.rank < 1 or shape[-1] is None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: conditional_input must have shape [..., K] with a known size K, got "
           f"shape {shape}.")
     batch_rank = len(batch_shape) if isinstance(batch_shape, list) else batch_shape.shape[0]
     spatial = shape.rank == batch_rank + _checks.EVENT_NDIMS
     if spatial and shape[-3:-1].as_list() != list(event_shape[:2]):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: a conditional_input of the images' rank is a feature map "
           f"[..., {event_shape[0]}, {event_shape[1]}, F] of the images, got shape {shape}.")
     event = shape[-3:].as_list() if spatial else [shape[-1]]
     sizes = ", ".join(str(size) for size in event)
     if isinstance(batch_shape, list):
       if not _broadcasts_to(shape[:-len(event)], batch_shape):
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"{self.name}: conditional_input of shape {shape} does not match the batch shape "
             f"{batch_shape} of the images; give one condition [..., {sizes}] per example, or "
             f"a single [{sizes}] for all.")
@@ -316,12 +318,12 @@ class _AffineTransform:
     elif isinstance(out, (tuple, list)) and len(out) == 2:
       params = list(out)
     else:
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"{owner}: the conditioner must return a pair (shift, log_scale), got "
           f"{type(out).__name__}.")
     for p in params:
       if p.shape[1:] != transformed.shape[1:]:
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"{owner}: the conditioner returned parameters of shape {p.shape}; the "
             f"transformed units have shape {transformed.shape}.")
     return [tf.cast(p, transformed.dtype) for p in params]
@@ -369,13 +371,14 @@ def coupling_maker(coupling, num_bins=8, bound=3.0, additive=False, validate_arg
       `num_bins` or `bound`.
   """
   if coupling not in COUPLINGS:
-    raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
+    raise errors.InvalidValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
   if coupling == "affine":
     return None, functools.partial(AffineCoupling, additive=additive,
                                    validate_args=validate_args)
   if additive:
-    raise ValueError(f"additive=True makes additive affine couplings; it cannot be combined "
-                     f"with coupling={coupling!r}.")
+    raise errors.InvalidValueError(
+        f"additive=True makes additive affine couplings; it cannot be combined "
+        f"with coupling={coupling!r}.")
   _SplineTransform(num_bins, bound)  # Fails now, not at the first coupling, on bad arguments.
   return spline_params_per_unit(num_bins), functools.partial(
       SplineCoupling, num_bins=num_bins, bound=bound, validate_args=validate_args)
@@ -383,7 +386,7 @@ def coupling_maker(coupling, num_bins=8, bound=3.0, additive=False, validate_arg
 
 def _num_bins(num_bins):
   if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"num_bins must be an integer >= 2 (a single bin with slopes 1 at both ends is the "
         f"identity), got {num_bins!r}.")
   return num_bins
@@ -508,7 +511,7 @@ class _SplineTransform:
     self.num_bins = _num_bins(num_bins)
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (
         math.isfinite(bound) and 2 * bound > self.num_bins * MIN_BIN_SIZE):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"bound must be a finite number > num_bins * {MIN_BIN_SIZE} / 2 (the splines live "
           f"on [-bound, bound]), got {bound!r}.")
     self.bound = float(bound)
@@ -518,12 +521,12 @@ class _SplineTransform:
     """The spline `(bin_widths, bin_heights, knot_slopes)` of the raw `out`."""
     expected = tuple(transformed.shape[1:]) + (self.params_per_unit,)
     if not tf.is_tensor(out) and not hasattr(out, "shape"):
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"{owner}: the conditioner must return one tensor of raw spline parameters "
           f"[N, {', '.join(map(str, expected))}], got {type(out).__name__}. The package's "
           f"networks return it when built with params_per_unit={self.params_per_unit}.")
     if tuple(out.shape[1:]) != expected:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{owner}: the conditioner returned raw spline parameters of shape {out.shape}; "
           f"{self.num_bins} bins need [N, {', '.join(map(str, expected))}] "
           f"({self.params_per_unit} = 3 * num_bins - 1 per transformed unit, see "

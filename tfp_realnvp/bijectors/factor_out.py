@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import conditional
@@ -80,7 +81,8 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     channels = x.shape[-1]
     if channels < 2:
-      raise ValueError(f"{self.name}: factoring out needs at least 2 channels, got {channels}.")
+      raise errors.InvalidValueError(
+          f"{self.name}: factoring out needs at least 2 channels, got {channels}.")
     return x[..., :channels // 2], x[..., channels // 2:]
 
   def _augmented_forward(self, z, **kwargs):

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp import errors
 from tfp_realnvp.bijectors import _checks
 
 __all__ = ["Logit"]
@@ -55,7 +56,7 @@ class Logit(tfp.bijectors.Bijector):
     """
     parameters = dict(locals())
     if not 0.0 <= alpha < 0.5:
-      raise ValueError(f"alpha must lie in [0, 0.5), got {alpha}.")
+      raise errors.InvalidValueError(f"alpha must lie in [0, 0.5), got {alpha}.")
     with tf.name_scope(name) as name:
       self._alpha = float(alpha)
       super().__init__(forward_min_event_ndims=0, validate_args=validate_args,
@@ -71,7 +72,7 @@ class Logit(tfp.bijectors.Bijector):
 
   def _check_float(self, x):
     if not x.dtype.is_floating:
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"{self.name}: expected a floating-point tensor, got dtype {x.dtype.name}. "
           "Dequantize 8-bit images first (tfp_realnvp.data.dequantize).")
     return x

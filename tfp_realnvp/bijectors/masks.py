@@ -23,6 +23,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import errors
+
 __all__ = ["CheckerboardMask", "ChannelMask", "get_mask"]
 
 
@@ -117,7 +119,7 @@ class ChannelMask:
   @staticmethod
   def _halves(channels):
     if channels < 2:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"A channel mask needs at least 2 channels to split, got {channels}.")
     return channels // 2, channels - channels // 2
 
@@ -157,7 +159,7 @@ _MASKS = {"checkerboard": CheckerboardMask, "channel": ChannelMask}
 def get_mask(kind, parity):
   """Returns the mask named `kind` (`"checkerboard"` or `"channel"`) with the given parity."""
   if kind not in _MASKS:
-    raise ValueError(f"mask must be one of {sorted(_MASKS)}, got {kind!r}.")
+    raise errors.InvalidValueError(f"mask must be one of {sorted(_MASKS)}, got {kind!r}.")
   if parity not in (0, 1):
-    raise ValueError(f"parity must be 0 or 1, got {parity!r}.")
+    raise errors.InvalidValueError(f"parity must be 0 or 1, got {parity!r}.")
   return _MASKS[kind](parity)

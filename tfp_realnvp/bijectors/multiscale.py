@@ -4,6 +4,7 @@ import functools
 
 import tensorflow_probability as tfp
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import conditional
 from tfp_realnvp.bijectors import coupling as coupling_lib
@@ -42,7 +43,7 @@ def scale_shapes(event_shape, num_scales, squeeze_last=False):
     height, width, channels = shapes[-1]
     if height % 2 or width % 2:
       which = "every scale" if squeeze_last else "every scale but the last"
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"event_shape {event_shape} supports at most {index + int(not squeeze_last)} "
           f"scale(s): {which} squeezes 2x2 blocks, and scale {index + 1} has height {height} "
           f"and width {width}; both must be even.")
@@ -107,8 +108,9 @@ def multiscale_real_nvp(event_shape,
     make_coupling = functools.partial(coupling_lib.AffineCoupling, additive=additive,
                                       validate_args=validate_args)
   elif additive:
-    raise ValueError("additive=True builds affine couplings; it cannot be combined with "
-                     "make_coupling.")
+    raise errors.InvalidValueError(
+        "additive=True builds affine couplings; it cannot be combined with "
+        "make_coupling.")
 
   def couplings(kind, count, shape, prefix):
     steps = []

@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _checks
 
@@ -12,14 +13,14 @@ __all__ = ["Squeeze"]
 def _check_even(height, width, owner):
   for label, size in (("height", height), ("width", width)):
     if size is not None and size % 2:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{owner}: the {label} of the image must be even to squeeze 2x2 blocks into "
           f"channels, got {label} {size}.")
 
 
 def _check_channels(channels, owner):
   if channels is not None and channels % 4:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{owner}: unsqueezing needs a number of channels divisible by 4, got {channels}.")
 
 

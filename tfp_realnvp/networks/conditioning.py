@@ -7,6 +7,8 @@ A condition is a vector per example, `[N, K]`, or a feature map per example, `[N
 import keras
 from keras import ops
 
+from tfp_realnvp import errors
+
 __all__ = ["add_condition", "build_condition_projection", "checked_condition",
            "condition_projection"]
 
@@ -35,13 +37,13 @@ def checked_condition(network, conditional_input):
   size = network.conditional_size
   if size is None:
     if conditional_input is not None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{network.name}: got a conditional_input but the network was built without "
           f"conditional_size; build it with conditional_size=K to condition on [N, K] "
           f"vectors.")
     return None
   if conditional_input is None:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{network.name}: this network has conditional_size={size} and needs "
         f"a [N, {size}] conditional_input, passed by keyword: "
         f"network(h, conditional_input=c), bijector.forward(z, conditional_input=c), or "
@@ -49,11 +51,11 @@ def checked_condition(network, conditional_input):
   condition = ops.convert_to_tensor(conditional_input)
   dtype = keras.backend.standardize_dtype(condition.dtype)
   if "float" not in dtype:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{network.name}: conditional_input must be floating point [N, {size}] vectors, got "
         f"dtype {dtype}; one-hot encode class labels (flows built with num_classes do).")
   if len(condition.shape) not in (2, 4) or condition.shape[-1] != size:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{network.name}: conditional_input must have shape [N, {size}] (or [N, h, w, {size}] "
         f"for a feature map; conditional_size={size}), got shape {tuple(condition.shape)}.")
   return ops.cast(condition, network.compute_dtype)
@@ -101,7 +103,7 @@ def add_condition(network, features, conditional_input):
   if len(condition.shape) == 2:
     return features + projected[:, None, None, :]
   if tuple(condition.shape[1:3]) != tuple(features.shape[1:3]):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{network.name}: a feature-map conditional_input must have the input's height and "
         f"width {tuple(features.shape[1:3])}, got shape {tuple(condition.shape)}.")
   return features + projected

@@ -8,6 +8,7 @@ from keras import ops
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 
 __all__ = ["MADE", "AutoregressiveNetwork", "made_masks"]
@@ -25,7 +26,7 @@ def _input_degrees(event_size, input_order, rng):
       return np.arange(event_size, 0, -1)
     if input_order == "random":
       return rng.permutation(event_size) + 1
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"input_order must be one of {_NAMED_ORDERS} or a permutation of 1..{event_size}, got "
         f"{input_order!r}.")
   try:
@@ -34,16 +35,16 @@ def _input_degrees(event_size, input_order, rng):
     degrees = None
   if (degrees is None or degrees.ndim != 1 or degrees.size == 0
       or not np.issubdtype(degrees.dtype, np.integer)):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"input_order must be one of {_NAMED_ORDERS} or a list of integers (a permutation of "
         f"1..{event_size}), got {input_order!r}.")
   if np.array_equal(np.sort(degrees), np.arange(1, event_size + 1)):
     return degrees.astype(np.int64)
   if np.array_equal(np.sort(degrees), np.arange(event_size)):
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"input_order uses 1-based degrees (a permutation of 1..{event_size}, as in "
         f"tfb.AutoregressiveNetwork), got the 0-based permutation {list(degrees)}; add 1 to it.")
-  raise ValueError(
+  raise errors.InvalidValueError(
       f"input_order must be a permutation of 1..{event_size} (event_size={event_size}), got "
       f"{list(degrees)}.")
 
@@ -109,7 +110,7 @@ def _shape_1d(value, name):
   except TypeError:
     shape = None
   if shape is None or len(shape) != 1:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"{name} must describe a rank-1 shape (an integer D or [D]); vector events only, as "
         f"in tfb.AutoregressiveNetwork; got {value!r}. Reshape higher-rank events to vectors "
         f"(tfb.Reshape) first.")
@@ -233,14 +234,17 @@ class AutoregressiveNetwork(keras.layers.Layer):
     self.conditional = bool(conditional)
     self.conditional_event_shape = _shape_1d(conditional_event_shape, "conditional_event_shape")
     if self.conditional and self.conditional_event_shape is None:
-      raise ValueError("conditional=True needs conditional_event_shape=[K], the size of the "
-                       "conditional input.")
+      raise errors.InvalidValueError(
+          "conditional=True needs conditional_event_shape=[K], the size of the "
+          "conditional input.")
     if not self.conditional and self.conditional_event_shape is not None:
-      raise ValueError(f"conditional_event_shape={conditional_event_shape!r} was passed but "
-                       f"conditional is False; pass conditional=True to condition the network.")
+      raise errors.InvalidValueError(
+          f"conditional_event_shape={conditional_event_shape!r} was passed but "
+          f"conditional is False; pass conditional=True to condition the network.")
     if conditional_input_layers not in ("all_layers", "first_layer"):
-      raise ValueError(f"conditional_input_layers must be 'all_layers' or 'first_layer', got "
-                       f"{conditional_input_layers!r}.")
+      raise errors.InvalidValueError(
+          f"conditional_input_layers must be 'all_layers' or 'first_layer', got "
+          f"{conditional_input_layers!r}.")
     self.conditional_input_layers = conditional_input_layers
     self.hidden_units = _validation.widths(() if hidden_units is None else hidden_units,
                                            "hidden_units")
@@ -248,16 +252,16 @@ class AutoregressiveNetwork(keras.layers.Layer):
       self.input_order = input_order
     elif isinstance(input_order, (list, tuple, np.ndarray)):
       if not all(_validation.is_integer(d) for d in input_order):
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"input_order must be one of {_NAMED_ORDERS} or a list of integers (a permutation "
             f"of 1..D), got {input_order!r}.")
       self.input_order = tuple(int(d) for d in input_order)
     else:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"input_order must be one of {_NAMED_ORDERS} or a permutation of 1..D, got "
           f"{input_order!r}.")
     if hidden_degrees not in _HIDDEN_DEGREES:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"hidden_degrees must be one of {_HIDDEN_DEGREES}, got {hidden_degrees!r}.")
     self.hidden_degrees = hidden_degrees
     self.activation = keras.activations.get(activation)
@@ -273,7 +277,7 @@ class AutoregressiveNetwork(keras.layers.Layer):
     self.bias_constraint = keras.constraints.get(bias_constraint)
     self.validate_args = bool(validate_args)
     if seed is not None and not _validation.is_integer(seed):
-      raise ValueError(f"seed must be None or an integer, got {seed!r}.")
+      raise errors.InvalidValueError(f"seed must be None or an integer, got {seed!r}.")
     if seed is None and (self.input_order == "random" or self.hidden_degrees == "random"):
       seed = int(np.random.default_rng().integers(2**31 - 1))
     self.seed = None if seed is None else int(seed)
@@ -319,8 +323,9 @@ class AutoregressiveNetwork(keras.layers.Layer):
   def build(self, input_shape=None):
     if self.event_shape is None:
       if input_shape is None or input_shape[-1] is None:
-        raise ValueError(f"{self.name}: the event size is unknown; pass event_shape=[D] or call "
-                         f"the layer on inputs [..., D] with a known last dimension.")
+        raise errors.InvalidValueError(
+            f"{self.name}: the event size is unknown; pass event_shape=[D] or call "
+            f"the layer on inputs [..., D] with a known last dimension.")
       self.event_shape = _shape_1d(int(input_shape[-1]), "event_shape")
       self._make_masks()
     self._hidden_kernels, self._hidden_biases, self._hidden_conditional_kernels = [], [], []
@@ -359,20 +364,20 @@ class AutoregressiveNetwork(keras.layers.Layer):
 
   def call(self, x, conditional_input=None, **kwargs):
     if kwargs:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: unexpected keyword arguments {sorted(kwargs)}; {type(self).__name__} "
           f"accepts only `conditional_input`.")
     x = ops.convert_to_tensor(x)
     if not _is_floating(x.dtype):
-      raise TypeError(
+      raise errors.InvalidTypeError(
           f"{self.name}: expected a floating-point tensor [..., {self.event_size}], got dtype "
           f"{keras.backend.standardize_dtype(x.dtype)}. Cast the input, e.g. "
           f"tf.cast(x, tf.float32).")
     if len(x.shape) < 1:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: expected x of shape [..., event_size={self.event_size}], got a scalar.")
     if x.shape[-1] is not None and x.shape[-1] != self.event_size:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: the last dimension of x ({x.shape[-1]}, shape {tuple(x.shape)}) must "
           f"equal event_size ({self.event_size}).")
     dtype = self.compute_dtype
@@ -409,13 +414,13 @@ class AutoregressiveNetwork(keras.layers.Layer):
     """Checks the conditional input against the conditional size and casts it."""
     if not self.conditional:
       if conditional_input is not None:
-        raise ValueError(
+        raise errors.InvalidValueError(
             f"{self.name}: got a conditional_input but the layer was created without "
             f"{self._condition_arguments()}; create it with {self._condition_arguments()} to "
             f"condition on a [..., K] input.")
       return None
     if conditional_input is None:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: this network has "
           f"{self._condition_arguments(self.conditional_size)} and needs a "
           f"[..., {self.conditional_size}] conditional_input, passed by keyword: "
@@ -423,7 +428,7 @@ class AutoregressiveNetwork(keras.layers.Layer):
           f"distribution.log_prob(x, bijector_kwargs={{'conditional_input': c}}).")
     c = ops.convert_to_tensor(conditional_input)
     if len(c.shape) < 1 or (c.shape[-1] is not None and c.shape[-1] != self.conditional_size):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{self.name}: the last dimension of conditional_input (shape {tuple(c.shape)}) must "
           f"equal the conditional size "
           f"({self._condition_arguments(self.conditional_size)}).")
@@ -534,7 +539,7 @@ class MADE(AutoregressiveNetwork):
     if log_scale_bound is not None and (
         isinstance(log_scale_bound, bool) or not isinstance(log_scale_bound, numbers.Real)
         or not np.isfinite(log_scale_bound) or log_scale_bound <= 0):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"log_scale_bound must be None or a positive finite number, got {log_scale_bound!r}.")
     super().__init__(
         params=2, event_shape=event_size, conditional=conditional_size is not None,

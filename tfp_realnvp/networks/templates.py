@@ -5,6 +5,7 @@ over Keras 2 layers, which a Keras 3 model can neither track nor train)."""
 import keras
 from keras import ops
 
+from tfp_realnvp import errors
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import made
 
@@ -92,11 +93,13 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
       if self.output_units is None:
         self.output_units = output_units
       elif output_units != self.output_units:
-        raise ValueError(f"{self.name}: called with output_units={output_units}, but the layer "
-                         f"was built for output_units={self.output_units}.")
+        raise errors.InvalidValueError(
+            f"{self.name}: called with output_units={output_units}, but the layer "
+            f"was built for output_units={self.output_units}.")
     elif self.output_units is None:
-      raise ValueError(f"{self.name}: pass output_units, the number of units to transform "
-                       f"(tfb.RealNVP does), on the first call or to the constructor.")
+      raise errors.InvalidValueError(
+          f"{self.name}: pass output_units, the number of units to transform "
+          f"(tfb.RealNVP does), on the first call or to the constructor.")
     return super().__call__(x, **kwargs)
 
   def build(self, input_shape):
@@ -193,8 +196,8 @@ class MaskedAutoregressiveDefaultTemplate(made.AutoregressiveNetwork):
     self.log_scale_min_clip = float(log_scale_min_clip)
     self.log_scale_max_clip = float(log_scale_max_clip)
     if not self.log_scale_min_clip < self.log_scale_max_clip:
-      raise ValueError(f"log_scale_min_clip ({log_scale_min_clip}) must be below "
-                       f"log_scale_max_clip ({log_scale_max_clip}).")
+      raise errors.InvalidValueError(f"log_scale_min_clip ({log_scale_min_clip}) must be below "
+                                     f"log_scale_max_clip ({log_scale_max_clip}).")
     self.log_scale_clip_gradient = bool(log_scale_clip_gradient)
 
   def call(self, x, conditional_input=None, **kwargs):

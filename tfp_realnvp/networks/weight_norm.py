@@ -4,6 +4,8 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tfp_realnvp import errors
+
 __all__ = ["WeightNormConv2D", "weight_scales"]
 
 
@@ -40,7 +42,7 @@ class WeightNormConv2D(keras.layers.Layer):
                kernel_initializer="he_normal", epsilon=1e-12, **kwargs):
     super().__init__(**kwargs)
     if kernel_size % 2 != 1:
-      raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
+      raise errors.InvalidValueError(f"kernel_size must be odd, got {kernel_size}.")
     self.filters = int(filters)
     self.kernel_size = int(kernel_size)
     self.scale_initializer = keras.initializers.get(scale_initializer)
