@@ -100,11 +100,11 @@ def parse_args(argv=None):
                       help="Real NVP: follow every coupling with a batch-norm bijector.")
   parser.add_argument("--num-levels", type=int, default=None, help="Glow.")
   parser.add_argument("--num-steps", type=int, default=None, help="Glow: steps per level.")
-  parser.add_argument("--coupling-network", choices=("glow", "resnet"), default=None,
+  parser.add_argument("--coupling-network", default=None,
                       help="Glow.")
   parser.add_argument("--num-filters", type=int, default=None,
                       help="Feature maps of the coupling networks.")
-  parser.add_argument("--coupling", choices=("affine", "spline"), default=None,
+  parser.add_argument("--coupling", default=None,
                       help="The couplings: affine or rational-quadratic splines (the preset's "
                            "by default: splines for mnist, affine for glow_mnist).")
   parser.add_argument("--dequantization", choices=("uniform", "variational"), default=None,
@@ -160,7 +160,7 @@ def has_batch_norm(model):
   """Whether `model` keeps batch-norm moving statistics (what precise BN re-estimates).
 
   Keras's `BatchNormalization` (in the coupling ResNets) and the batch-norm bijectors'
-  `tfp_realnvp.networks.BatchNormStatistics` both name them `moving_mean`.
+  `tfp_realnvp.bijectors.BatchNormStatistics` both name them `moving_mean`.
   """
   return any(variable.name == "moving_mean" for variable in model.non_trainable_variables)
 
@@ -261,7 +261,8 @@ def main(argv=None):
   try:
     preset = presets.resolve(
         args.preset, tfp_realnvp.data.get_source(str(data_path)).shape,
-        **{name: getattr(args, name) for name in presets.SETTINGS if name != "epochs"})
+        **{name: getattr(args, name) for name in tfp_realnvp.configs.all_settings()
+           if name != "epochs"})
   except ValueError as error:
     sys.exit(f"error: {error}")
 
@@ -276,7 +277,7 @@ def main(argv=None):
   # The test set is dequantized once, with a fixed seed, so every evaluation (and every run)
   # sees exactly the same 10,000 continuous images. A variational dequantizer takes the
   # quantized images instead, and draws their noise itself.
-  uniform = preset.dequantization == "uniform"
+  uniform = preset.training.dequantization == "uniform"
   test_images = np.concatenate(list(tfp_realnvp.data.load_images(
       str(data_path), split="test", batch_size=1000, seed=args.test_seed, shuffle=False,
       repeat=False, dequantize=uniform).as_numpy_iterator()))
@@ -286,7 +287,7 @@ def main(argv=None):
   test_ds = tf.data.Dataset.from_tensor_slices(test_images).batch(args.eval_batch_size)
   # Training batches for re-estimating the normalisation statistics (precise BN).
   calibration_batches = iter(tfp_realnvp.data.load_images(
-      str(data_path), split="train", batch_size=preset.batch_size, seed=args.test_seed + 1,
+      str(data_path), split="train", batch_size=preset.training.batch_size, seed=args.test_seed + 1,
       repeat=True, shuffle=True, drop_remainder=True, dequantize=uniform))
 
   settings = {"test_seed": args.test_seed, "eval_batch_size": args.eval_batch_size,

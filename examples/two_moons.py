@@ -92,24 +92,26 @@ class TwoDimensionalFlow(tfp_realnvp.FlowLayer):
   """A stack of channel couplings on 2-D points, owning every conditioner.
 
   `bijector` maps latent points `[..., 2]` to data points `[..., 2]` (TFP's direction):
-  reshape to `[..., 1, 1, 2]`, apply the couplings, reshape back. `coupling="spline"` makes
-  them `SplineCoupling`s of `num_bins` bins on `[-bound, bound]` (see
-  `examples/spline_vs_affine.py`), `"affine"` (the default) `AffineCoupling`s.
+  reshape to `[..., 1, 1, 2]`, apply the couplings, reshape back. `coupling` names their
+  transform (`tfp_realnvp.bijectors.COUPLING_TRANSFORMS`): `"spline"` makes splines of
+  `num_bins` bins on `[-bound, bound]` (see `examples/spline_vs_affine.py`), `"affine"` (the
+  default) Real NVP's affine maps.
   """
 
   def __init__(self, num_couplings=8, hidden_units=(64, 64), coupling="affine", num_bins=8,
                bound=3.0, **kwargs):
     super().__init__(event_shape=(2,), **kwargs)
-    params_per_unit, make_coupling = rb.coupling_maker(coupling, num_bins, bound)
+    transform = rb.make_transform(coupling, num_bins=num_bins, bound=bound)
     self.conditioners = []
     couplings = []
     for i in range(num_couplings):
-      conditioner = DenseConditioner(hidden_units, params_per_unit, name=f"conditioner_{i}")
+      conditioner = DenseConditioner(hidden_units, transform.params_per_unit,
+                                     name=f"conditioner_{i}")
       # Build now, so that the variables exist before Keras traces a training step.
       conditioner.build((None, 1, 1, 1))
       self.conditioners.append(conditioner)
-      couplings.append(make_coupling(conditioner, mask="channel", parity=i % 2,
-                                     event_shape=(1, 1, 2), name=f"coupling_{i}"))
+      couplings.append(rb.Coupling(conditioner, transform, mask="channel", parity=i % 2,
+                                   event_shape=(1, 1, 2), name=f"coupling_{i}"))
     # tfb.Chain applies its last bijector first in the forward (latent -> data) direction.
     bijector = tfb.Chain(
         [tfb.Reshape(event_shape_out=[2], event_shape_in=[1, 1, 2])]

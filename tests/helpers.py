@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import bijectors
 from tfp_realnvp import networks
 
 
@@ -32,7 +33,7 @@ def randomize(layer, seed=0, stddev=0.2):
   """
   rng = np.random.default_rng(seed)
   fixed = {id(v) for sub in layer._flatten_layers()  # pylint: disable=protected-access
-           if isinstance(sub, networks.InvertibleConv1x1Parameters)
+           if isinstance(sub, bijectors.InvertibleConv1x1Parameters)
            for v in sub.non_trainable_variables}
   for variable in layer.variables:
     if id(variable) in fixed:

@@ -96,7 +96,7 @@ def factor_out_case(event_shape):
 
 def batch_norm_case(event_shape):
   def build(dtype="float64", validate_args=False):
-    statistics = tfp_realnvp.networks.BatchNormStatistics(dtype=dtype)
+    statistics = tfp_realnvp.bijectors.BatchNormStatistics(dtype=dtype)
     statistics.build((None,) + event_shape)
     return rb.BatchNorm(randomize(statistics, seed=3), validate_args=validate_args)
   return Case(f"batch-norm-{'x'.join(map(str, event_shape))}", build, event_shape)
@@ -104,7 +104,7 @@ def batch_norm_case(event_shape):
 
 def actnorm_case(event_shape):
   def build(dtype="float64", validate_args=False):
-    layer = tfp_realnvp.networks.ActNormParameters(dtype=dtype)
+    layer = tfp_realnvp.bijectors.ActNormParameters(dtype=dtype)
     layer.build((None,) + event_shape)
     randomize(layer, seed=4)
     assert layer.initialized.numpy()  # Randomised, so it must never initialise again.
@@ -114,7 +114,7 @@ def actnorm_case(event_shape):
 
 def conv1x1_case(event_shape, lu=True):
   def build(dtype="float64", validate_args=False):
-    layer = tfp_realnvp.networks.InvertibleConv1x1Parameters(lu=lu, seed=5, dtype=dtype)
+    layer = tfp_realnvp.bijectors.InvertibleConv1x1Parameters(lu=lu, seed=5, dtype=dtype)
     layer.build((None,) + event_shape)
     randomize(layer, seed=5)  # The learned factors; the permutation and signs stay.
     return rb.InvertibleConv1x1(layer, validate_args=validate_args)

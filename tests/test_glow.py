@@ -36,7 +36,7 @@ def small_glow(**kwargs):
 def actnorm_layers(layer):
   """Every `ActNormParameters` inside `layer`: the flow's steps' and the networks'."""
   return [sub for sub in layer._flatten_layers()  # pylint: disable=protected-access
-          if isinstance(sub, networks.ActNormParameters)]
+          if isinstance(sub, tfp_realnvp.bijectors.ActNormParameters)]
 
 
 def digits(batch_size=64, seed=0, split="train"):
@@ -103,7 +103,7 @@ def test_split_prior_is_the_gaussian_density_of_the_factored_out_half():
 def test_shapes_that_the_levels_cannot_squeeze_are_refused():
   with pytest.raises(ValueError, match=r"supports at most 2 scale\(s\): every scale squeezes"):
     tfp_realnvp.Glow((12, 12, 1), num_levels=3, num_steps=1, num_filters=4)
-  with pytest.raises(ValueError, match="coupling_network"):
+  with pytest.raises(ValueError, match="Unknown coupling network 'dense'"):
     tfp_realnvp.Glow((8, 8, 1), coupling_network="dense")
   with pytest.raises(ValueError, match="num_classes=3"):
     tfp_realnvp.Glow((8, 8, 1), num_steps=1, num_classes=3, conditional_size=4)

@@ -41,7 +41,7 @@ class Inverse(keras.layers.Layer):
 
 
 def actnorm(epsilon=0.0):
-  layer = tfp_realnvp.networks.ActNormParameters(epsilon=epsilon, dtype="float64")
+  layer = tfp_realnvp.bijectors.ActNormParameters(epsilon=epsilon, dtype="float64")
   layer.build((None,) + SHAPE[1:])
   return layer, rb.ActNorm(layer)
 
@@ -132,7 +132,7 @@ def test_restored_layers_do_not_reinitialise(tmp_path):
   Inverse(bijector)(images(0), training=True)
   trained = values(layer)
 
-  clone = tfp_realnvp.networks.ActNormParameters.from_config(layer.get_config())
+  clone = tfp_realnvp.bijectors.ActNormParameters.from_config(layer.get_config())
   clone.build((None,) + SHAPE[1:])
   clone.set_weights(layer.get_weights())
   inputs = keras.Input(SHAPE[1:], dtype="float64")
@@ -140,7 +140,7 @@ def test_restored_layers_do_not_reinitialise(tmp_path):
   model.save(tmp_path / "actnorm.keras")
   loaded = keras.models.load_model(tmp_path / "actnorm.keras")
   (restored,) = [sub for sub in loaded.layers
-                 if isinstance(sub, tfp_realnvp.networks.ActNormParameters)]
+                 if isinstance(sub, tfp_realnvp.bijectors.ActNormParameters)]
   for candidate in (clone, restored):
     Inverse(rb.ActNorm(candidate))(images(1) * 3.0, training=True)
     for a, b in zip(trained, values(candidate), strict=True):
@@ -157,7 +157,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import tfp_realnvp
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-      layer = tfp_realnvp.networks.ActNormParameters(epsilon=0.0, dtype="float64")
+      layer = tfp_realnvp.bijectors.ActNormParameters(epsilon=0.0, dtype="float64")
       layer.build((None, 4, 5, 3))
     rng = np.random.default_rng(0)
     # The two replicas' halves of the batch have very different statistics.
@@ -182,7 +182,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
       def call(self, x):
         return self.bijector.inverse(x)
     with strategy.scope():
-      trained = tfp_realnvp.networks.ActNormParameters(dtype="float64")
+      trained = tfp_realnvp.bijectors.ActNormParameters(dtype="float64")
       trained.build((None, 4, 5, 3))
       inputs = keras.Input((4, 5, 3), dtype="float64")
       model = keras.Model(inputs, Inverse(trained)(inputs))
@@ -221,14 +221,14 @@ def test_mirrored_strategy_initialises_every_replica_from_the_global_batch(tmp_p
 
 def test_actnorm_rejects_another_layer():
   with pytest.raises(TypeError, match="ActNormParameters"):
-    rb.ActNorm(tfp_realnvp.networks.BatchNormStatistics())
+    rb.ActNorm(tfp_realnvp.bijectors.BatchNormStatistics())
 
 
 # Invertible 1x1 convolution.
 
 
 def conv_layer(lu=True, seed=3, channels=5):
-  layer = tfp_realnvp.networks.InvertibleConv1x1Parameters(lu=lu, seed=seed, dtype="float64")
+  layer = tfp_realnvp.bijectors.InvertibleConv1x1Parameters(lu=lu, seed=seed, dtype="float64")
   layer.build((None, 2, 3, channels))
   return layer
 
@@ -290,7 +290,7 @@ def test_every_trainable_variable_gets_a_gradient(lu):
 
 def test_conv_layer_restores_the_same_kernel_from_config_and_weights():
   layer = conv_layer(seed=None)  # A fresh rotation: the constants must come with the weights.
-  clone = tfp_realnvp.networks.InvertibleConv1x1Parameters.from_config(layer.get_config())
+  clone = tfp_realnvp.bijectors.InvertibleConv1x1Parameters.from_config(layer.get_config())
   clone.build((None, 2, 3, 5))
   assert not np.allclose(clone.kernel(tf.float64).numpy(), layer.kernel(tf.float64).numpy())
   clone.set_weights(layer.get_weights())

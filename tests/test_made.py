@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.networks.made import MADE
-from tfp_realnvp.networks.made import made_masks
+from tfp_realnvp.networks._made_masks import made_masks
 
 from helpers import assert_close_relative, fresh, normal, randomize
 

@@ -201,7 +201,7 @@ def test_non_tensorflow_keras_backend_is_an_import_error():
                           env={"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin"}, timeout=120,
                           check=False)
   assert result.returncode != 0
-  assert "ImportError" in result.stderr
+  assert "BackendError" in result.stderr  # tfp_realnvp.errors.BackendError, an ImportError.
   assert "KERAS_BACKEND=tensorflow" in result.stderr
 
 

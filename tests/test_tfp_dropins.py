@@ -226,7 +226,7 @@ def test_keras_file_round_trip_and_export(kind, tmp_path):
 
 
 def test_batch_norm_on_vectors_through_a_reshape():
-  stats = networks.BatchNormStatistics(dtype="float64")
+  stats = tfp_realnvp.bijectors.BatchNormStatistics(dtype="float64")
   stats.build((None, 1, 1, 3))
   bijector = tfb.Chain([tfb.Reshape([3], [1, 1, 3]), tfp_realnvp.bijectors.BatchNorm(stats),
                         tfb.Reshape([1, 1, 3], [3])])

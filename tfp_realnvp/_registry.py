@@ -52,7 +52,9 @@ class Registry(collections.abc.Mapping, Generic[T]):
   def register(self, name, value=None):
     """Registers `value` under `name`; without `value`, returns a decorator that does.
 
-    Registering the same object again under its name does nothing.
+    Registering the same object again under its name does nothing, and so does registering a
+    redefinition of it (a class of the same module and qualified name, e.g. a notebook cell
+    run twice), which replaces it.
 
     Raises:
       InvalidValueError: `name` is not a non-empty string, or is taken by another object.
@@ -63,7 +65,7 @@ class Registry(collections.abc.Mapping, Generic[T]):
     if value is None:
       return lambda decorated: self.register(name, decorated)
     existing = self._entries.get(name)
-    if existing is not None and existing is not value:
+    if existing is not None and not _same(existing, value):
       raise errors.InvalidValueError(
           f"The {self.kind} name {name!r} is taken by {_describe(existing)}; choose another.")
     self._entries[name] = value
@@ -110,6 +112,14 @@ class Registry(collections.abc.Mapping, Generic[T]):
               f"tfp_realnvp: skipped the {self.kind} {entry_point.name!r} of the entry point "
               f"{entry_point.value!r} (group {self.group!r}): {type(error).__name__}: {error}",
               stacklevel=3)
+
+
+def _same(existing: object, value: object) -> bool:
+  """Whether `value` is `existing` again: the same object, an equal one, or a redefinition."""
+  if existing is value or (not isinstance(value, type) and existing == value):
+    return True
+  return isinstance(value, type) and isinstance(existing, type) and (
+      _describe(existing) == _describe(value))
 
 
 def _describe(value: object) -> str:

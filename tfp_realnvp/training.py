@@ -127,8 +127,8 @@ def save_model(model, path):
   return pathlib.Path(path)
 
 
-def make_optimizer(preset):
-  """The Adam optimizer of a preset's training settings (`presets.Preset`).
+def make_optimizer(settings):
+  """The Adam optimizer of a preset's training settings (`tfp_realnvp.configs.TrainingSettings`).
 
   It is `tfp_realnvp.FusedAdam`: Keras's Adam with one kernel per variable update, which makes
   the first (traced) training step about twice as fast.
@@ -143,13 +143,13 @@ def make_optimizer(preset):
     `ema_momentum=ema`), kept in the optimizer's variables; see `averaged_weights` and `train`
     for where the averaged weights are used.
   """
-  learning_rate = preset.learning_rate
-  if preset.warmup_steps:
+  learning_rate = settings.learning_rate
+  if settings.warmup_steps:
     learning_rate = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=1, alpha=1.0, warmup_target=preset.learning_rate,
-        warmup_steps=preset.warmup_steps)
-  return optimizers.FusedAdam(learning_rate, global_clipnorm=preset.clipnorm,
-                              use_ema=preset.ema > 0, ema_momentum=preset.ema)
+        0.0, decay_steps=1, alpha=1.0, warmup_target=settings.learning_rate,
+        warmup_steps=settings.warmup_steps)
+  return optimizers.FusedAdam(learning_rate, global_clipnorm=settings.clipnorm,
+                              use_ema=settings.ema > 0, ema_momentum=settings.ema)
 
 
 @contextlib.contextmanager
@@ -623,11 +623,11 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
       one, in `RunResult.metrics["state"]`). It is saved with every backup and in
       `metrics.json`, and when the run resumes it is updated in place with the state of the
       interrupted run before training starts.
-    **settings: overrides of the preset, any of `presets.SETTINGS` that the preset's flow takes
+    **settings: overrides of the preset, any of `presets.all_settings()` that its flow takes
       (`epochs`, `batch_size`, `learning_rate`, `ema`, `warmup_steps`, `clipnorm`; Real NVP:
       `num_scales`, `num_filters`, `num_blocks`, `batch_norm`, `coupling`; Glow: `num_levels`,
       `num_steps`, `num_filters`, `coupling_network`, `coupling`). The optimizer is
-      `make_optimizer(preset)`.
+      `make_optimizer(preset.training)`.
 
   Returns:
     A `RunResult`.
@@ -648,29 +648,30 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
   train_split, validation_split, test_split = source.training_splits(
       validation=validation_freq > 0)
   preset = presets.resolve(preset, shape, source=source.name, flow=flow, **settings)
+  recipe = preset.training
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
   record = RunRecord(config={
       "data": os.fspath(data), "train_split": train_split,
       "validation_split": validation_split, "test_split": test_split,
-      "preset": preset.name, "event_shape": list(shape), "flow_kind": preset.flow,
-      "flow": preset.flow_kwargs(), "mixed_precision": mixed_precision or "none",
-      "remat": remat or "none", "epochs": preset.epochs, "batch_size": preset.batch_size,
-      "learning_rate": preset.learning_rate, "ema": preset.ema,
-      "warmup_steps": preset.warmup_steps, "clipnorm": preset.clipnorm,
-      "dequantization": preset.dequantization, "steps_per_epoch": steps_per_epoch,
+      "preset": preset.name, "event_shape": list(shape), "flow_kind": preset.flow.kind,
+      "flow": preset.flow.flow_kwargs(), "mixed_precision": mixed_precision or "none",
+      "remat": remat or "none", "epochs": recipe.epochs, "batch_size": recipe.batch_size,
+      "learning_rate": recipe.learning_rate, "ema": recipe.ema,
+      "warmup_steps": recipe.warmup_steps, "clipnorm": recipe.clipnorm,
+      "dequantization": recipe.dequantization, "steps_per_epoch": steps_per_epoch,
       "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "seed": seed,
       "validation_freq": validation_freq}, state={} if state is None else state)
 
   tpu = isinstance(strategy, tf.distribute.TPUStrategy)
   keras.utils.set_random_seed(seed)
   # A variational dequantizer takes the quantized images and draws the noise itself.
-  uniform = preset.dequantization == "uniform"
+  uniform = recipe.dequantization == "uniform"
   train_ds = data_lib.load_images(
-      source, train_split, batch_size=preset.batch_size, shuffle=True, seed=seed,
+      source, train_split, batch_size=recipe.batch_size, shuffle=True, seed=seed,
       repeat=steps_per_epoch is not None, drop_remainder=tpu, dequantize=uniform)
   validation_ds = None
   if validation_freq:
-    validation_ds = data_lib.load_images(source, validation_split, batch_size=preset.batch_size,
+    validation_ds = data_lib.load_images(source, validation_split, batch_size=recipe.batch_size,
                                          shuffle=False, seed=seed + 1, drop_remainder=tpu,
                                          dequantize=uniform)
   # The model's own dtype policy rather than a new global one: a run leaves its caller's
@@ -681,7 +682,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
     model = model_lib.FlowModel(
         presets.build_flow(preset, shape, dtype=precision),
         dequantizer=presets.build_dequantizer(preset, shape, dtype=precision), remat=remat)
-    optimizer = make_optimizer(preset)
+    optimizer = make_optimizer(preset.training)
     if mixed_precision == "float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
@@ -690,7 +691,7 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
         model, check=lambda found: record.check_resumable(found, folder.backup))
   if metadata is not None:
     record.resume_from(metadata, folder.backup)
-    say(f"Resuming from {folder.backup}: {record.epochs_done} of {preset.epochs} epochs "
+    say(f"Resuming from {folder.backup}: {record.epochs_done} of {recipe.epochs} epochs "
         "finished.")
   else:
     for old in folder.sample_grids():
@@ -699,19 +700,19 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
 
   # With EMA, Keras swaps the averaged weights in around each validation, and puts them in the
   # model for good at the end of `fit` (`finalize_variable_values`).
-  swap = [keras.callbacks.SwapEMAWeights()] if preset.ema and validation_freq else []
+  swap = [keras.callbacks.SwapEMAWeights()] if recipe.ema and validation_freq else []
   run_callbacks = [*swap, SampleGrid(folder.samples, sample_count, seed=seed + 2),
                    keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
                    EpochCheckpoint(record, backup, folder.metrics)]
   say(f"Training {preset.title} preset {preset.name!r} ({preset.describe()}) on "
-      f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {preset.epochs} epochs, "
-      f"batch size {preset.batch_size}, learning rate {preset.learning_rate:g}"
-      f"{_optimizer_settings(preset)}, "
+      f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {recipe.epochs} epochs, "
+      f"batch size {recipe.batch_size}, learning rate {recipe.learning_rate:g}"
+      f"{_optimizer_settings(recipe)}, "
       f"{precision} networks, "
       f"{'variational dequantization (bits/dim: the variational bound), ' if not uniform else ''}"
       f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
   start = time.time()
-  model.fit(train_ds, epochs=preset.epochs, initial_epoch=record.epochs_done,
+  model.fit(train_ds, epochs=recipe.epochs, initial_epoch=record.epochs_done,
             steps_per_epoch=steps_per_epoch, validation_data=validation_ds,
             validation_freq=validation_freq or 1, callbacks=run_callbacks, shuffle=False,
             verbose=_fit_verbosity(verbose))
@@ -725,11 +726,11 @@ def train(data="digits", output_dir=None, preset=None, *, flow=None, steps_per_e
   return result
 
 
-def _optimizer_settings(preset):
+def _optimizer_settings(recipe):
   """The warm-up, clipping and averaging that are on, e.g. `" (200 warm-up steps, EMA 0.999)"`."""
-  on = [f"{preset.warmup_steps} warm-up steps" if preset.warmup_steps else None,
-        f"global gradient norm clipped at {preset.clipnorm:g}" if preset.clipnorm else None,
-        f"EMA {preset.ema:g}" if preset.ema else None]
+  on = [f"{recipe.warmup_steps} warm-up steps" if recipe.warmup_steps else None,
+        f"global gradient norm clipped at {recipe.clipnorm:g}" if recipe.clipnorm else None,
+        f"EMA {recipe.ema:g}" if recipe.ema else None]
   on = [text for text in on if text]
   return f" ({', '.join(on)})" if on else ""
 
@@ -768,9 +769,9 @@ def _report(result, say):
     say(f"TensorBoard: tensorboard --logdir {folder.logs}")
 
 
-def _test_dequantization(preset):
+def _test_dequantization(recipe):
   """What the test bits/dim of a run are, for `metrics.json`."""
-  if preset.dequantization == "uniform":
+  if recipe.dequantization == "uniform":
     return (f"uniform noise (k + u) / 256 drawn once with the fixed seed {TEST_NOISE_SEED}; "
             "bits/dim of the dequantized data, an upper bound on those of the 8-bit data")
   return (f"variational: noise u ~ q(u | k) of the learned dequantizer, drawn once with the "
@@ -780,7 +781,8 @@ def _test_dequantization(preset):
 
 def _finish(model, record, folder, source, test_split, preset, train_seconds, resumed_at, tpu):
   """Evaluates the final model on the test split and writes the model, plot and metrics."""
-  test_bpd, num_test = evaluate_test(model, source, test_split, preset.batch_size,
+  recipe = preset.training
+  test_bpd, num_test = evaluate_test(model, source, test_split, recipe.batch_size,
                                      drop_remainder=tpu)
   save_model(model, folder.model)
   history = {"epoch": [r["epoch"] for r in record.history]}
@@ -796,7 +798,7 @@ def _finish(model, record, folder, source, test_split, preset, train_seconds, re
   record.results = {
       "train_seconds_this_attempt": train_seconds, "test_bits_per_dim": test_bpd,
       "test_examples": num_test, "test_split": test_split,
-      "test_dequantization": _test_dequantization(preset),
+      "test_dequantization": _test_dequantization(recipe),
       "model": folder.model.name, "plot": folder.plot.name if plotted else None,
       "samples": [os.fspath(g.relative_to(folder.files)) for g in folder.sample_grids()],
       "damaged_samples_removed": damaged}

@@ -67,7 +67,7 @@ def initialized(model):
   """Whether every ActNorm layer of the model is initialised."""
   layers = model._flatten_layers()  # pylint: disable=protected-access
   return all(bool(layer.initialized.numpy()) for layer in layers
-             if isinstance(layer, tfp_realnvp.networks.ActNormParameters))
+             if isinstance(layer, tfp_realnvp.bijectors.ActNormParameters))
 
 
 def one_step(model):

@@ -1,45 +1,127 @@
-"""Coupling bijectors on images: affine (Real NVP), additive (NICE) and spline (NSF).
+"""Coupling bijectors on images for any elementwise transform: `Coupling` and its two cases."""
 
-One coupling, `_Coupling`, splits the event with a mask, runs the conditioner on the
-conditioning units (with the optional condition) and sums the log-determinant; the elementwise
-map of the transformed units is a small strategy object (`_AffineTransform`, `_SplineTransform`)
-that turns the conditioner's output into parameters and applies them.
-"""
+from __future__ import annotations
 
-import functools
-import math
+from typing import Any, Callable
 
 import tensorflow as tf
 
-from tfp_realnvp import errors
 from tfp_realnvp import _validation
-from tfp_realnvp.bijectors import _checks
-from tfp_realnvp.bijectors import _spline
+from tfp_realnvp import errors
 from tfp_realnvp.bijectors import _cached_log_det
+from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import masks as masks_lib
+from tfp_realnvp.bijectors import transforms as transforms_lib
 
-__all__ = ["COUPLINGS", "AffineCoupling", "SplineCoupling", "coupling_maker",
-           "spline_params_per_unit"]
-
-COUPLINGS = ("affine", "spline")
-"""The elementwise transforms a flow's couplings can use: `coupling="affine"` or `"spline"`."""
+__all__ = ["AffineCoupling", "Coupling", "SplineCoupling"]
 
 
-class _Coupling(_cached_log_det.CachedLogDetBijector):
-  """A coupling on images `[..., H, W, C]`, for any elementwise transform of its units.
+class Coupling(_cached_log_det.CachedLogDetBijector):
+  """A coupling layer on images `[..., H, W, C]`, for any elementwise transform of its units.
 
-  The mask, the conditioner call (with the optional `conditional_input`), the shape checks and
-  the log-determinant live here, once; `transform` is the elementwise map of the transformed
-  units: `transform.parameters(out, transformed, owner)` checks the conditioner's output `out`
-  and returns the parameters, and `transform.apply(transformed, params, inverse)` returns the
-  mapped units and `log|dz/dx|` elementwise (data -> latent), or `None` for a volume-preserving
-  map. See `AffineCoupling` for the conventions every coupling shares.
+  A mask `b` splits every event into conditioning units (`b = 1`), which pass through
+  unchanged, and transformed units (`b = 0`), which the `transform` maps one by one with
+  parameters `theta` that the `conditioner` computes from the conditioning units (and the
+  condition `c`, if any). With `h` the transform's map (`tfp_realnvp.bijectors.CouplingTransform`):
+
+  ```none
+  inverse:  z = b * x + (1 - b) * h(x; theta(b * x, c))
+  forward:  x = b * z + (1 - b) * h^-1(z; theta(b * z, c))
+  inverse_log_det_jacobian(x) =  sum over the transformed units of log|h'(x; theta)|
+  forward_log_det_jacobian(z) = -inverse_log_det_jacobian(forward(z))
+  ```
+
+  Direction follows TensorFlow Probability: `forward` maps a latent `z` to data `x` (sampling)
+  and `inverse` maps data to the latent space (density evaluation, training), so that
+  `tfd.TransformedDistribution(base, coupling).log_prob(x)` calls `inverse`.
+
+  Masks (see `tfp_realnvp.bijectors.masks`):
+
+  * `"checkerboard"`: the pixels whose coordinate sum `i + j` has the coupling's `parity` are
+    transformed. The conditioning pixels are packed into a half-width image
+    `[N, H, ceil(W / 2), C]` (pixels `(i, 2k)` and `(i, 2k + 1)` share column `k`; an odd
+    width is padded with zeros), which the conditioner receives; it returns parameters for
+    the transformed pixels, packed the same way, so the convolutions run on half the pixels.
+  * `"channel"`: `parity=0` transforms the first `C // 2` channels, `parity=1` the remaining
+    ones; the conditioner receives the conditioning channels only.
+
+  The conditioner may be any Keras 3 layer or callable. It is called on a rank-4 tensor (the
+  batch dimensions are flattened), `conditioner(h)` or `conditioner(h, conditional_input=c)`,
+  and returns what the transform takes (`(shift, log_scale)` for the affine map, raw
+  parameters `[N, h, w, c, P]` otherwise); `conditioner_shape(event_shape)` gives its input
+  shape and output channels. Its outputs are cast to the input's dtype, so a network computing
+  in bfloat16 still gives float32 (or float64) log-determinants.
+
+  Conditional couplings: every method takes an optional keyword argument `conditional_input`
+  (TFP's convention: `coupling.forward(z, conditional_input=c)`,
+  `dist.log_prob(x, bijector_kwargs={"conditional_input": c})`), vectors `[..., K]` whose
+  batch dimensions broadcast to those of the images (one per example, or a single `[K]`), or a
+  feature map `[..., H, W, F]` of the images, packed like the conditioning units
+  (`mask.pack_features`), so the conditioner gets features aligned with its input.
+
+  `forward`/`inverse` also cache their log-determinants, so `TransformedDistribution.log_prob`
+  runs the conditioner once per coupling. The cache is keyed by tensor identity: when the
+  conditioner's weights change between two eager calls on the same tensor object, pass a new
+  tensor (e.g. `tf.identity(x)`).
+
+  #### Example
+
+  ```python
+  import keras, tensorflow_probability as tfp
+  from tfp_realnvp import bijectors as rb
+
+  def conditioner(h):  # shift and log-scale from the conditioning channels
+    return 0.1 * h, 0.05 * keras.ops.tanh(h)
+
+  coupling = rb.Coupling(conditioner, "affine", mask="channel", parity=0)
+  dist = tfp.distributions.TransformedDistribution(
+      tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
+  x = dist.sample(16)          # forward: latent -> data
+  log_p = dist.log_prob(x)     # inverse and its log-determinant
+  ```
+
+  #### References
+
+  [1] Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
+      In International Conference on Learning Representations, 2017.
+      https://arxiv.org/abs/1605.08803
+
+  Args:
+    conditioner: Keras 3 layer or callable mapping the conditioning units (rank 4) to the
+      transform's parameters; for a conditional coupling it also takes a keyword argument
+      `conditional_input`.
+    transform: a `CouplingTransform`, or the name of a registered one
+      (`tfp_realnvp.bijectors.COUPLING_TRANSFORMS`: `"affine"`, `"additive"`, `"spline"`, ...).
+    mask: `"checkerboard"` (spatial) or `"channel"`.
+    parity: 0 or 1, which half of the units is transformed.
+    event_shape: optional `(H, W, C)`; when given, inputs of another event shape are
+      rejected with an error instead of silently running the conditioner on them.
+    validate_args: if `True`, inputs are checked at run time to be finite.
+    name: name of the bijector; defaults to `<transform class>_coupling`.
+    parameters: for subclasses only: their constructor's arguments (`dict(locals())`), which
+      `copy` rebuilds them from.
+
+  Raises:
+    InvalidTypeError: a conditioner that is not callable, or a transform of another type.
+    InvalidValueError: an unknown transform, mask or parity, or a channel mask on one channel.
   """
 
   takes_conditional_input = True  # See `tfp_realnvp.bijectors.ConditionalChain`.
 
-  def __init__(self, conditioner, mask, parity, transform, event_shape, validate_args,
-               parameters, name):
+  def __init__(self,
+               conditioner: Callable[..., Any],
+               transform: str | transforms_lib.CouplingTransform = "affine",
+               mask: str = "checkerboard",
+               parity: int = 0,
+               event_shape: tuple[int, int, int] | None = None,
+               validate_args: bool = False,
+               name: str | None = None,
+               parameters: dict[str, Any] | None = None) -> None:
+    if parameters is None:
+      parameters = {key: value for key, value in locals().items() if key != "parameters"}
+    transform = transforms_lib.make_transform(transform)
+    if name is None:
+      name = _default_name(transform)
     with tf.name_scope(name) as name:
       if not callable(conditioner):
         raise errors.InvalidTypeError(
@@ -59,18 +141,27 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
           name=name)
 
   @property
-  def conditioner(self):
+  def conditioner(self) -> Callable[..., Any]:
+    """The network (or callable) that computes the transform's parameters."""
     return self._conditioner
 
   @property
-  def mask(self):
+  def transform(self) -> transforms_lib.CouplingTransform:
+    """The elementwise map of the transformed units."""
+    return self._transform
+
+  @property
+  def mask(self) -> str:
+    """`"checkerboard"` or `"channel"`."""
     return self._mask.kind
 
   @property
-  def parity(self):
+  def parity(self) -> int:
+    """0 or 1: which half of the units is transformed."""
     return self._mask.parity
 
-  def conditioner_shape(self, event_shape):
+  def conditioner_shape(self, event_shape: tuple[int, int, int]
+                        ) -> tuple[tuple[int, int, int], int]:
     """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
     return self._mask.conditioner_shape(tuple(event_shape))
 
@@ -116,8 +207,9 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
     conditioning, transformed = self._mask.split(x4)
     out = self._conditioner(
         conditioning, **self._conditioner_kwargs(conditional_input, batch_shape, x.shape[-3:]))
-    params = self._transform.parameters(out, transformed, self.name)
-    y, log_det = self._transform.apply(transformed, params, inverse)
+    params = self._transform.check_parameters(out, transformed, self.name)
+    y, log_det = (self._transform.inverse if inverse else self._transform.forward)(
+        transformed, params)
     y = self._mask.merge(x4, conditioning, y)
     return (_checks.unflatten_batch(y, batch_shape),
             _cached_log_det.log_dets(self._sum_log_det(x4, log_det, batch_shape)))
@@ -130,7 +222,8 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
       ildj = tf.reduce_sum(self._mask.restrict(x4, log_det), axis=[1, 2, 3])
     return _checks.unflatten_log_det(ildj, batch_shape)
 
-  def replay_inverse(self, z, tape, conditional_input=None):
+  def replay_inverse(self, z: tf.Tensor, tape: tf.GradientTape,
+                     conditional_input: tf.Tensor | None = None) -> tuple[Any, ...]:
     """Rebuilds the input of `inverse` from its output `z` and recomputes `inverse` under `tape`.
 
     The conditioning units are the same on both sides, so one conditioner call on those of
@@ -154,13 +247,13 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
     tape.watch(conditioning)
     out = self._conditioner(
         conditioning, **self._conditioner_kwargs(conditional_input, batch_shape, z.shape[-3:]))
-    params = self._transform.parameters(out, z_transformed, self.name)
+    params = self._transform.check_parameters(out, z_transformed, self.name)
     with tape.stop_recording():
-      x_transformed, _ = self._transform.apply(z_transformed, params, inverse=False)
+      x_transformed, _ = self._transform.forward(z_transformed, params)
       x = _checks.unflatten_batch(self._mask.merge(z4, conditioning, x_transformed),
                                   batch_shape)
     tape.watch(x_transformed)
-    z_again, log_det = self._transform.apply(x_transformed, params, inverse=True)
+    z_again, log_det = self._transform.inverse(x_transformed, params)
     outputs = [_checks.unflatten_batch(self._mask.merge(z4, conditioning, z_again), batch_shape),
                self._sum_log_det(z4, log_det, batch_shape)]
 
@@ -176,17 +269,11 @@ class _Coupling(_cached_log_det.CachedLogDetBijector):
     return self._couple(z, conditional_input, inverse=False)
 
 
-class AffineCoupling(_Coupling):
-  """Affine coupling layer of Real NVP on images `[..., H, W, C]`.
+class AffineCoupling(Coupling):
+  """The affine coupling of Real NVP (or NICE's additive one) on images `[..., H, W, C]`.
 
-  A mask `b` splits every event into conditioning units (`b = 1`), which pass through
-  unchanged, and transformed units (`b = 0`), which receive an elementwise affine map whose
-  shift `t` and log-scale `s` are computed from the conditioning units by the `conditioner`.
-
-  Direction follows TensorFlow Probability: `forward` maps a latent `z` to data `x` (sampling)
-  and `inverse` maps data to the latent space (density evaluation, training), so that
-  `tfd.TransformedDistribution(base, coupling).log_prob(x)` calls `inverse`. The inverse is
-  the coupling of Dinh et al. (2017, Eq. 9):
+  A `Coupling` with `AffineTransform` (`AdditiveTransform` if `additive`): the conditioner
+  returns `(t, s)` from the conditioning units `b * x` (Dinh et al., 2017, Eq. 9):
 
   ```none
   inverse:  z = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))
@@ -196,60 +283,14 @@ class AffineCoupling(_Coupling):
   ```
 
   With `additive=True` the log-scale is zero (the additive coupling of NICE, Dinh et al.,
-  2015): the map is volume preserving and both log-determinants are zero.
-
-  Masks (see `tfp_realnvp.bijectors.masks`):
-
-  * `"checkerboard"`: the pixels whose coordinate sum `i + j` has the coupling's `parity` are
-    transformed. The conditioning pixels are packed into a half-width image
-    `[N, H, ceil(W / 2), C]` (pixels `(i, 2k)` and `(i, 2k + 1)` share column `k`; an odd
-    width is padded with zeros), which the conditioner receives; it returns parameters of the
-    same shape for the transformed pixels, packed the same way. The convolutions thus run on
-    half of the pixels (as they would on `b * x` at twice the cost).
-  * `"channel"`: `parity=0` transforms the first `C // 2` channels, `parity=1` the remaining
-    ones. The conditioner receives the conditioning channels only and returns parameters for
-    the transformed channels.
-
-  `conditioner_shape(event_shape)` gives the conditioner's input shape and output channels.
-  The conditioner may be any Keras 3 layer or callable. It is called on a rank-4 tensor (the
-  batch dimensions are flattened) and returns `(shift, log_scale)`, two tensors of the same
-  shape (for `additive=True`, the shift alone, or a pair whose second item is ignored). Its
-  outputs are cast to the input's dtype, so a network computing in bfloat16 still gives
-  float32 (or float64) log-determinants.
-
-  Conditional couplings: every method takes an optional keyword argument `conditional_input`
-  (TFP's convention: `coupling.forward(z, conditional_input=c)`,
-  `dist.log_prob(x, bijector_kwargs={"conditional_input": c})`), a condition `c` of shape
-  `[..., K]` whose batch dimensions broadcast to those of the images (one condition per
-  example, or a single `[K]` for all). The coupling broadcasts it to the images' batch shape,
-  flattens it like them to `[N, K]` and calls `conditioner(h, conditional_input=c)`, so `s` and
-  `t` become functions of `(b * x, c)`; without it the conditioner is called as
-  `conditioner(h)`. Both log-determinants stay the sums of `s` above, for a fixed `c`.
-  A condition of the images' rank is a feature map `[..., H, W, F]` of another image (e.g.
-  the pixels that `tfp_realnvp.VariationalDequantizer` dequantizes): it is flattened to
-  `[N, H, W, F]` and packed like the conditioning units (`mask.pack_features`: the features
-  of both pixels of each checkerboard pair, `[N, H, ceil(W / 2), 2F]`, or the whole map for a
-  channel mask), so the conditioner gets features aligned with its input, pixel by pixel.
-
-  `forward`/`inverse` also cache their log-determinants, so `TransformedDistribution.log_prob`
-  runs the conditioner once per coupling. The cache is keyed by tensor identity (of the input
-  and of `conditional_input`): when the conditioner's weights change between two eager calls on
-  the same tensor object, pass a new tensor (e.g. `tf.identity(x)`).
+  2015): the map is volume preserving and both log-determinants are zero; the conditioner
+  may then return the shift alone. Masks, conditions and caching are those of `Coupling`.
 
   #### Example
 
   ```python
   import keras, tensorflow_probability as tfp
   from tfp_realnvp import bijectors as rb
-
-  def conditioner(h):  # shift and log-scale from the conditioning channels
-    return 0.1 * h, 0.05 * keras.ops.tanh(h)
-
-  coupling = rb.AffineCoupling(conditioner, mask="channel", parity=0)
-  dist = tfp.distributions.TransformedDistribution(
-      tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
-  x = dist.sample(16)          # forward: latent -> data
-  log_p = dist.log_prob(x)     # inverse and its log-determinant
 
   def conditional_conditioner(h, conditional_input):  # c [N, K] with K = 4 here
     c = conditional_input[:, None, None, :]
@@ -258,7 +299,9 @@ class AffineCoupling(_Coupling):
   coupling = rb.AffineCoupling(conditional_conditioner, mask="channel", parity=0)
   dist = tfp.distributions.TransformedDistribution(
       tfp.distributions.Sample(tfp.distributions.Normal(0., 1.), [8, 8, 4]), coupling)
-  log_p = dist.log_prob(x, bijector_kwargs={"conditional_input": c})  # c [16, 4] or [4]
+  c = keras.random.normal((16, 4))
+  x = dist.sample(16, bijector_kwargs={"conditional_input": c})
+  log_p = dist.log_prob(x, bijector_kwargs={"conditional_input": c})
   ```
 
   #### References
@@ -268,152 +311,42 @@ class AffineCoupling(_Coupling):
       https://arxiv.org/abs/1605.08803
   [2] Laurent Dinh, David Krueger and Yoshua Bengio. NICE: Non-linear Independent Components
       Estimation. ICLR workshop, 2015. https://arxiv.org/abs/1410.8516
+
+  Args:
+    conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to
+      `(shift, log_scale)`; for a conditional coupling it also takes a keyword argument
+      `conditional_input`.
+    mask: `"checkerboard"` (spatial) or `"channel"`.
+    parity: 0 or 1, which half of the units is transformed.
+    additive: if `True`, a volume-preserving NICE coupling (log-scale 0).
+    event_shape: optional `(H, W, C)` that inputs must have.
+    validate_args: if `True`, inputs are checked at run time to be finite.
+    name: name of the bijector; defaults to `affine_coupling` / `additive_coupling`.
   """
 
   def __init__(self,
-               conditioner,
-               mask="checkerboard",
-               parity=0,
-               additive=False,
-               event_shape=None,
-               validate_args=False,
-               name=None):
-    """Builds an affine coupling.
-
-    Args:
-      conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to
-        `(shift, log_scale)`; see the class docstring for the shapes of each mask. For a
-        conditional coupling it also takes a keyword argument `conditional_input` `[N, K]`.
-      mask: `"checkerboard"` (spatial) or `"channel"`.
-      parity: 0 or 1, which half of the units is transformed.
-      additive: if `True`, a volume-preserving NICE coupling (log-scale 0).
-      event_shape: optional `(H, W, C)`; when given, inputs of another event shape are
-        rejected with a `ValueError` instead of silently running the conditioner on them.
-      validate_args: if `True`, inputs are checked at run time to be finite.
-      name: name of the bijector; defaults to `affine_coupling` / `additive_coupling`.
-    """
+               conditioner: Callable[..., Any],
+               mask: str = "checkerboard",
+               parity: int = 0,
+               additive: bool = False,
+               event_shape: tuple[int, int, int] | None = None,
+               validate_args: bool = False,
+               name: str | None = None) -> None:
     parameters = dict(locals())
-    super().__init__(conditioner, mask, parity, _AffineTransform(additive), event_shape,
-                     validate_args, parameters,
-                     name or ("additive_coupling" if additive else "affine_coupling"))
+    super().__init__(conditioner, "additive" if additive else "affine", mask, parity,
+                     event_shape, validate_args, name, parameters=parameters)
 
   @property
-  def additive(self):
-    return self._transform.additive
+  def additive(self) -> bool:
+    """Whether the coupling is NICE's additive one."""
+    return isinstance(self._transform, transforms_lib.AdditiveTransform)
 
 
-class _AffineTransform:
-  """`z = x * exp(s) + t` (data -> latent) from the conditioner's `(shift, log_scale)`."""
-
-  params_per_unit = None  # The conditioner returns a pair, not one tensor of parameters.
-
-  def __init__(self, additive):
-    self.additive = bool(additive)
-    self.is_constant_jacobian = self.additive
-
-  def parameters(self, out, transformed, owner):
-    """`[shift, log_scale]` (`[shift]` if additive), checked and cast to the input's dtype."""
-    if self.additive:
-      params = [out[0] if isinstance(out, (tuple, list)) else out]
-    elif isinstance(out, (tuple, list)) and len(out) == 2:
-      params = list(out)
-    else:
-      raise errors.InvalidTypeError(
-          f"{owner}: the conditioner must return a pair (shift, log_scale), got "
-          f"{type(out).__name__}.")
-    for p in params:
-      if p.shape[1:] != transformed.shape[1:]:
-        raise errors.InvalidValueError(
-            f"{owner}: the conditioner returned parameters of shape {p.shape}; the "
-            f"transformed units have shape {transformed.shape}.")
-    return [tf.cast(p, transformed.dtype) for p in params]
-
-  def apply(self, transformed, params, inverse):
-    """`(y, log|dz/dx|)` elementwise (`None` for an additive coupling)."""
-    shift, log_scale = params if len(params) == 2 else (params[0], None)
-    if inverse:
-      y = transformed if log_scale is None else transformed * tf.exp(log_scale)
-      return y + shift, log_scale
-    y = transformed - shift
-    return (y if log_scale is None else y * tf.exp(-log_scale)), log_scale
-
-
-
-# Smallest bin width and height, and knot slope, of a spline: a bin or a slope the conditioner
-# drives towards zero would make the inverse ill-conditioned (Durkan et al. use 1e-3 too).
-MIN_BIN_SIZE = 1e-3
-MIN_SLOPE = 1e-3
-# softplus(0 + SLOPE_OFFSET) + MIN_SLOPE = 1: raw slopes 0 give slope 1 (with equal bins, the
-# identity).
-SLOPE_OFFSET = math.log(math.expm1(1.0 - MIN_SLOPE))
-
-
-def spline_params_per_unit(num_bins):
-  """The conditioner outputs per transformed unit of a `SplineCoupling`: `3 * num_bins - 1`.
-
-  `num_bins` widths, `num_bins` heights and the `num_bins - 1` slopes at the interior knots.
-  """
-  return 3 * _num_bins(num_bins) - 1
-
-
-def coupling_maker(coupling, num_bins=8, bound=3.0, additive=False, validate_args=False):
-  """The couplings of a flow of kind `coupling` (one of `COUPLINGS`), for the flow builders.
-
-  Returns:
-    `(params_per_unit, make_coupling)`: the `params_per_unit` to build the conditioners with
-    (`None` for the `(shift, log_scale)` of an affine coupling, `3 * num_bins - 1` for a
-    spline), and `make_coupling(conditioner, mask, parity, event_shape, name)` building an
-    `AffineCoupling` (additive per `additive`) or a `SplineCoupling` of `num_bins` bins on
-    `[-bound, bound]`.
-
-  Raises:
-    ValueError: an unknown `coupling`, `additive` with splines, or (for a spline) a bad
-      `num_bins` or `bound`.
-  """
-  if coupling not in COUPLINGS:
-    raise errors.InvalidValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
-  if coupling == "affine":
-    return None, functools.partial(AffineCoupling, additive=additive,
-                                   validate_args=validate_args)
-  if additive:
-    raise errors.InvalidValueError(
-        f"additive=True makes additive affine couplings; it cannot be combined "
-        f"with coupling={coupling!r}.")
-  _SplineTransform(num_bins, bound)  # Fails now, not at the first coupling, on bad arguments.
-  return spline_params_per_unit(num_bins), functools.partial(
-      SplineCoupling, num_bins=num_bins, bound=bound, validate_args=validate_args)
-
-
-def _num_bins(num_bins):
-  if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-    raise errors.InvalidValueError(
-        f"num_bins must be an integer >= 2 (a single bin with slopes 1 at both ends is the "
-        f"identity), got {num_bins!r}.")
-  return num_bins
-
-
-class SplineCoupling(_Coupling):
+class SplineCoupling(Coupling):
   """Rational-quadratic spline coupling (Neural Spline Flows) on images `[..., H, W, C]`.
 
-  The same coupling as `AffineCoupling` (masks, conditioner, conditional input, cached
-  log-determinants, direction) with a monotone rational-quadratic spline as the elementwise
-  map of the transformed units (Durkan et al., 2019), the spline of TFP's
-  `tfb.RationalQuadraticSpline` evaluated with a one-hot choice of bin (dense operations with
-  static shapes, one bin search for the value and its derivative; checked against TFP's):
-  `K = num_bins` bins on `[-B, B]` (`B = bound`), the identity outside. For every transformed
-  unit, the conditioner gives `3K - 1` raw numbers `(w, h, d)` from the conditioning units `b * x`
-  (and the condition `c`, if any), mapped to
-
-  ```none
-  bin widths   = MIN_BIN_SIZE + (2B - K * MIN_BIN_SIZE) * softmax(w)      K values, sum 2B
-  bin heights  = MIN_BIN_SIZE + (2B - K * MIN_BIN_SIZE) * softmax(h)      K values, sum 2B
-  knot slopes  = MIN_SLOPE + softplus(d + log(expm1(1 - MIN_SLOPE)))      K - 1 interior knots
-  ```
-
-  (the slopes at `-B` and `B` are 1, so the map is continuously differentiable at the bounds).
-  Raw parameters 0 give equal bins and slopes 1, which is exactly the identity, so a
-  conditioner whose last layer starts at zero makes a new coupling the identity. With the
-  spline `g` of those parameters, in TFP's direction (`forward`: latent -> data):
+  A `Coupling` with `SplineTransform(num_bins, bound)`: a monotone rational-quadratic spline
+  `g` of `K = num_bins` bins on `[-B, B]`, the identity outside (Durkan et al., 2019):
 
   ```none
   inverse:  z = b * x + (1 - b) * g(x; b * x)
@@ -422,18 +355,9 @@ class SplineCoupling(_Coupling):
   forward_log_det_jacobian(z) = -sum over the transformed units of log g'(g^-1(z))
   ```
 
-  `g'` is 1 outside `[-B, B]`, so units out there pass unchanged and add nothing. Choose `B`
-  to cover the values the coupling sees: the default 3 covers the logit-space data of
-  `tfp_realnvp.FlowModel` (`|logit(0.05 + 0.9 x)| <= 2.95`) and most of a unit-variance
-  activation (the inputs of Glow's couplings after their actnorm); the couplings deeper in a
-  flow mostly see values of that scale too.
-
-  The conditioner is called as for `AffineCoupling`, on the conditioning units
-  `[N, h, w, c_in]` (and `conditional_input=c`), and returns one tensor of raw parameters
-  `[N, h, w, c_out, 3K - 1]` (`spline_params_per_unit(K)`), where `(h, w, c_in)`, `c_out` are
-  `conditioner_shape(event_shape)`. The package's networks (`CouplingResNet`,
-  `GlowCouplingNetwork`) return that when built with `params_per_unit=3K - 1`. Its output is
-  cast to the input's dtype.
+  The conditioner returns raw parameters `[N, h, w, c_out, 3K - 1]`
+  (`spline_params_per_unit(K)`; the package's networks with `params_per_unit=3K - 1`), turned
+  into bin widths, heights and knot slopes as `SplineTransform` says; zeros give the identity.
 
   #### Example
 
@@ -456,95 +380,49 @@ class SplineCoupling(_Coupling):
 
   [1] Conor Durkan, Artur Bekasov, Iain Murray and George Papamakarios. Neural Spline Flows.
       In Neural Information Processing Systems, 2019. https://arxiv.org/abs/1906.04032
-  [2] Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
-      In International Conference on Learning Representations, 2017.
-      https://arxiv.org/abs/1605.08803
+
+  Args:
+    conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to raw
+      spline parameters `[N, h, w, c_out, 3 * num_bins - 1]`.
+    mask: `"checkerboard"` (spatial) or `"channel"`.
+    parity: 0 or 1, which half of the units is transformed.
+    num_bins: number of bins `K` of the splines (>= 2).
+    bound: `B > 0`: the splines map `[-B, B]` onto itself, the identity outside.
+    event_shape: optional `(H, W, C)` that inputs must have.
+    validate_args: if `True`, inputs are checked at run time to be finite.
+    name: name of the bijector.
+
+  Raises:
+    InvalidValueError: `num_bins` not an integer >= 2, or a `bound` too small or not finite.
   """
 
   def __init__(self,
-               conditioner,
-               mask="checkerboard",
-               parity=0,
-               num_bins=8,
-               bound=3.0,
-               event_shape=None,
-               validate_args=False,
-               name="spline_coupling"):
-    """Builds a spline coupling.
-
-    Args:
-      conditioner: Keras 3 layer or callable mapping the conditioning input (rank 4) to raw
-        spline parameters `[N, h, w, c_out, 3 * num_bins - 1]`; for a conditional coupling it
-        also takes a keyword argument `conditional_input` `[N, K]`.
-      mask: `"checkerboard"` (spatial) or `"channel"`.
-      parity: 0 or 1, which half of the units is transformed.
-      num_bins: number of bins `K` of the splines (>= 2).
-      bound: `B > 0`: the splines map `[-B, B]` onto itself, the identity outside.
-      event_shape: optional `(H, W, C)`; when given, inputs of another event shape are
-        rejected with a `ValueError`.
-      validate_args: if `True`, inputs are checked at run time to be finite.
-      name: name of the bijector.
-
-    Raises:
-      ValueError: `num_bins` not an integer >= 2, or `bound` not a positive finite number
-        large enough for `num_bins` bins of the minimal size.
-    """
+               conditioner: Callable[..., Any],
+               mask: str = "checkerboard",
+               parity: int = 0,
+               num_bins: int = 8,
+               bound: float = 3.0,
+               event_shape: tuple[int, int, int] | None = None,
+               validate_args: bool = False,
+               name: str = "spline_coupling") -> None:
     parameters = dict(locals())
-    super().__init__(conditioner, mask, parity, _SplineTransform(num_bins, bound), event_shape,
-                     validate_args, parameters, name)
+    super().__init__(conditioner, transforms_lib.SplineTransform(num_bins, bound), mask, parity,
+                     event_shape, validate_args, name, parameters=parameters)
 
   @property
-  def num_bins(self):
+  def num_bins(self) -> int:
     return self._transform.num_bins
 
   @property
-  def bound(self):
+  def bound(self) -> float:
     return self._transform.bound
 
 
-class _SplineTransform:
-  """`z = g(x)` (data -> latent), `g` the rational-quadratic spline of the raw parameters."""
-
-  is_constant_jacobian = False
-
-  def __init__(self, num_bins, bound):
-    self.num_bins = _num_bins(num_bins)
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (
-        math.isfinite(bound) and 2 * bound > self.num_bins * MIN_BIN_SIZE):
-      raise errors.InvalidValueError(
-          f"bound must be a finite number > num_bins * {MIN_BIN_SIZE} / 2 (the splines live "
-          f"on [-bound, bound]), got {bound!r}.")
-    self.bound = float(bound)
-    self.params_per_unit = spline_params_per_unit(self.num_bins)
-
-  def parameters(self, out, transformed, owner):
-    """The spline `(bin_widths, bin_heights, knot_slopes)` of the raw `out`."""
-    expected = tuple(transformed.shape[1:]) + (self.params_per_unit,)
-    if not tf.is_tensor(out) and not hasattr(out, "shape"):
-      raise errors.InvalidTypeError(
-          f"{owner}: the conditioner must return one tensor of raw spline parameters "
-          f"[N, {', '.join(map(str, expected))}], got {type(out).__name__}. The package's "
-          f"networks return it when built with params_per_unit={self.params_per_unit}.")
-    if tuple(out.shape[1:]) != expected:
-      raise errors.InvalidValueError(
-          f"{owner}: the conditioner returned raw spline parameters of shape {out.shape}; "
-          f"{self.num_bins} bins need [N, {', '.join(map(str, expected))}] "
-          f"({self.params_per_unit} = 3 * num_bins - 1 per transformed unit, see "
-          f"spline_params_per_unit).")
-    raw = tf.cast(out, transformed.dtype)
-    k = self.num_bins
-    scale = 2 * self.bound - k * MIN_BIN_SIZE
-    # One split rather than three slices: its gradient is one concatenation.
-    raw_widths, raw_heights, raw_slopes = tf.split(raw, [k, k, k - 1], axis=-1)
-    widths = MIN_BIN_SIZE + scale * tf.nn.softmax(raw_widths)
-    heights = MIN_BIN_SIZE + scale * tf.nn.softmax(raw_heights)
-    slopes = MIN_SLOPE + tf.nn.softplus(raw_slopes + SLOPE_OFFSET)
-    return widths, heights, slopes
-
-  def apply(self, transformed, params, inverse):
-    """`(y, log|dz/dx|)` elementwise, with `g'` evaluated at the data side `x`."""
-    # The data -> latent map (this package's inverse) is the spline's forward.
-    return _spline.rational_quadratic(transformed, *params, self.bound, inverse=not inverse)
+def _default_name(transform: transforms_lib.CouplingTransform) -> str:
+  """`affine_coupling`, `spline_coupling`, ... from the transform's class name."""
+  stem = type(transform).__name__.removesuffix("Transform") or "custom"
+  snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in stem).lstrip("_")
+  return f"{snake}_coupling"
 
 
 def _broadcasts_to(shape, target):

@@ -1,7 +1,5 @@
 """The multi-scale architecture of Glow, as one bijector `[H, W, C] -> [H, W, C]`."""
 
-import functools
-
 import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
@@ -14,6 +12,7 @@ from tfp_realnvp.bijectors import masks as masks_lib
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.bijectors import split_prior as split_prior_lib
 from tfp_realnvp.bijectors import squeeze as squeeze_lib
+from tfp_realnvp.bijectors import transforms as transforms_lib
 
 __all__ = ["multiscale_glow"]
 
@@ -29,7 +28,7 @@ def multiscale_glow(event_shape,
                     make_conv1x1,
                     make_conditioner,
                     make_prior_conditioner,
-                    make_coupling=None,
+                    transform="affine",
                     validate_args=False,
                     name="glow"):
   """Builds the multi-scale Glow bijector of Kingma & Dhariwal (2018, Sec. 3 and Fig. 2).
@@ -66,9 +65,8 @@ def multiscale_glow(event_shape,
       conditioner of one coupling (e.g. a `GlowCouplingNetwork`).
     make_prior_conditioner: callable `(input_shape, output_channels, name)` returning the
       conditioner of one `SplitPrior` (e.g. a `SplitPriorNetwork`).
-    make_coupling: optional callable `(conditioner, mask=, parity=, event_shape=, name=)`
-      returning the coupling of a step, e.g. `functools.partial(SplineCoupling, num_bins=8)`
-      (see `coupling.coupling_maker`); by default an `AffineCoupling`.
+    transform: the couplings' elementwise map: a `CouplingTransform` or the name of a
+      registered one (`"affine"`, Glow's; `"spline"`, ...).
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
 
@@ -86,8 +84,7 @@ def multiscale_glow(event_shape,
   """
   shapes = multiscale.scale_shapes(event_shape, num_levels, squeeze_last=True)
   num_steps = _validation.positive_int(num_steps, "num_steps")
-  if make_coupling is None:
-    make_coupling = functools.partial(coupling_lib.AffineCoupling, validate_args=validate_args)
+  transform = transforms_lib.make_transform(transform)
 
   def step(shape, prefix):
     coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
@@ -97,9 +94,10 @@ def multiscale_glow(event_shape,
                         name=f"{prefix}_actnorm"),
         invertible_conv.InvertibleConv1x1(make_conv1x1(shape, f"{prefix}_conv1x1"),
                                           validate_args=validate_args, name=f"{prefix}_conv1x1"),
-        make_coupling(
-            make_conditioner(input_shape, output_channels, f"{prefix}_coupling"),
-            mask="channel", parity=COUPLING_PARITY, event_shape=shape, name=f"{prefix}_coupling"),
+        coupling_lib.Coupling(
+            make_conditioner(input_shape, output_channels, f"{prefix}_coupling"), transform,
+            mask="channel", parity=COUPLING_PARITY, event_shape=shape,
+            validate_args=validate_args, name=f"{prefix}_coupling"),
     ]
 
   def level(index):

@@ -1,7 +1,5 @@
 """The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
 
-import functools
-
 import tensorflow_probability as tfp
 
 from tfp_realnvp import errors
@@ -11,6 +9,7 @@ from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import factor_out as factor_out_lib
 from tfp_realnvp.bijectors import masks as masks_lib
 from tfp_realnvp.bijectors import squeeze as squeeze_lib
+from tfp_realnvp.bijectors import transforms as transforms_lib
 
 __all__ = ["multiscale_real_nvp", "scale_shapes"]
 
@@ -55,8 +54,7 @@ def multiscale_real_nvp(event_shape,
                         num_scales,
                         make_conditioner,
                         make_batch_norm=None,
-                        additive=False,
-                        make_coupling=None,
+                        transform="affine",
                         validate_args=False,
                         name="real_nvp"):
   """Builds the multi-scale Real NVP bijector of Dinh et al. (2017, Sec. 3.6).
@@ -90,10 +88,8 @@ def multiscale_real_nvp(event_shape,
       (see `AffineCoupling`).
     make_batch_norm: optional callable `(event_shape, name)` returning a bijector (e.g. a
       `BatchNorm`) applied to the output of every coupling in the data -> latent direction.
-    additive: build additive (NICE) couplings instead of affine ones.
-    make_coupling: optional callable `(conditioner, mask=, parity=, event_shape=, name=)`
-      returning a coupling bijector, e.g. `functools.partial(SplineCoupling, num_bins=8)` (see
-      `coupling.coupling_maker`); by default an `AffineCoupling` (additive per `additive`).
+    transform: the couplings' elementwise map: a `CouplingTransform` or the name of a
+      registered one (`"affine"`, the paper's; `"additive"`, NICE's; `"spline"`, ...).
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
 
@@ -101,16 +97,10 @@ def multiscale_real_nvp(event_shape,
     A `ConditionalChain` (a `tfb.Chain`) whose `forward` maps latent to data.
 
   Raises:
-    ValueError: a bad shape or number of scales, or `additive` with a `make_coupling`.
+    InvalidValueError: a bad shape, number of scales or transform.
   """
   shapes = scale_shapes(event_shape, num_scales)
-  if make_coupling is None:
-    make_coupling = functools.partial(coupling_lib.AffineCoupling, additive=additive,
-                                      validate_args=validate_args)
-  elif additive:
-    raise errors.InvalidValueError(
-        "additive=True builds affine couplings; it cannot be combined with "
-        "make_coupling.")
+  transform = transforms_lib.make_transform(transform)
 
   def couplings(kind, count, shape, prefix):
     steps = []
@@ -118,9 +108,9 @@ def multiscale_real_nvp(event_shape,
       parity = index % 2
       input_shape, output_channels = masks_lib.get_mask(kind, parity).conditioner_shape(shape)
       step_name = f"{prefix}_{kind}_{index}"
-      steps.append(make_coupling(
-          make_conditioner(input_shape, output_channels, step_name),
-          mask=kind, parity=parity, event_shape=shape, name=step_name))
+      steps.append(coupling_lib.Coupling(
+          make_conditioner(input_shape, output_channels, step_name), transform, mask=kind,
+          parity=parity, event_shape=shape, validate_args=validate_args, name=step_name))
       if make_batch_norm is not None:
         steps.append(make_batch_norm(shape, f"{step_name}_batch_norm"))
     return steps

@@ -5,7 +5,7 @@ from tfp_realnvp.bijectors import coupling
 __all__ = ["SplitPrior"]
 
 
-class SplitPrior(coupling.AffineCoupling):
+class SplitPrior(coupling.Coupling):
   """Glow's split prior `z2 ~ N(mu(z1), sigma(z1))`, whitened: a channel affine coupling.
 
   At each split Glow factors out the first half `z2` of the channels (the units a `FactorOut`
@@ -56,8 +56,5 @@ class SplitPrior(coupling.AffineCoupling):
       name: name of the bijector.
     """
     parameters = dict(locals())
-    super().__init__(conditioner, mask="channel", parity=0, event_shape=event_shape,
-                     validate_args=validate_args, name=name)
-    # This class's arguments (for `copy`), filtered as `tfb.Bijector` filters its own.
-    self._parameters = self._no_dependency(
-        {k: v for k, v in parameters.items() if not k.startswith("__") and k != "self"})
+    super().__init__(conditioner, "affine", mask="channel", parity=0, event_shape=event_shape,
+                     validate_args=validate_args, name=name, parameters=parameters)

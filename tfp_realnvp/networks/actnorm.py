@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfp_realnvp.networks import actnorm_parameters
+from tfp_realnvp.bijectors.actnorm import ActNormParameters
 
 __all__ = ["ActNormalization"]
 
@@ -45,7 +45,7 @@ class ActNormalization(keras.layers.Layer):
   def __init__(self, epsilon=1e-6, **kwargs):
     super().__init__(**kwargs)
     self.epsilon = float(epsilon)
-    self.parameters_layer = actnorm_parameters.ActNormParameters(
+    self.parameters_layer = ActNormParameters(
         epsilon=self.epsilon, dtype=self.dtype_policy.variable_dtype, name="parameters")
 
   def build(self, input_shape):

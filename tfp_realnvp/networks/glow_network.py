@@ -5,8 +5,9 @@ from keras import ops
 
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import actnorm
-from tfp_realnvp.networks import conditioning
-from tfp_realnvp.networks import coupling_outputs
+from tfp_realnvp.networks import _conditioning
+from tfp_realnvp.networks import _coupling_networks
+from tfp_realnvp.networks import _coupling_outputs
 
 __all__ = ["GlowCouplingNetwork", "SplitPriorNetwork"]
 
@@ -21,6 +22,7 @@ def _zero_conv(filters, kernel_size, dtype, name):
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
+@_coupling_networks.COUPLING_NETWORKS.register("glow")
 class GlowCouplingNetwork(keras.layers.Layer):
   """Shift and log-scale network of a Glow affine coupling (Kingma & Dhariwal, 2018, Sec. 3.3).
 
@@ -96,9 +98,9 @@ class GlowCouplingNetwork(keras.layers.Layer):
                                            name="conv_hidden")
     self.norm_hidden = actnorm.ActNormalization(dtype=policy, name="norm_hidden")
     self.head = _zero_conv(
-        coupling_outputs.head_channels(self.output_channels, self.params_per_unit), 3, policy,
+        _coupling_outputs.head_channels(self.output_channels, self.params_per_unit), 3, policy,
         "head")
-    self.condition_projection = conditioning.condition_projection(self, self.num_filters)
+    self.condition_projection = _conditioning.condition_projection(self, self.num_filters)
 
   def build(self, input_shape):
     input_shape = tuple(input_shape)
@@ -106,19 +108,19 @@ class GlowCouplingNetwork(keras.layers.Layer):
     self.conv_in.build(input_shape)
     for layer in (self.norm_in, self.conv_hidden, self.norm_hidden, self.head):
       layer.build(hidden_shape)
-    conditioning.build_condition_projection(self)
+    _conditioning.build_condition_projection(self)
 
   def call(self, inputs, conditional_input=None):
-    h = conditioning.add_condition(self, self.norm_in(self.conv_in(inputs)), conditional_input)
+    h = _conditioning.add_condition(self, self.norm_in(self.conv_in(inputs)), conditional_input)
     h = ops.relu(self.norm_hidden(self.conv_hidden(ops.relu(h))))
     if self.params_per_unit is not None:
-      return coupling_outputs.raw_parameters(self.head(h), self.output_channels,
+      return _coupling_outputs.raw_parameters(self.head(h), self.output_channels,
                                              self.params_per_unit)
     shift, raw = ops.split(self.head(h), 2, axis=-1)
     return shift, ops.log_sigmoid(raw + SCALE_OFFSET)
 
   def compute_output_shape(self, input_shape):
-    return coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
+    return _coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
   def get_config(self):
     config = super().get_config()
@@ -167,15 +169,15 @@ class SplitPriorNetwork(keras.layers.Layer):
     self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
                                                      allow_none=True)
     self.conv = _zero_conv(2 * self.output_channels, 3, self.dtype_policy, "conv")
-    self.condition_projection = conditioning.condition_projection(
+    self.condition_projection = _conditioning.condition_projection(
         self, 2 * self.output_channels, initializer="zeros")
 
   def build(self, input_shape):
     self.conv.build(tuple(input_shape))
-    conditioning.build_condition_projection(self)
+    _conditioning.build_condition_projection(self)
 
   def call(self, inputs, conditional_input=None):
-    h = conditioning.add_condition(self, self.conv(inputs), conditional_input)
+    h = _conditioning.add_condition(self, self.conv(inputs), conditional_input)
     shift, log_scale = ops.split(h, 2, axis=-1)
     return shift, log_scale
 

@@ -5,8 +5,9 @@ from keras import ops
 
 from tfp_realnvp import _validation
 from tfp_realnvp.networks import batch_normalization
-from tfp_realnvp.networks import conditioning
-from tfp_realnvp.networks import coupling_outputs
+from tfp_realnvp.networks import _conditioning
+from tfp_realnvp.networks import _coupling_networks
+from tfp_realnvp.networks import _coupling_outputs
 from tfp_realnvp.networks import weight_norm
 
 __all__ = ["CouplingResNet", "ResidualBlock"]
@@ -65,6 +66,7 @@ class ResidualBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
+@_coupling_networks.COUPLING_NETWORKS.register("resnet")
 class CouplingResNet(keras.layers.Layer):
   """Shift and log-scale (or spline) network of a Real NVP coupling (Dinh et al., 2017, Sec. 4.1).
 
@@ -138,9 +140,9 @@ class CouplingResNet(keras.layers.Layer):
                    for i in range(self.num_blocks)]
     self.output_norm = _batch_normalization(policy, "output_norm", self.batch_norm_momentum)
     self.head = weight_norm.WeightNormConv2D(
-        coupling_outputs.head_channels(self.output_channels, self.params_per_unit),
+        _coupling_outputs.head_channels(self.output_channels, self.params_per_unit),
         scale_initializer="zeros", dtype=policy, name="head")
-    self.condition_projection = conditioning.condition_projection(self, self.num_filters)
+    self.condition_projection = _conditioning.condition_projection(self, self.num_filters)
 
   def build(self, input_shape):
     input_shape = tuple(input_shape)
@@ -149,7 +151,7 @@ class CouplingResNet(keras.layers.Layer):
     self.stem.build(input_shape)
     for layer in self.blocks + [self.output_norm, self.head]:
       layer.build(hidden_shape)
-    conditioning.build_condition_projection(self)
+    _conditioning.build_condition_projection(self)
     if self.params_per_unit is None:
       self.log_scale_factor = self.add_weight(
           name="log_scale_factor", shape=(self.output_channels,), initializer="ones")
@@ -160,17 +162,17 @@ class CouplingResNet(keras.layers.Layer):
     return weight_norm.weight_scales(self)
 
   def call(self, inputs, conditional_input=None):
-    h = conditioning.add_condition(self, self.stem(self.input_norm(inputs)), conditional_input)
+    h = _conditioning.add_condition(self, self.stem(self.input_norm(inputs)), conditional_input)
     for block in self.blocks:
       h = block(h)
     h = self.head(ops.relu(self.output_norm(h)))
     if self.params_per_unit is not None:
-      return coupling_outputs.raw_parameters(h, self.output_channels, self.params_per_unit)
+      return _coupling_outputs.raw_parameters(h, self.output_channels, self.params_per_unit)
     shift, raw = ops.split(h, 2, axis=-1)
     return shift, self.log_scale_factor * ops.tanh(raw)
 
   def compute_output_shape(self, input_shape):
-    return coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
+    return _coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
   def get_config(self):
     config = super().get_config()

@@ -7,7 +7,7 @@ from keras import ops
 
 from tfp_realnvp import errors
 from tfp_realnvp import _validation
-from tfp_realnvp.networks import made
+from tfp_realnvp.networks import autoregressive
 
 __all__ = ["MaskedAutoregressiveDefaultTemplate", "RealNVPDefaultTemplate",
            "masked_autoregressive_default_template", "real_nvp_default_template"]
@@ -140,7 +140,7 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class MaskedAutoregressiveDefaultTemplate(made.AutoregressiveNetwork):
+class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
   """TFP's `masked_autoregressive_default_template` as a Keras 3 layer.
 
   The `AutoregressiveNetwork` with `params = 1 if shift_only else 2`, ReLU units and TFP's

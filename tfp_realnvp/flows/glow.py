@@ -1,24 +1,25 @@
 """`Glow`: the Keras 3 layer that owns the networks of a multi-scale Glow flow."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 
-from tfp_realnvp import errors
-from tfp_realnvp import flows
-from tfp_realnvp.bijectors import coupling as coupling_lib
+from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import glow as glow_lib
-from tfp_realnvp.networks import actnorm_parameters
+from tfp_realnvp.bijectors import invertible_conv
+from tfp_realnvp.bijectors import transforms as transforms_lib
+from tfp_realnvp.flows import base
+from tfp_realnvp.networks import _coupling_networks
 from tfp_realnvp.networks import glow_network
-from tfp_realnvp.networks import invertible_conv_parameters
-from tfp_realnvp.networks import resnet
 
 __all__ = ["Glow"]
 
-COUPLING_NETWORKS = ("glow", "resnet")
-
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class Glow(flows.ConditionalFlowLayer):
+class Glow(base.ConditionalFlowLayer):
   """Multi-scale Glow for images of a given shape, with Keras 3 networks.
 
   Glow (Kingma & Dhariwal, 2018) has `L = num_levels` levels. In the data -> latent direction
@@ -45,7 +46,7 @@ class Glow(flows.ConditionalFlowLayer):
   ```
 
   The actnorms (of the steps and inside the coupling networks) are initialised from the first
-  training batch (`tfp_realnvp.networks.ActNormParameters`): train a new flow (e.g. with
+  training batch (`tfp_realnvp.bijectors.ActNormParameters`): train a new flow (e.g. with
   `FlowModel.fit`) before sampling from it. The 1x1 convolutions start as random rotations
   (drawn from NumPy's global generator, which `keras.utils.set_random_seed` seeds) in Glow's
   LU parameterisation, the couplings' and split priors' last convolutions at zero.
@@ -66,11 +67,13 @@ class Glow(flows.ConditionalFlowLayer):
     num_levels: number of levels `L` (3 in Glow's CIFAR-10 model).
     num_steps: steps of flow per level `K` (32 in Glow's CIFAR-10 model).
     num_filters: width of the coupling networks (512 in Glow's CIFAR-10 model).
-    coupling_network: `"glow"` for Glow's `GlowCouplingNetwork`, `"resnet"` for Real NVP's
+    coupling_network: a registered coupling network (`tfp_realnvp.networks.COUPLING_NETWORKS`):
+      `"glow"` for Glow's `GlowCouplingNetwork`, `"resnet"` for Real NVP's
       `CouplingResNet` (with its default depth).
-    coupling: `"affine"` (Glow's) or `"spline"`: rational-quadratic spline couplings
-      (`tfp_realnvp.bijectors.SplineCoupling`), whose networks output the spline parameters.
-    num_bins: bins of every spline (spline couplings only).
+    coupling: the couplings' elementwise map: a registered name
+      (`tfp_realnvp.bijectors.COUPLING_TRANSFORMS`: `"affine"`, Glow's; `"additive"`; `"spline"`,
+      rational-quadratic splines) or a `tfp_realnvp.bijectors.CouplingTransform`.
+    num_bins: bins of every spline (for the transforms that take `num_bins`).
     spline_bound: `B`, the splines act on `[-B, B]` and are the identity outside (spline
       couplings only); the default 3 covers most of the unit-variance activations that the
       actnorms before the couplings give.
@@ -80,26 +83,33 @@ class Glow(flows.ConditionalFlowLayer):
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Raises:
-    ValueError: an event shape that `num_levels` squeezes cannot divide, an unknown
+    InvalidValueError: an event shape that `num_levels` squeezes cannot divide, an unknown
       `coupling_network` or `coupling`, bad spline arguments, or inconsistent condition
       arguments.
   """
 
-  def __init__(self, event_shape, num_levels=3, num_steps=32, num_filters=512,
-               coupling_network="glow", conditional_size=None, num_classes=None,
-               validate_args=False, coupling="affine", num_bins=8, spline_bound=3.0, **kwargs):
+  def __init__(self,
+               event_shape: tuple[int, int, int],
+               num_levels: int = 3,
+               num_steps: int = 32,
+               num_filters: int = 512,
+               coupling_network: str = "glow",
+               conditional_size: int | None = None,
+               num_classes: int | None = None,
+               validate_args: bool = False,
+               coupling: str | transforms_lib.CouplingTransform = "affine",
+               num_bins: int = 8,
+               spline_bound: float = 3.0,
+               **kwargs: Any) -> None:
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
-    if coupling_network not in COUPLING_NETWORKS:
-      raise errors.InvalidValueError(
-          f"coupling_network must be one of {COUPLING_NETWORKS}, got {coupling_network!r}.")
+    network_class = _coupling_networks.COUPLING_NETWORKS.lookup(coupling_network)
     self.num_levels = int(num_levels)
     self.num_steps = int(num_steps)
     self.num_filters = int(num_filters)
     self.coupling_network = coupling_network
     self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
-    params_per_unit, make_coupling = coupling_lib.coupling_maker(
-        coupling, num_bins, spline_bound, validate_args=self.validate_args)
+    transform = base.coupling_transform(coupling, num_bins, spline_bound)
     self.actnorms, self.convs, self.conditioners, self.priors = [], [], [], []
     # Parameters of the bijectors stay in the variable dtype (float32 under mixed precision).
     variable_dtype = self.dtype_policy.variable_dtype
@@ -110,20 +120,19 @@ class Glow(flows.ConditionalFlowLayer):
       return layer
 
     def make_actnorm(shape, name):
-      return built(self.actnorms, actnorm_parameters.ActNormParameters(
+      return built(self.actnorms, actnorm.ActNormParameters(
           dtype=variable_dtype, name=name), shape)
 
     def make_conv1x1(shape, name):
       seed = int(np.random.randint(2 ** 31 - 1))
-      return built(self.convs, invertible_conv_parameters.InvertibleConv1x1Parameters(
+      return built(self.convs, invertible_conv.InvertibleConv1x1Parameters(
           seed=seed, dtype=variable_dtype, name=name), shape)
 
     def make_conditioner(input_shape, output_channels, name):
-      network_class = (glow_network.GlowCouplingNetwork if coupling_network == "glow"
-                       else resnet.CouplingResNet)
-      return built(self.conditioners, network_class(
+      network = network_class(
           output_channels, num_filters=self.num_filters, conditional_size=self.conditional_size,
-          params_per_unit=params_per_unit, dtype=self.dtype_policy, name=name), input_shape)
+          params_per_unit=transform.params_per_unit, dtype=self.dtype_policy, name=name)
+      return built(self.conditioners, network, input_shape)
 
     def make_prior_conditioner(input_shape, output_channels, name):
       return built(self.priors, glow_network.SplitPriorNetwork(
@@ -132,13 +141,14 @@ class Glow(flows.ConditionalFlowLayer):
 
     self._set_bijector(glow_lib.multiscale_glow(
         self.event_shape, self.num_levels, self.num_steps, make_actnorm, make_conv1x1,
-        make_conditioner, make_prior_conditioner, make_coupling=make_coupling,
+        make_conditioner, make_prior_conditioner, transform=transform,
         validate_args=self.validate_args, name=self.name))
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(event_shape=list(self.event_shape), num_levels=self.num_levels,
                   num_steps=self.num_steps, num_filters=self.num_filters,
-                  coupling_network=self.coupling_network, coupling=self.coupling,
+                  coupling_network=self.coupling_network,
+                  coupling=base.serialized_coupling(self.coupling),
                   num_bins=self.num_bins, spline_bound=self.spline_bound)
     return config

@@ -1,0 +1,33 @@
+"""Moments of a batch of images over the global batch of a `tf.distribute` strategy."""
+
+from keras import ops
+import tensorflow as tf
+
+__all__ = ["batch_moments", "replicas_in_sync"]
+
+
+def replicas_in_sync():
+  """Replicas whose batches make up the global batch (1 outside a `tf.distribute` strategy)."""
+  context = tf.distribute.get_replica_context()
+  return 1 if context is None else context.num_replicas_in_sync
+
+
+def batch_moments(x, axes):
+  """Mean and (biased) variance of `x` over `axes` and over the global batch.
+
+  Under a `tf.distribute` strategy with more than one replica in sync the sums are all-reduced,
+  so every replica gets the statistics of the global batch. With one replica (no strategy, or
+  a one-device strategy) there is nothing to reduce, and the two-pass `tf.nn.moments` is used
+  instead: Keras's synchronised moments would still build the all-reduce's extra tensors (a
+  count tensor the size of `x`, sums of squares).
+
+  Args:
+    x: floating-point tensor.
+    axes: axes to reduce.
+
+  Returns:
+    `(mean, variance)` with `axes` removed.
+  """
+  if replicas_in_sync() > 1:
+    return ops.moments(x, axes=axes, synchronized=True)
+  return tf.nn.moments(x, axes=axes)
