@@ -182,3 +182,9 @@ def test_register_source_rejects_other_objects_and_taken_names(sources_registry)
   with pytest.raises(ValueError, match="'npz' is taken"):
     data.register_source("npz")(type("Other", (data.InMemorySource,), {}))
   assert "thing" not in sources_registry
+
+
+def test_a_plugin_that_is_not_a_source_kind_is_skipped_with_a_warning(sources_registry):
+  sources_registry._entries["broken"] = object  # As a bad entry point would register it.
+  with pytest.warns(UserWarning, match="skipped the data source 'broken'"):
+    assert type(data.get_source("digits")) is data.DigitsSource

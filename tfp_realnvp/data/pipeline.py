@@ -17,7 +17,8 @@ from tfp_realnvp.data import splits as splits_lib
 __all__ = ["get_source", "image_shape", "load_images", "num_examples", "run_name"]
 
 
-def get_source(source: Any, data_dir: str | os.PathLike | None = None,
+def get_source(source: str | os.PathLike | sources.ImageSource | object,
+               data_dir: str | os.PathLike | None = None,
                download: bool = False) -> sources.ImageSource:
   """Returns the checked `ImageSource` of a source specification.
 
@@ -69,7 +70,7 @@ def get_source(source: Any, data_dir: str | os.PathLike | None = None,
       f"name; {sources._accepted_sources()}.")
 
 
-def run_name(source: Any) -> str:
+def run_name(source: str | os.PathLike | sources.ImageSource | object) -> str:
   """A folder name for runs trained on `source` (anything `get_source` accepts).
 
   The name of `"digits"` or of a TFDS data set with "/" replaced by "_" (e.g.
@@ -79,7 +80,8 @@ def run_name(source: Any) -> str:
   return get_source(source).run_name
 
 
-def image_shape(source: Any, data_dir: str | os.PathLike | None = None) -> tuple[int, int, int]:
+def image_shape(source: str | os.PathLike | sources.ImageSource | object,
+                data_dir: str | os.PathLike | None = None) -> tuple[int, int, int]:
   """Returns the `(H, W, C)` of the images of a source, without loading them.
 
   Args:
@@ -92,8 +94,8 @@ def image_shape(source: Any, data_dir: str | os.PathLike | None = None) -> tuple
   return get_source(source, data_dir=data_dir).shape
 
 
-def num_examples(source: Any, split: str = "train",
-                 data_dir: str | os.PathLike | None = None) -> int:
+def num_examples(source: str | os.PathLike | sources.ImageSource | object,
+                 split: str = "train", data_dir: str | os.PathLike | None = None) -> int:
   """Returns the number of images of a split (or slice) of a source, without loading them.
 
   Args:
@@ -108,11 +110,11 @@ def num_examples(source: Any, split: str = "train",
   return get_source(source, data_dir=data_dir).num_examples(split)
 
 
-def load_images(source: Any, split: str = "train", batch_size: int = 64, shuffle: bool = True,
-                with_labels: bool = False, data_dir: str | os.PathLike | None = None,
-                download: bool = False, seed: int | None = None, dequantize: bool = True,
-                repeat: bool = False, drop_remainder: bool = False,
-                shuffle_buffer: int = 10000) -> tf.data.Dataset:
+def load_images(source: str | os.PathLike | sources.ImageSource | object, split: str = "train",
+                batch_size: int = 64, shuffle: bool = True, with_labels: bool = False,
+                data_dir: str | os.PathLike | None = None, download: bool = False,
+                seed: int | None = None, dequantize: bool = True, repeat: bool = False,
+                drop_remainder: bool = False, shuffle_buffer: int = 10000) -> tf.data.Dataset:
   """Returns a batched, shuffled (if asked), prefetched `tf.data.Dataset` of images in [0, 1).
 
   The 8-bit pixels stay uint8 through shuffling and batching; each batch is then turned into
