@@ -1,4 +1,4 @@
-"""Variational dequantization: q(u | k), the bound, its importance-weighted estimate, saving."""
+"""Dequantization: uniform noise (`dequantize`); variational q(u | k), its bound, saving."""
 
 import itertools
 
@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
+from tfp_realnvp.dequantization import dequantize
 
 from helpers import autodiff_log_abs_det, normal, randomize, reload_in_fresh_process
 
@@ -260,3 +261,71 @@ def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, 
   assert cli.main(["evaluate", str(uniform.folder.model), "--data", "digits",
                    "--importance-samples", "2"]) == 1
   assert "need a model with a variational dequantizer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Uniform dequantization.
+
+
+def test_dequantize_is_also_tfp_realnvp_data_dequantize():
+  assert tfp_realnvp.data.dequantize is dequantize
+
+
+def test_dequantize_stays_in_the_bin_of_each_pixel():
+  pixels = np.tile(np.arange(256, dtype=np.uint8), 400)
+  x = dequantize(pixels, seed=3).numpy()
+  assert x.dtype == np.float32
+  assert np.all(x >= 0.0) and np.all(x < 1.0)
+  np.testing.assert_array_equal(np.floor(x * 256).astype(np.int64), pixels)
+  # The noise covers the bin: its mean is about 1/2.
+  assert abs(np.mean(x * 256 - pixels) - 0.5) < 0.02
+
+
+def test_dequantize_seed_is_stateless_and_no_seed_is_random():
+  pixels = tf.constant(np.arange(64, dtype=np.int32).reshape(8, 8))
+  np.testing.assert_array_equal(dequantize(pixels, seed=7), dequantize(pixels, seed=7))
+  np.testing.assert_array_equal(dequantize(pixels, seed=[7, 0]),
+                                dequantize(pixels, seed=7))
+  assert not np.array_equal(dequantize(pixels, seed=7), dequantize(pixels, seed=8))
+  assert not np.array_equal(dequantize(pixels), dequantize(pixels))
+
+
+def test_dequantize_rejects_float_pixels():
+  with pytest.raises(TypeError, match="integer pixels"):
+    dequantize(np.zeros([2, 2], np.float32))
+
+
+@pytest.mark.parametrize("pixels", [
+    [300, -4], np.array([0, 256], np.int64), tf.constant([-1, 5]), np.array([-3], np.int8),
+])
+def test_dequantize_rejects_static_out_of_range_values(pixels):
+  with pytest.raises(ValueError, match=r"0\.\.255"):
+    dequantize(pixels)
+
+
+def test_dequantize_checks_the_range_at_run_time_in_a_traced_function():
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+  def traced(pixels):
+    return dequantize(pixels, seed=1)
+
+  x = traced(tf.constant([0, 255])).numpy()
+  np.testing.assert_array_equal(np.floor(x * 256), [0, 255])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"0\.\.255"):
+    traced(tf.constant([0, 300]))
+
+  @tf.function
+  def constant():
+    return dequantize(tf.constant([300]))
+
+  with pytest.raises(ValueError, match=r"0\.\.255"):
+    constant()
+
+
+def test_dequantize_adds_no_check_for_uint8():
+  graph = tf.function(dequantize).get_concrete_function(
+      tf.TensorSpec([None], tf.uint8)).graph
+  op_types = {op.type for op in graph.get_operations()}
+  assert not op_types & {"Assert", "GreaterEqual", "LessEqual"}
+  graph = tf.function(dequantize).get_concrete_function(
+      tf.TensorSpec([None], tf.int32)).graph
+  assert "Assert" in {op.type for op in graph.get_operations()}
