@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
-from tfp_realnvp import _moments
+from tfp_realnvp import _distribute
 
 SHAPE = (8, 5, 6, 4)
 
@@ -117,7 +117,7 @@ def test_falls_back_to_keras_where_the_kernel_does_not_apply(case):
 
 def test_batch_moments_are_the_biased_moments_over_the_axes():
   x = images()
-  mean, variance = _moments.batch_moments(x, axes=[0, 1, 2])
+  mean, variance = _distribute.batch_moments(x, axes=[0, 1, 2])
   values = x.numpy().reshape(-1, SHAPE[-1])
   np.testing.assert_allclose(mean, values.mean(axis=0), rtol=1e-5)
   np.testing.assert_allclose(variance, values.var(axis=0), rtol=1e-5)

@@ -1,13 +1,9 @@
 """The Keras 3 / TFP seam: Keras layers and models that hold TFP objects without tracking them.
 
-Keras 3 does not look inside TFP objects, and TFP's `tf.Module` view does not see Keras 3
-variables, so a flow is a Keras layer that owns (tracks) every network, and its bijector is a
-TFP object that only refers to those networks. Assigned to an attribute of a Keras layer or
-model, a bijector or a distribution (a `tf.Module`) would become a checkpoint dependency of
-tf.train, and a dict of traced functions a Keras-tracked dict whose functions SavedModel
-export would try to save: each variable would be reached twice, under two names. An
-`Untracked` attribute keeps such an object out of both trackers, so that Keras and tf.train
-see each variable once, through the layers that own it.
+A flow is a Keras layer that owns (tracks) every network; its bijector, a TFP `tf.Module`,
+only refers to them. Assigned to a Keras attribute, a bijector would become a tf.train
+dependency too, and each variable would be reached twice, under two names. An `Untracked`
+attribute keeps such an object out of both trackers:
 
 ```python
 class Flow(HoldsUntracked, keras.layers.Layer):

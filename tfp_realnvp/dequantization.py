@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 from keras import ops
@@ -23,7 +23,7 @@ from tfp_realnvp.networks import weight_norm
 
 tfb = tfp.bijectors
 
-__all__ = ["VariationalDequantizer", "dequantize", "stateless_seed"]
+__all__ = ["VariationalDequantizer", "dequantize", "quantized_pixels", "stateless_seed"]
 
 # Largest noise used by `dequantize`: `k + u` must stay below `k + 1` after float32 rounding for
 # every k in 0..255 (the spacing of float32 numbers in [128, 256) is 2**-16).
@@ -100,6 +100,32 @@ def dequantize(pixels: tf.Tensor | np.ndarray | list,
     u = tf.random.stateless_uniform(tf.shape(k), seed=seed, dtype=tf.float32)
   u = tf.minimum(u, _MAX_NOISE)
   return (k + u) / 256.0
+
+
+def quantized_pixels(x: tf.Tensor | np.ndarray, num_levels: int, dtype: tf.DType, owner: str,
+                     validate_args: bool = False) -> tf.Tensor:
+  """The pixels `k` of quantized images `x` (floats `k / L`, or integers `k`), as floats.
+
+  Dequantized images `(k + u) / L` give the same `k`: the pixels are `floor(L * x)`.
+
+  Raises:
+    InvalidTypeError: `x` is neither floating-point nor integer.
+    tf.errors.InvalidArgumentError: with `validate_args`, when run, pixels outside
+      `0..L-1`.
+  """
+  x = tf.convert_to_tensor(x)
+  if x.dtype.is_integer:
+    pixels = tf.cast(x, dtype)
+  elif x.dtype.is_floating:
+    pixels = tf.floor(tf.cast(x, dtype) * num_levels)
+  else:
+    raise errors.InvalidTypeError(
+        f"{owner} has a dequantizer and takes quantized images (floats k / {num_levels} or "
+        f"integer pixels k), got dtype {x.dtype.name}.")
+  if validate_args:
+    pixels = _checks.check_below(pixels, num_levels,
+                                 f"{owner}: pixels must lie in 0..{num_levels - 1}")
+  return pixels
 
 
 def stateless_seed(seed: int | tf.Tensor | None) -> tf.Tensor | None:
@@ -292,6 +318,32 @@ class VariationalDequantizer(_seam.HoldsUntracked, keras.layers.Layer):
     del seed
     dtype = self.dtype_policy.variable_dtype
     return (keras.KerasTensor(inputs.shape, dtype), keras.KerasTensor(inputs.shape[:-3], dtype))
+
+  def log_prob_bound(self, log_prob: Callable[[tf.Tensor], tf.Tensor], pixels: tf.Tensor,
+                     num_samples: int | tf.Tensor = 1, seed: tf.Tensor | None = None
+                     ) -> tf.Tensor:
+    """The importance-weighted bound of `K = num_samples` draws of `q`, per image.
+
+    ```none
+    logsumexp_i[log p((k + u_i) / L) - log q(u_i | k)] - log K,   u_i ~ q(u | k)
+    ```
+
+    with `log p = log_prob` of dequantized images: in expectation a lower bound on
+    `log P(k) + D log L`, the variational bound for `K = 1`.
+
+    Args:
+      log_prob: the model's log-density of dequantized images `[K, ..., H, W, C]`.
+      pixels: float pixels `k` `[..., H, W, C]`.
+      num_samples: `K`, an integer >= 1 (or an int32 scalar tensor).
+      seed: a stateless seed `[2]`, or `None` for fresh noise.
+    """
+    # The K draws of every image along a new leading axis: a condition broadcasts against it.
+    pixels = tf.broadcast_to(pixels, tf.concat([[num_samples], tf.shape(pixels)], axis=0))
+    u, log_q = self(pixels, seed=seed)
+    x = (pixels + tf.cast(u, pixels.dtype)) / self.num_levels
+    log_w = log_prob(x) - tf.cast(log_q, pixels.dtype)
+    return (tf.reduce_logsumexp(log_w, axis=0)
+            - tf.math.log(tf.cast(num_samples, log_w.dtype)))
 
   @property
   def weight_scales(self) -> list[keras.Variable]:

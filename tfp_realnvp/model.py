@@ -3,60 +3,27 @@
 import math
 
 import keras
-from keras import ops
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp import errors
+from tfp_realnvp import _arguments
+from tfp_realnvp import _model_bounds
+from tfp_realnvp import _model_training
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import dequantization
 from tfp_realnvp import flows
 from tfp_realnvp import remat as remat_lib
-from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
-from tfp_realnvp.networks import weight_norm
 
 tfd = tfp.distributions
 
 __all__ = ["FlowModel"]
 
 PREPROCESSINGS = ("logit", None)
-
-
-def _scale_loss_for_distribution(loss):
-  """Divides a per-replica loss by the number of replicas under a `tf.distribute` strategy.
-
-  Keras sums the gradients of all replicas and un-scales the reported loss again, so a custom
-  loss must be scaled like Keras's own losses for the global batch to be trained on its mean.
-  """
-  replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
-
-
-def _as_tensor(value):
-  """`value` as a tensor, or `None`: a traced function is then not retraced per label value."""
-  return None if value is None else tf.convert_to_tensor(value)
-
-
-def _sample_count(n):
-  """`n` as a number of samples: an `int` >= 0, or (in a traced function) an int32 tensor.
-
-  Raises:
-    TypeError: `n` is not an integer (a float, a bool, a non-scalar or non-integer tensor).
-    ValueError: `n` is negative.
-  """
-  if tf.is_tensor(n) and n.dtype.is_integer and n.shape.rank == 0:
-    if not tf.executing_eagerly() and tf.get_static_value(n) is None:
-      return tf.cast(n, tf.int32)
-    n = int(tf.get_static_value(n))
-  if not _validation.is_integer(n):
-    raise errors.InvalidTypeError(f"The number of samples must be an integer, got {n!r}.")
-  if n < 0:
-    raise errors.InvalidValueError(f"The number of samples must be non-negative, got {n}.")
-  return int(n)
 
 
 def _check_dequantizer(dequantizer, preprocessing, num_levels):
@@ -74,120 +41,79 @@ def _check_dequantizer(dequantizer, preprocessing, num_levels):
         f"num_levels={num_levels}; they must be equal.")
 
 
-def _in_multi_worker_mode(strategy):
-  """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
-  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    return False
-  return strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access
-
-
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
-class FlowModel(_seam.HoldsUntracked, keras.Model):
+class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining,
+                _seam.HoldsUntracked, keras.Model):
   """A Keras 3 model that owns a flow and its base distribution and trains it by likelihood.
 
-  `flow` is a `tfp_realnvp.RealNVP` layer, or any other `tfp_realnvp.FlowLayer` (which owns
-  its bijector's variables and exposes `bijector`, `event_shape`, `condition_spec` and
-  `bijector_kwargs`). The model's distribution is
-  `tfd.TransformedDistribution(tfd.Sample(tfd.Normal(0, 1), event_shape), bijector)` where, by
-  default, `bijector = Chain([Logit(alpha), flow.bijector])` (a
-  `tfp_realnvp.bijectors.conditional.ConditionalChain`, so that a condition reaches the flow
-  and never the logit): the model takes dequantized images with values in `[0, 1)` (see
-  `tfp_realnvp.data`), its `log_prob(x)` is the density of `x` on `[0, 1)^D`, and `sample`
-  returns images in `[0, 1)`. With `preprocessing=None` the flow models the data directly
-  (vectors, already-preprocessed tensors).
-
-  Training: `model.compile(optimizer=tfp_realnvp.FusedAdam(1e-3))` (or any Keras optimizer;
-  `FusedAdam` is Keras's Adam with fewer graph operations) then `model.fit(dataset)`
-  minimises the negative log-likelihood in nats per example plus the paper's L2 penalty
-  `l2 * sum(g ** 2)` on the weight-norm scales `g` of the flow's networks (`l2=0` turns it
-  off). History, the progress bar and `evaluate` report `loss` and `bits_per_dim`. Calling or
-  `predict`-ing the model returns the per-example log-likelihood, which is what likelihood-based
-  anomaly detection needs. Under a `tf.distribute` strategy the loss is scaled per replica as
-  Keras's own losses are, so the global batch trains on its mean.
-
-  Bits per dimension: for 8-bit images dequantized to `[0, 1)`,
-  `bits_per_dim = (NLL_x + D ln 256) / (D ln 2)`, the figure the literature reports for the
-  discrete data (`num_levels=256`). With `preprocessing=None` it is `NLL / (D ln 2)`.
-
-  Variational dequantization: with `dequantizer=tfp_realnvp.VariationalDequantizer(...)` the
-  noise `u` of `x = (k + u) / L` is drawn inside the model from a learned `q(u | k)` instead of
-  uniformly in the data pipeline (Flow++, Ho et al., 2019). The model then takes the quantized
-  images (floats `k / L` from `tfp_realnvp.data.load_images(..., dequantize=False)`, or integer
-  pixels `k`) in `fit`, `evaluate`, `predict`, calling it and `bits_per_dim`, and each of them
-  computes, per example, one draw of the variational bound
+  The model's distribution is the flow's bijector (`forward`: latent -> data) on a standard
+  normal base, after the paper's logit preprocessing (`tfp_realnvp.bijectors.Logit`) unless
+  `preprocessing=None`:
 
   ```none
-  log p((k + u) / L) - log q(u | k),   u ~ q(u | k),
+  p(x | c) = N(z; 0, I) |det dz/dx|,   z = flow.inverse(logit(alpha + (1 - 2 alpha) x); c)
+  loss     = -mean_batch log p(x | c) + l2 * sum(g ** 2)     (g: the weight-norm scales)
+  bits_per_dim = (-log p(x) + D ln L) / (D ln 2)             (L = num_levels; D = H W C)
   ```
 
-  whose expectation is at most `log P(k) + D log L` (`P(k)` the probability of the 8-bit
-  image): the loss is `-E_q[log p(x) - log q(u | k)]` (plus the L2 penalty, which covers the
-  dequantizer's networks too) and `bits_per_dim` is the variational upper bound on the bits
-  per dimension of the 8-bit data, `(-(log p - log q) + D ln L) / (D ln 2)`. Uniform noise is
-  the special case `q = 1`, so the figures of the two compare directly. `log_prob_bound` and
-  `bits_per_dim(x, num_samples=K)` give the tighter importance-weighted bound of `K` draws.
-  `log_prob(x)`, `sample`, `interpolate` and the bijector keep working on images in `[0, 1)`:
-  the dequantizer only serves the bound on the discrete data.
+  so it takes dequantized images `x = (k + u) / L` in `[0, 1)` (`tfp_realnvp.data`), and
+  bits/dim are the figure of the discrete data that the papers report. Calling or `predict`-ing
+  the model gives per-example log-likelihoods (anomaly scores); `fit` and `evaluate` report
+  `loss` and `bits_per_dim`, with the loss scaled per replica under `tf.distribute` as Keras's
+  own losses are. A conditional flow (`condition_spec` not `None`) makes every entry point take
+  the condition: `log_prob(x, c)`, `sample(n, condition=c)`, and `(x, c)` pairs (optionally
+  with sample weights) in `fit`, `evaluate` and `predict`.
 
-  Conditional models: when the flow is conditional (a `RealNVP` built with `num_classes` or
-  `conditional_size`), the model is the conditional density `p(x | c)` and every entry point
-  takes the condition `c` (class labels or vectors, see `RealNVP.bijector_kwargs`):
-  `log_prob(x, condition)`, `bits_per_dim(x, condition)`, `sample(n, condition=...)` (one
-  condition for all `n` samples or one per sample), and `fit`, `evaluate` and `predict` take
-  `(x, condition)` pairs (dataset elements, or numpy arrays as `fit(x, condition)`), optionally
-  with sample weights as a third item. The condition reaches every coupling through TFP's
-  keyword convention: `distribution.log_prob(x, bijector_kwargs=model.bijector_kwargs(c))`.
-  A conditional model used without a condition, or an unconditional one given a condition,
-  raises a `ValueError`.
+  With a `dequantizer` (`tfp_realnvp.VariationalDequantizer`, Flow++) the noise comes from a
+  learned `q(u | k)`: the model then takes quantized images (`k / L` floats or integer pixels)
+  in `fit`, `evaluate`, `predict` and `bits_per_dim`, whose figures are the variational bound
+  `-E_q[log p((k + u) / L) - log q(u | k)]`; `log_prob_bound` gives the importance-weighted
+  bound of `K` draws.
+
+  #### Example
 
   ```python
-  flow = tfp_realnvp.RealNVP((28, 28, 1), num_scales=2, num_classes=10)
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
+                             num_classes=10)
   model = tfp_realnvp.FlowModel(flow)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
-  model.fit(tfp_realnvp.data.load_images("mnist", with_labels=True), epochs=10)
-  sevens = model.sample(16, condition=7)
-  log_p = model.log_prob(images, labels)  # log p(x | label), per example
+  model.compile(optimizer=tfp_realnvp.FusedAdam(1e-3))
+  model.fit(tfp_realnvp.data.load_images("digits", with_labels=True), epochs=1, verbose=0)
+  sevens = model.sample(16, condition=7)               # images in [0, 1)
+  images, labels = next(iter(tfp_realnvp.data.load_images("digits", with_labels=True)))
+  log_p = model.log_prob(images, labels)               # log p(x | label), per example
   ```
 
-  Keras reads a pair `(x, c)` as inputs and targets and calls a model on the inputs alone, so
-  the model's `train_step`, `test_step` and `predict_step` repack each batch as inputs
-  `(x, c)` without targets and hand it to Keras's own steps, which keep the loss tracking, the
-  per-replica loss scaling and the metrics. A flow other than `RealNVP` is conditional when its
-  `condition_spec` (the `tf.TensorSpec` of one condition) is not `None`; its
-  `bijector_kwargs(condition)` then encodes a condition.
+  #### References
 
-  Data: floating-point inputs (numpy float64 included) are cast to the model's dtype; other
-  dtypes are a `TypeError`. An empty batch gives an empty result, and `sample(0)` no images.
-
-  Sample weights, the third item of a batch (`(x, None, w)` dataset elements, or
-  `(x, c, w)` and `fit(x, c, sample_weight=w)` for a conditional model; Keras drops the
-  `sample_weight` of arrays given without targets): `fit` and `evaluate` report the weighted
-  means of the NLL (`loss`, plus the L2 penalty) and of `bits_per_dim`, and train on the
-  weighted mean of the NLL. Keras averages the loss of successive batches by their sizes,
-  the metric by their weights.
+  [1] Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
+      In International Conference on Learning Representations, 2017.
+      https://arxiv.org/abs/1605.08803
+  [2] Jonathan Ho, Xi Chen, Aravind Srinivas, Yan Duan and Pieter Abbeel. Flow++: Improving
+      Flow-Based Generative Models with Variational Dequantization and Architecture Design.
+      ICML 2019. https://arxiv.org/abs/1902.00275
 
   Args:
-    flow: a `tfp_realnvp.FlowLayer`.
+    flow: a `tfp_realnvp.FlowLayer` (`RealNVP`, `Glow` or one of your own).
     event_shape: shape of one example; defaults to `flow.event_shape`.
-    preprocessing: `"logit"` (data in `[0, 1)`) or `None`.
+    preprocessing: `"logit"` (data in `[0, 1)`) or `None` (the flow models the data as they
+      are, e.g. vectors).
     alpha: margin of the logit preprocessing (0.05 in the paper).
-    l2: L2 coefficient on the weight-norm scales (5e-5 in the paper).
+    l2: L2 coefficient on the weight-norm scales (5e-5 in the paper); 0 turns it off.
     num_levels: number of levels of the quantised data, for `bits_per_dim`.
     validate_args: check at run time that the data lie in `[0, 1]` (with the logit
-      preprocessing) and that pixels lie in `0..num_levels-1` (with a dequantizer), naming
-      the problem instead of returning NaN.
-    dequantizer: `None` (the data are dequantized images, e.g. with uniform noise by
-      `tfp_realnvp.data.load_images`) or a `tfp_realnvp.VariationalDequantizer` of the data's
-      shape and `num_levels`, trained with the flow (needs the logit preprocessing).
-    remat: how the gradient of the flow is computed (`tfp_realnvp.remat`): `None`, the
-      standard backpropagation, which keeps every activation of every step; `"recompute"`,
-      which keeps each step's input only and recomputes the step's activations in the
-      backward pass; `"reversible"`, which keeps the flow's output only and rebuilds each
-      step's input with its exact inverse in the backward pass, so that the activation memory
-      of training no longer grows with the flow's depth. Same gradients (up to rounding), more
-      computation.
+      preprocessing) and pixels in `0..num_levels-1` (with a dequantizer).
+    dequantizer: `None` (data dequantized by the pipeline) or a
+      `tfp_realnvp.VariationalDequantizer` of the data's shape and `num_levels`.
+    remat: `None` (standard backpropagation), `"recompute"` or `"reversible"`: how the
+      backward pass gets the flow's activations (`tfp_realnvp.remat`); the same gradients up
+      to rounding, less memory, more computation.
     **kwargs: `keras.Model` arguments (`name`, ...). The model's dtype follows the flow's
       variable dtype (float32 under mixed precision, so densities stay float32).
+
+  Raises:
+    InvalidTypeError: `flow` is not a `FlowLayer`, or `dequantizer` not a dequantizer.
+    InvalidValueError: an unknown preprocessing or remat mode, or a dequantizer that does not
+      fit the data.
   """
 
   _distribution = _seam.Untracked("The distribution, untracked: its variables are the flow's.")
@@ -302,7 +228,7 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       # The nested layers read `training` from Keras's call context while they are traced: it
       # is an argument of the traced function so that each value gets its own trace.
       return self._graph_function("log_prob", self._log_prob)(
-          x, _as_tensor(condition), training)
+          x, _arguments.as_tensor_or_none(condition), training)
     return self._log_prob(x, condition, training)
 
   def _log_prob(self, x, condition, training=None):
@@ -327,112 +253,6 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       bits = bits + math.log2(self.num_levels)
     return bits
 
-  def bits_per_dim(self, x, condition=None, num_samples=1, seed=None):
-    """Bits per dimension of each example of `x`, given `condition` for a conditional model.
-
-    For a model with a dequantizer, `x` are the quantized images (see `log_prob_bound`) and
-    the figure is the bound `bits_from_log_prob(log_prob_bound(x, condition, num_samples,
-    seed))`, importance-weighted for `num_samples > 1`; otherwise `x` are dequantized images
-    and `num_samples` and `seed` must keep their defaults.
-
-    Raises:
-      ValueError: `num_samples` or `seed` for a model without a dequantizer.
-    """
-    if self.dequantizer is not None:
-      return self.bits_from_log_prob(self.log_prob_bound(x, condition, num_samples, seed))
-    if num_samples != 1 or seed is not None:
-      raise errors.InvalidValueError(
-          f"FlowModel {self.name!r} has no dequantizer: its data are already dequantized and "
-          f"bits_per_dim takes neither num_samples nor seed (importance sampling needs a "
-          f"VariationalDequantizer).")
-    return self.bits_from_log_prob(self.log_prob(x, condition))
-
-  def log_prob_bound(self, x, condition=None, num_samples=1, seed=None):
-    """The variational (or importance-weighted) bound of a model with a dequantizer, per example.
-
-    For quantized images `k / L` (`L = num_levels`) and `K = num_samples` draws
-    `u_i ~ q(u | k)` of the dequantizer,
-
-    ```none
-    log_prob_bound(k / L) = logsumexp_i[log p((k + u_i) / L) - log q(u_i | k)] - log K
-    ```
-
-    in expectation a lower bound on `log P(k) + D log L`, where `P(k)` is the probability of
-    the 8-bit image (see `tfp_realnvp.VariationalDequantizer`); it is in the units of
-    `log_prob` of dequantized images, so `bits_from_log_prob` turns it into the bound in bits
-    per dimension (which adds the `D log L`). `K = 1` is the variational bound that `fit`
-    trains on and `evaluate` reports; a larger `K` gives a tighter figure (Flow++ reports it),
-    at `K` times the cost.
-
-    Args:
-      x: quantized images, floats `k / L` in `[0, 1)` (`tfp_realnvp.data.load_images(...,
-        dequantize=False)`; dequantized images `(k + u) / L` give the same `k`, the pixels
-        being `floor(L * x)`), or integer pixels `k` in `0..L-1` (e.g. uint8 images).
-      condition: for a conditional model, the condition of `p` (the dequantizer does not
-        take one); else `None`.
-      num_samples: `K`, the number of noise draws per image, an integer >= 1.
-      seed: `None` (fresh noise), an int or a stateless seed `[2]` int tensor; the same seed
-        gives the same figure.
-
-    Raises:
-      ValueError: for a model without a dequantizer, or a bad `num_samples`.
-      TypeError: `x` is neither floating-point nor integer.
-    """
-    if self.dequantizer is None:
-      raise errors.InvalidValueError(
-          f"FlowModel {self.name!r} has no dequantizer; build it with "
-          f"dequantizer=tfp_realnvp.VariationalDequantizer(...) for a variational bound, or "
-          f"use log_prob on dequantized images.")
-    num_samples = _sample_count(num_samples)
-    if isinstance(num_samples, int) and num_samples < 1:
-      raise errors.InvalidValueError(f"num_samples must be at least 1, got {num_samples}.")
-    return self._call_log_prob_bound(x, condition, num_samples, seed, training=None)
-
-  def _call_log_prob_bound(self, x, condition, num_samples, seed, training):
-    """`log_prob_bound`, traced apart for each value of Keras's `training` flag when eager."""
-    pixels = self._as_pixels(x)
-    seed = dequantization.stateless_seed(seed)
-    if tf.executing_eagerly():
-      return self._graph_function("log_prob_bound", self._log_prob_bound)(
-          pixels, _as_tensor(condition), num_samples, seed, training)
-    return self._log_prob_bound(pixels, condition, num_samples, seed)
-
-  def _log_prob_bound(self, pixels, condition, num_samples, seed, training=None):
-    # `training` keys the eager trace (see `_call_log_prob`) and reaches a remat mode's
-    # backward pass through `_log_prob`.
-    batch_shape = pixels.shape[:-len(self._distribution.event_shape)]
-    if batch_shape.num_elements() == 0:
-      # No example to run the networks on (TF's fused batch norm rejects an empty batch).
-      return tf.zeros(batch_shape, pixels.dtype)
-    # The K draws of every image along a new leading axis: a condition broadcasts against it.
-    pixels = tf.broadcast_to(pixels, tf.concat([[num_samples], tf.shape(pixels)], axis=0))
-    u, log_q = self.dequantizer(pixels, seed=seed)
-    x = (pixels + tf.cast(u, pixels.dtype)) / self.num_levels
-    log_w = self._log_prob(x, condition, training) - tf.cast(log_q, pixels.dtype)
-    return (tf.reduce_logsumexp(log_w, axis=0)
-            - tf.math.log(tf.cast(num_samples, log_w.dtype)))
-
-  def _as_pixels(self, x):
-    """The pixels `k` of quantized images `x` (floats `k / L`, or integers `k`), as floats.
-
-    Raises:
-      TypeError: `x` is neither floating-point nor integer.
-    """
-    x = tf.convert_to_tensor(x)
-    if x.dtype.is_integer:
-      pixels = tf.cast(x, self.compute_dtype)
-    elif x.dtype.is_floating:
-      pixels = tf.floor(tf.cast(x, self.compute_dtype) * self.num_levels)
-    else:
-      raise errors.InvalidTypeError(
-          f"FlowModel {self.name!r} has a dequantizer and takes quantized images (floats k / "
-          f"{self.num_levels} or integer pixels k), got dtype {x.dtype.name}.")
-    if self.validate_args:
-      pixels = _checks.check_below(
-          pixels, self.num_levels,
-          f"FlowModel {self.name!r}: pixels must lie in 0..{self.num_levels - 1}")
-    return pixels
-
   def sample(self, n, condition=None, temperature=1.0, seed=None):
     """Draws `n` samples; `temperature` scales the base distribution's standard deviation.
 
@@ -454,13 +274,13 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       TypeError: `n` is not an integer (floats and bools included).
       ValueError: `n` is negative.
     """
-    n = _sample_count(n)
+    n = _arguments.sample_count(n)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
     temperature = tf.convert_to_tensor(temperature, dtype=self.compute_dtype)
     if tf.executing_eagerly():
       return self._graph_function("sample", self._sample)(
-          n, _as_tensor(condition), temperature, seed)
+          n, _arguments.as_tensor_or_none(condition), temperature, seed)
     return self._sample(n, condition, temperature, seed)
 
   def _sample(self, n, condition, temperature, seed):
@@ -482,36 +302,6 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       return x
     return tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
 
-  def make_train_function(self, force=False):
-    """Builds the optimizer's variables eagerly, then Keras's training function.
-
-    Without a distribution strategy Keras creates the optimizer's slot variables inside the
-    first traced training step, one captured variable at a time, which made the first step
-    of a Real NVP (hundreds of variables) several times slower to trace.
-    """
-    if self.optimizer is not None and not self.optimizer.built:
-      with self.distribute_strategy.scope():
-        self.optimizer.build(self.trainable_variables)
-    return super().make_train_function(force=force)
-
-  def _pack_condition(self, data):
-    """Repacks a conditional model's batch `(x, c[, sample_weight])` as inputs `(x, c)`."""
-    if self.condition_spec is None:
-      return data
-    x, condition, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    if condition is None:  # Already inputs `((x, c),)`, or `x` alone, which `call` rejects.
-      return data
-    return ((x, condition),) if sample_weight is None else ((x, condition), None, sample_weight)
-
-  def train_step(self, data):
-    return super().train_step(self._pack_condition(data))
-
-  def test_step(self, data):
-    return super().test_step(self._pack_condition(data))
-
-  def predict_step(self, data):
-    return super().predict_step(self._pack_condition(data))
-
   def call(self, inputs, training=None):
     # Nested layers read `training` from Keras's call context; it also keys the eager trace.
     if self.condition_spec is None:
@@ -525,41 +315,6 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
     if self.dequantizer is not None:
       return self._call_log_prob_bound(x, condition, 1, None, training)
     return self._call_log_prob(x, condition, training)
-
-  def regularization_penalty(self):
-    """`l2 * sum(g ** 2)` over the weight-norm scales of every network of the flow (and of the
-    dequantizer, if any)."""
-    scales = weight_norm.weight_scales(self.flow)
-    if self.dequantizer is not None:
-      scales += self.dequantizer.weight_scales
-    if not self.l2 or not scales:
-      return tf.zeros([], self.compute_dtype)
-    return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(g)) for g in scales]))
-
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-    """The mean NLL of the batch (weighted by `sample_weight`, if any) plus the L2 penalty."""
-    del x, y, training
-    if sample_weight is None:
-      nll = -ops.mean(y_pred)
-    else:
-      weights = ops.cast(sample_weight, y_pred.dtype)
-      if len(weights.shape) > len(y_pred.shape):  # E.g. `[N, 1]` weights of `[N]` examples.
-        weights = ops.reshape(weights, ops.shape(y_pred))
-      weights = ops.broadcast_to(weights, ops.shape(y_pred))
-      nll = ops.divide_no_nan(-ops.sum(y_pred * weights), ops.sum(weights))
-    loss = nll + ops.cast(self.regularization_penalty(), y_pred.dtype)
-    return _scale_loss_for_distribution(loss)
-
-  def compute_metrics(self, x, y, y_pred, sample_weight=None):
-    del x, y
-    self.bits_per_dim_tracker.update_state(self.bits_from_log_prob(y_pred),
-                                           sample_weight=sample_weight)
-    results = self.get_metrics_result()
-    if _in_multi_worker_mode(self.distribute_strategy):
-      # Keras 3 reduces every log across workers along axis 0, which fails on scalars under
-      # MultiWorkerMirroredStrategy ("Invalid reduction dimension 0"); give them that axis.
-      results = {name: ops.reshape(value, [1]) for name, value in results.items()}
-    return results
 
   def get_config(self):
     config = super().get_config()
@@ -621,4 +376,5 @@ class FlowModel(_seam.HoldsUntracked, keras.Model):
       latents = tf.tensordot(tf.constant(weights, z.dtype), z, axes=1)
       return self._to_data_range(bijector.forward(latents, **kwargs))
 
-    return self._graph_function(f"interpolate_{steps}", grid)(corners, _as_tensor(condition))
+    return self._graph_function(f"interpolate_{steps}", grid)(
+        corners, _arguments.as_tensor_or_none(condition))

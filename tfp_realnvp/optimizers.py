@@ -30,8 +30,7 @@ class FusedAdam(keras.optimizers.Adam):
   corrections `beta**t` for every variable. This optimizer runs it as TensorFlow's
   `ResourceApplyAdam`, one kernel per variable, with the step's scalars computed once per dtype. A
   Real NVP or Glow has hundreds of variables, so the training graph has thousands fewer
-  operations: it is traced and optimised faster (the first training step of the `mnist` speed
-  configuration takes about half the time) and each step runs fewer kernels. XLA compiles the
+  operations: it is traced and optimised faster and each step runs fewer kernels. XLA compiles the
   kernel (`jit_compile=True`, as a TPU needs; tested on CPU). With `amsgrad=True` the update is
   Keras's own (TensorFlow's AMSGrad kernel has no XLA implementation), so nothing is gained there.
   Everything `keras.optimizers.Adam` does around the update (learning-rate schedules, clipping,

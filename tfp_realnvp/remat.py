@@ -1,80 +1,15 @@
 """Training memory that does not grow with a flow's depth: recomputation and reversible backprop.
 
-`FlowModel(flow, remat=...)` chooses how the gradient of the flow is computed; `inverse` below
-is the function it uses. The standard mode (`remat=None`) lets TensorFlow keep every activation
-of every step for the backward pass; the other modes keep less and compute more:
-
-* `"recompute"`: only the input of each step is kept; the backward pass recomputes each step
-  (its conditioner's activations included) from it, then differentiates it. Memory: one
-  tensor of the flow's size per step, instead of all the activations of its network.
-* `"reversible"`: only the flow's output (the latent `z`) and the input of each `FactorOut`
-  (one tensor of at most the data's size per level of a multi-scale flow) are kept. The
-  backward pass walks the steps from the last to the first, rebuilds each step's input from
-  its output with the step's exact inverse (`forward`, latent -> data), recomputes the step
-  from that input and differentiates it (Gomez et al., 2017; Jacobsen et al., 2018; Glow's
-  memory-saving mode); at each `FactorOut` it starts again from the kept input, so the
-  rounding of the rebuilds does not carry over from one level to the next. Activation memory
-  no longer grows with the number of steps.
-
-Algorithm of the reversible gradient, for the steps `f_1 .. f_n` of the flow in the data ->
-latent direction (`x_0 = x`, `x_i = f_i(x_{i-1})`, `z = x_n`, `ildj = sum_i ildj_i(x_{i-1})`),
-given the cotangents `dz` and `dildj`:
-
-```none
-y, dy = z, dz
-for i = n .. 1:
-  x = f_i^{-1}(y)                          # rebuilt input ("recompute": the kept input)
-  y', l = f_i(x), ildj_i(x)                # recomputed under a gradient tape
-  dx, dvars_i = vjp((y', l), (x, vars_i), (dy, dildj))
-  y, dy = x, dx
-```
-
-The flow is walked through its `ConditionalChain`s (each step gets the keyword arguments the
-chain routes to it) and `FactorOut`s (the factored-out half leaves the walk and is part of the
-output, so it is not kept twice); every other bijector is one step. Steps see Keras's training
-flag as in the forward pass, and their replays in the backward pass run in a
-`keras.StatelessScope`, so that the moving averages of batch norms are updated once per step,
-as in the standard mode, and ActNorm layers never initialise in the backward pass. A
-`BatchNorm` bijector in training normalises with its batch's statistics: the forward pass keeps
-them (2 numbers per channel) and the rebuild uses them, the exact inverse of the forward pass;
-the recomputed step computes them again from the rebuilt input, so their gradient is the
-standard mode's. A `tfp_realnvp.bijectors` coupling is replayed with one conditioner call: its
-conditioning half is the same in its input and output, so the parameters computed from the
-output rebuild the input and, under the tape, recompute the step.
-
-In graph mode (`fit`, `tf.function`) each step's replay waits for the gradients of the step
-replayed before it (a control dependency): nothing else orders them, and TensorFlow would
-otherwise run all the rebuilds first and keep every step's activations alive at once.
-
-The gradients are the standard mode's up to rounding (`tests/test_remat.py`: within `1e-8`
-relative in float64; for the MNIST-sized Real NVP in float32, recomputation within 3e-5 and the
-reversible mode within 9.2e-4 relative per variable, the rounding of the rebuilt inputs carried
-through the backward pass). That is as close as float32 allows without a bit-exact rebuild: the
-standard mode's own float32 gradient moves by 2.6e-3 when half the input pixels move by one
-ulp. The reversible rebuild loses a little precision at each step; `reconstruction_errors`
-measures how much: 1.2e-5 at most over the 588 steps of the deepest preset flow
-(`glow_imagenet64`, random weights, float32; 0.0125 before the walk restarted at each level).
-
-#### Example
+`FlowModel(flow, remat=...)` chooses how the gradient of the flow is computed, with `inverse`
+below: the standard mode (`None`) keeps every activation of every step; `"recompute"` keeps each
+step's input and recomputes the step in the backward pass; `"reversible"` keeps the flow's
+output (and each level's input) and rebuilds each step's input with the step's exact inverse
+(Gomez et al., 2017; Jacobsen et al., 2018; Glow's memory-saving mode). The gradients are the
+standard mode's up to rounding; `reconstruction_errors` measures the rebuild's rounding.
 
 ```python
-flow = tfp_realnvp.Glow((28, 28, 1), num_levels=2, num_steps=32, num_filters=64)
 model = tfp_realnvp.FlowModel(flow, remat="reversible")  # or "recompute"; None: standard
-model.compile(optimizer=keras.optimizers.Adam(1e-3))
-model.fit(images, batch_size=64)                         # same gradients, less memory
-errors = tfp_realnvp.remat.reconstruction_errors(
-    model.distribution.bijector, images[:64], event_ndims=3, training=True)
 ```
-
-#### References
-
-[1] Aidan N. Gomez, Mengye Ren, Raquel Urtasun and Roger B. Grosse. The Reversible Residual
-    Network: Backpropagation Without Storing Activations. NeurIPS 2017.
-    https://arxiv.org/abs/1707.04585
-[2] Jorn-Henrik Jacobsen, Arnold Smeulders and Edouard Oyallon. i-RevNet: Deep Invertible
-    Networks. ICLR 2018. https://arxiv.org/abs/1802.07088
-[3] Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
-    Convolutions. NeurIPS 2018. https://arxiv.org/abs/1807.03039
 """
 
 import keras
@@ -217,11 +152,43 @@ def check_mode(mode):
 def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
   """`(bijector.inverse(x), bijector.inverse_log_det_jacobian(x))` with a memory-saving gradient.
 
+  The modes keep less than the standard backpropagation and compute more:
+
+  * `"recompute"`: only the input of each step is kept; the backward pass recomputes each
+    step (its conditioner's activations included) from it, then differentiates it.
+  * `"reversible"`: only the flow's output and the input of each `FactorOut` are kept. The
+    backward pass walks the steps from the last to the first, rebuilds each step's input from
+    its output with the step's exact inverse (`forward`), recomputes the step from that input
+    and differentiates it; at each `FactorOut` it starts again from the kept input, so the
+    rounding of the rebuilds does not carry over from one level to the next.
+
+  For the steps `f_1 .. f_n` in the data -> latent direction (`x_0 = x`,
+  `x_i = f_i(x_{i-1})`, `z = x_n`, `ildj = sum_i ildj_i(x_{i-1})`), given the cotangents `dz`
+  and `dildj`:
+
+  ```none
+  y, dy = z, dz
+  for i = n .. 1:
+    x = f_i^{-1}(y)                          # rebuilt input ("recompute": the kept input)
+    y', l = f_i(x), ildj_i(x)                # recomputed under a gradient tape
+    dx, dvars_i = vjp((y', l), (x, vars_i), (dy, dildj))
+    y, dy = x, dx
+  ```
+
+  The flow is walked through its `ConditionalChain`s (each step gets the keyword arguments the
+  chain routes to it) and `FactorOut`s; every other bijector is one step. Steps see Keras's
+  training flag as in the forward pass, and their replays run in a `keras.StatelessScope`, so
+  batch-norm moving averages are updated once per step and ActNorm layers never initialise in
+  the backward pass. A `BatchNorm` in training keeps its batch statistics (2 numbers per
+  channel) for the exact rebuild. A coupling is replayed with one conditioner call
+  (`Coupling.replay_inverse`). In graph mode each step's replay waits for the gradients of the
+  step replayed before it, so that only one step's activations are alive at a time.
+
   Args:
     bijector: the flow (`forward`: latent -> data), e.g. a `FlowModel`'s
       `distribution.bijector`.
     x: data `[..., *event_shape]`.
-    mode: one of `MODES`, see the module docstring.
+    mode: one of `MODES`.
     event_ndims: number of event dimensions of `x`.
     training: Keras's training flag of the call (the layers of the steps read it in the
       backward pass too).
@@ -309,17 +276,17 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
   program = _walk(bijector, kwargs, event_ndims)
   with _keras_internals.training_context(training):
     z, _, inputs, states, anchors = _run_forward(program, x, keep_inputs=True)
-  errors = [None] * len(inputs)
+  gaps = [None] * len(inputs)
 
   def rebuild(step, i, carried):
     with tf.GradientTape() as tape:
       x_in = step.rebuild_and_recompute(carried[0], states[i], tape)[0]
-    errors[i] = tf.reduce_max(tf.abs(x_in - inputs[i]))
+    gaps[i] = tf.reduce_max(tf.abs(x_in - inputs[i]))
     return [x_in]
 
   with _keras_internals.training_context(training), keras.StatelessScope():
     _run_backward(program, [z], rebuild, anchors)
-  return errors
+  return gaps
 
 
 def _add(total, gradient):

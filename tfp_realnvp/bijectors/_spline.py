@@ -8,18 +8,6 @@ per-bin quantity is that mask's dot product with the `K` candidates. The shapes 
 nothing is gathered or scattered (so the gradient has no `UnsortedSegmentSum`), one bin search
 serves both the value and its log-derivative, and XLA compiles it as it is. The tests check it
 against `tfp.bijectors.RationalQuadraticSpline` to float64 precision.
-
-With left knots `x_k`, `y_k`, bin width `w_k`, height `h_k`, slopes `d_k`, `d_{k+1}` at the
-bin's knots, `s = h_k / w_k` and `xi = (x - x_k) / w_k` in `[0, 1)`:
-
-```none
-g(x)          = y_k + h_k (s xi^2 + d_k xi (1 - xi)) / (s + (d_{k+1} + d_k - 2 s) xi (1 - xi))
-log g'(x)     = 2 log s + log(d_{k+1} xi^2 + 2 s xi (1 - xi) + d_k (1 - xi)^2)
-                - 2 log(s + (d_{k+1} + d_k - 2 s) xi (1 - xi))
-g^-1(y)       = x_k + w_k xi,  xi = 2c / (-b - sqrt(b^2 - 4ac)) the root in [0, 1) of
-                a xi^2 + b xi + c = 0 with r = y - y_k, a = h_k (s - d_k) + r (d_{k+1} + d_k - 2s),
-                b = h_k d_k - r (d_{k+1} + d_k - 2s), c = -s r
-```
 """
 
 import numpy as np
@@ -30,6 +18,18 @@ __all__ = ["rational_quadratic"]
 
 def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inverse=False):
   """The spline `g` (or `g^-1`) elementwise, with `log g'` at the data side.
+
+  With left knots `x_k`, `y_k`, bin width `w_k`, height `h_k`, slopes `d_k`, `d_{k+1}` at the
+  bin's knots, `s = h_k / w_k` and `xi = (x - x_k) / w_k` in `[0, 1)`:
+
+  ```none
+  g(x)      = y_k + h_k (s xi^2 + d_k xi (1 - xi)) / (s + (d_{k+1} + d_k - 2 s) xi (1 - xi))
+  log g'(x) = 2 log s + log(d_{k+1} xi^2 + 2 s xi (1 - xi) + d_k (1 - xi)^2)
+              - 2 log(s + (d_{k+1} + d_k - 2 s) xi (1 - xi))
+  g^-1(y)   = x_k + w_k xi,  xi = 2c / (-b - sqrt(b^2 - 4ac)) the root in [0, 1) of
+              a xi^2 + b xi + c = 0 with r = y - y_k, a = h_k (s - d_k) + r (d_{k+1} + d_k - 2s),
+              b = h_k d_k - r (d_{k+1} + d_k - 2s), c = -s r
+  ```
 
   Args:
     values: `x` (or `y = g(x)` with `inverse`), any shape `S`.

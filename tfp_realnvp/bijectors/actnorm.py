@@ -5,7 +5,7 @@ from keras import ops
 import tensorflow as tf
 
 from tfp_realnvp import _keras_internals
-from tfp_realnvp import _moments
+from tfp_realnvp import _distribute
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -69,7 +69,7 @@ class ActNormParameters(keras.layers.Layer):
   def _normalizing_parameters(self, inputs):
     """Per-channel `(shift, log_scale)` that normalise `inputs` (over the global batch)."""
     x = ops.stop_gradient(ops.cast(inputs, self.log_scale.dtype))
-    mean, variance = _moments.batch_moments(x, axes=[0, 1, 2])
+    mean, variance = _distribute.batch_moments(x, axes=[0, 1, 2])
     return -mean, -ops.log(ops.sqrt(variance) + self.epsilon)
 
   def _initialize(self, inputs):
@@ -91,7 +91,7 @@ class ActNormParameters(keras.layers.Layer):
     # A stateless scope would discard the assignments (reversible training's backward pass
     # replays calls so, see `tfp_realnvp.remat`): the layer is read as it is.
     training = training and not _keras_internals.in_stateless_scope()
-    if training and _moments.replicas_in_sync() > 1:
+    if training and _distribute.replicas_in_sync() > 1:
       self._initialize_synchronized(inputs)
     elif training:
       tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,

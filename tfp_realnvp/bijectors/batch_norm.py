@@ -4,7 +4,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
-from tfp_realnvp import _moments
+from tfp_realnvp import _distribute
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -48,7 +48,7 @@ class BatchNormStatistics(keras.layers.Layer):
   def call(self, inputs, training=False):
     if not training:
       return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
-    mean, variance = _moments.batch_moments(inputs, axes=[0, 1, 2])
+    mean, variance = _distribute.batch_moments(inputs, axes=[0, 1, 2])
     for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
       moving.assign(self.momentum * moving + (1.0 - self.momentum) * ops.stop_gradient(value))
     return mean, variance

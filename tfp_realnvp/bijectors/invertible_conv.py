@@ -160,8 +160,8 @@ class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
     """`matrix @ x` at every pixel of `x` `[..., C]`.
 
     One `[pixels, C] x [C, C]` matrix product (`tf.tensordot`): the equivalent
-    `tf.einsum("...j,ij->...i")` ran 1.4x-9x slower with its gradient under XLA on the CPU
-    (benchmarks/RESULTS.md, 2026-11-30).
+    `tf.einsum("...j,ij->...i")` was slower with its gradient under XLA on the CPU
+    (benchmarks/RESULTS.md).
     """
     return tf.tensordot(x, matrix, [[-1], [1]])
 

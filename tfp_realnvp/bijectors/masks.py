@@ -1,21 +1,11 @@
 """Masks of the Real NVP couplings: which units condition and which are transformed.
 
-A coupling splits each event `[H, W, C]` into a conditioning part, handed to its conditioner,
-and a transformed part, which receives an elementwise map (affine, additive or spline) whose
-parameters the conditioner computes. The two masks of Real NVP (Dinh et al., 2017, Sec. 3.4) are:
-
-* `CheckerboardMask`: the pixels whose coordinate sum `i + j` has the mask's parity are
-  transformed, the others condition. Both halves are packed into half-width images
-  `[H, ceil(W / 2), C]`: the conditioner sees the conditioning pixels only and returns
-  parameters for the transformed pixels only. (Masking the full image, `b * x`, and discarding
-  half of the conditioner's outputs, computes the same kind of coupling at twice the cost.)
-* `ChannelMask`: half of the channels are transformed (parity 0: the first `C // 2`, parity 1:
-  the other `C - C // 2`), the other half condition. The conditioner sees only the conditioning
-  channels and returns parameters for the transformed channels only.
-
-Both expose the same operations (`conditioner_shape`, `split`, `restrict`, `merge`, and
-`pack_features` / `feature_channels` for a condition that is a feature map of the image), so
-that a coupling is written once for any mask.
+The two masks of Real NVP (Dinh et al., 2017, Sec. 3.4): `CheckerboardMask` transforms the
+pixels whose coordinate sum `i + j` has the mask's parity, packed into half-width images
+`[H, ceil(W / 2), C]` so the conditioner sees only the conditioning pixels; `ChannelMask`
+transforms half of the channels. Both expose the same operations (`conditioner_shape`,
+`split`, `restrict`, `merge`, `pack_features`, `feature_channels`), so that a coupling is
+written once for any mask.
 """
 
 import functools

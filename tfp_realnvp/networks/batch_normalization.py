@@ -4,7 +4,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
-from tfp_realnvp._moments import replicas_in_sync
+from tfp_realnvp._distribute import replicas_in_sync
 
 __all__ = ["FusedBatchNormalization"]
 

@@ -1,9 +1,10 @@
-"""Moments of a batch of images over the global batch of a `tf.distribute` strategy."""
+"""What the package needs from `tf.distribute`: global-batch moments, loss scaling, workers."""
 
 from keras import ops
 import tensorflow as tf
 
-__all__ = ["batch_moments", "replicas_in_sync"]
+__all__ = ["batch_moments", "in_multi_worker_mode", "replicas_in_sync",
+           "scale_loss_for_distribution"]
 
 
 def replicas_in_sync():
@@ -31,3 +32,20 @@ def batch_moments(x, axes):
   if replicas_in_sync() > 1:
     return ops.moments(x, axes=axes, synchronized=True)
   return tf.nn.moments(x, axes=axes)
+
+
+def scale_loss_for_distribution(loss):
+  """Divides a per-replica loss by the number of replicas under a `tf.distribute` strategy.
+
+  Keras sums the gradients of all replicas and un-scales the reported loss again, so a custom
+  loss must be scaled like Keras's own losses for the global batch to be trained on its mean.
+  """
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
+
+
+def in_multi_worker_mode(strategy):
+  """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return False
+  return strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access
