@@ -1,59 +1,19 @@
 """The `tfp-realnvp` console script: parses the command line before TensorFlow is imported.
 
-```none
-tfp-realnvp [--verbose] [--traceback] [--version] COMMAND ...
-tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epochs N]
-                  [--batch-size N] [--learning-rate LR] [--warmup-steps N]
-                  [--clipnorm NORM] [--ema MOMENTUM] [--steps-per-epoch N]
-                  [--output-dir DIR] [--seed S]
-                  [--strategy {default,mirrored,multiworker,tpu}]
-                  [--mixed-precision {none,bfloat16,float16}]
-                  [--remat {none,recompute,reversible}] [--jit {auto,on,off}]
-                  [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
-                  [--num-filters N] [--coupling-network {glow,resnet}]
-                  [--coupling {affine,spline}] [--dequantization {uniform,variational}]
-                  [--sample-count N] [--data-dir DIR] [--download]
-tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
-                     [--importance-samples K]
-tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
-tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
-                        [--output interpolation.png]
-tfp-realnvp export MODEL OUTPUT [--overwrite]
-```
+`import tfp_realnvp` imports TensorFlow (the package's `__init__` registers every Keras class),
+and every module inside the package runs that `__init__` first. So the parser lives in this
+standard-library-only module beside the package (`py_modules` in `setup.cfg`): `--help`,
+`--version` and argument errors are answered without TensorFlow, and only a parsed command
+imports `tfp_realnvp.cli`, whose function of the command's name runs it (`python -m
+tfp_realnvp` runs the same `main`). TensorFlow's C++ start-up lines are kept out of the output
+unless `--verbose`.
 
-What `train` does and writes is documented in `tfp_realnvp.training`; the commands themselves
-are `tfp_realnvp.cli`.
-
-Why a top-level module: `import tfp_realnvp` imports TensorFlow (about 5 s here, plus its C++
-start-up lines), because the package's `__init__` imports everything so that
-`import tfp_realnvp; keras.models.load_model(...)` finds the registered classes. Any module
-inside the package runs that `__init__` first, so the parser of the console script lives in
-this standard-library-only module beside the package (`py_modules` in `setup.cfg`). `--help`,
-`--version` and argument errors are answered from here without TensorFlow; only a parsed
-command imports `tfp_realnvp.cli`. `python -m tfp_realnvp` runs the same `main`, after the
-package import.
-
-Preset names are not written here (they live in `tfp_realnvp.presets`, which needs the
-package): `--preset` takes any name, and an unknown one ends with the same one-line error as
-every other user error, listing the presets, once TensorFlow is loaded. So do the settings
-that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
-choices of `--flow`, `--coupling-network`, `--coupling`, `--dequantization` and `--remat` are
-written here, so that argparse checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`,
-`DEQUANTIZATIONS`, `REMAT_MODES`; a test keeps them equal to `tfp_realnvp.presets.FLOWS`,
-`tfp_realnvp.glow.COUPLING_NETWORKS`, `tfp_realnvp.bijectors.coupling.COUPLINGS`,
-`tfp_realnvp.presets.DEQUANTIZATIONS` and `tfp_realnvp.remat.MODES` after `none`).
-
-Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
-on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
-is set to 3 (unless already set) before TensorFlow is imported, and what the import itself
-writes to the standard error is dropped (shown if the import fails). When the standard output
-is not a terminal, training logs one line per epoch instead of Keras's progress bar.
-
-Errors a user can fix (bad arguments, missing or damaged files, unknown data sets or presets,
-a model and data set of different image shapes) end with one line `tfp-realnvp: error: ...` on
-stderr and exit status 1 (2 for argument syntax errors found by argparse); `--traceback` shows
-the full Python traceback instead.
+Errors a user can fix (`tfp_realnvp.errors.Error`, `OSError`, TensorFlow's `OpError`) end with
+one line `tfp-realnvp: error: ...` and exit status 1 (2 for argument errors); any other
+exception is a bug and shows its traceback, as every error does with `--traceback`.
 """
+
+from __future__ import annotations
 
 import argparse
 import contextlib
@@ -62,10 +22,17 @@ import math
 import os
 import sys
 import tempfile
+import types
+from typing import Callable, Iterator, Sequence
 
 __all__ = ["PROG", "add_train_arguments", "build_parser", "main"]
 
 PROG = "tfp-realnvp"
+# The choices that argparse checks. Preset names are not written here (they live in
+# `tfp_realnvp.presets`, which needs TensorFlow): an unknown preset, or a setting that the
+# preset's flow does not take, is refused by the library with the same one-line error. A test
+# keeps the choices below equal to the library's (`presets.FLOWS`, `glow.COUPLING_NETWORKS`,
+# `bijectors.coupling.COUPLINGS`, `presets.DEQUANTIZATIONS`, `remat.MODES` after `none`).
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 REMAT_MODES = ("none", "recompute", "reversible")
@@ -76,14 +43,14 @@ COUPLINGS = ("affine", "spline")
 DEQUANTIZATIONS = ("uniform", "variational")
 
 
-def _int_at_least(minimum):
+def _int_at_least(minimum: int) -> Callable[[str], int]:
   """An argparse type: an integer >= `minimum`."""
-  def parse(text):
+  def parse(text: str) -> int:
     try:
       value = int(text)
     except ValueError:
-      value = None
-    if value is None or value < minimum:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
       raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
     return value
   return parse
@@ -93,9 +60,9 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _float_at_least(minimum, strict):
+def _float_at_least(minimum: float, strict: bool) -> Callable[[str], float]:
   """An argparse type: a finite number >= `minimum` (> if `strict`)."""
-  def parse(text):
+  def parse(text: str) -> float:
     try:
       value = float(text)
     except ValueError:
@@ -108,7 +75,7 @@ def _float_at_least(minimum, strict):
   return parse
 
 
-def _ema_momentum(text):
+def _ema_momentum(text: str) -> float:
   """An argparse type: a momentum in [0, 1)."""
   value = _float_at_least(0.0, strict=False)(text)
   if value >= 1:
@@ -116,14 +83,14 @@ def _ema_momentum(text):
   return value
 
 
-def _version():
+def _version() -> str:
   try:
     return importlib.metadata.version("tfp_realnvp")
   except importlib.metadata.PackageNotFoundError:  # Run from a source tree, not installed.
     return "unknown (not installed)"
 
 
-def _add_data_arguments(parser):
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--data", default="digits",
       help="image source: 'digits' (embedded 8x8 digits, the default), a TensorFlow Datasets "
@@ -135,7 +102,7 @@ def _add_data_arguments(parser):
                       help="allow TensorFlow Datasets to download and prepare the data set")
 
 
-def add_train_arguments(train):
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
   """Adds the options of `tfp-realnvp train` to a parser (also used by the image examples)."""
   _add_data_arguments(train)
   train.add_argument("--preset", default=None, metavar="NAME",
@@ -205,10 +172,14 @@ def add_train_arguments(train):
                      help="images in each epoch's sample grid (default: 64)")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
   """The `argparse` parser of the command line (standard library only)."""
   parser = argparse.ArgumentParser(
-      prog=PROG, description="Train, evaluate and sample Real NVP and Glow normalizing flows.")
+      prog=PROG, description="Train, evaluate and sample Real NVP and Glow normalizing flows.",
+      epilog="An error that you can fix (a bad argument, a missing or damaged file, an unknown "
+             "data set or preset) is one line on the standard error, with exit status 1 (2 for "
+             "the argument errors found before any work); --traceback shows its traceback.")
+  parser.set_defaults(prog=PROG)  # The program's name, for the commands' messages.
   parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
   parser.add_argument("--traceback", action="store_true",
                       help="show the full Python traceback of errors")
@@ -218,8 +189,8 @@ def build_parser():
   add_train_arguments(commands.add_parser(
       "train", help="train a flow by maximum likelihood",
       description="Train a Real NVP or Glow flow and keep the weights of its best validation "
-                  "epoch. With no arguments: the embedded 8x8 digits, 2 to 5 minutes on two CPU "
-                  "cores. Running the same command again after an interruption resumes after "
+                  "epoch. With no arguments: the 'digits' preset on the embedded 8x8 digits. "
+                  "Running the same command again after an interruption resumes after "
                   "the last finished epoch."))
 
   evaluate = commands.add_parser(
@@ -283,7 +254,7 @@ def build_parser():
 
 
 @contextlib.contextmanager
-def _stderr_dropped():
+def _stderr_dropped() -> Iterator[None]:
   """Drops what is written to file descriptor 2 in the block, unless the block raises."""
   sys.stderr.flush()
   saved = os.dup(2)
@@ -301,8 +272,13 @@ def _stderr_dropped():
       os.close(saved)
 
 
-def _import_commands(verbose):
-  """Imports `tfp_realnvp.cli` (and TensorFlow), quietly unless `verbose`."""
+def _import_commands(verbose: bool) -> types.ModuleType:
+  """Imports `tfp_realnvp.cli` (and TensorFlow), quietly unless `verbose`.
+
+  Unless `verbose`, `TF_CPP_MIN_LOG_LEVEL` is set to 3 (if not set already) before TensorFlow is
+  imported, what the import writes to the standard error is dropped (shown if it fails), and
+  absl's warnings are turned off.
+  """
   if verbose or "tensorflow" in sys.modules:
     from tfp_realnvp import cli  # pylint: disable=g-import-not-at-top
     return cli
@@ -314,14 +290,14 @@ def _import_commands(verbose):
   return cli
 
 
-def _user_errors():
+def _user_errors() -> tuple[type[BaseException], ...]:
   """The exception types reported as a one-line error instead of a traceback.
 
   The package's own errors (`tfp_realnvp.errors.Error`: bad arguments, data, presets, runs),
   the operating system's (missing files, a full disk) and TensorFlow's run-time errors (the
   checks of `validate_args`); any other exception is a bug and keeps its traceback.
   """
-  found = [OSError]
+  found: list[type[BaseException]] = [OSError]
   for module, name in (("tfp_realnvp.errors", "Error"), ("tensorflow", "errors")):
     value = getattr(sys.modules.get(module), name, None)
     if value is not None:
@@ -329,13 +305,25 @@ def _user_errors():
   return tuple(found)
 
 
-def _one_line(error):
+def _one_line(error: BaseException) -> str:
   text = " ".join(str(error).split())
   return text or type(error).__name__
 
 
-def main(argv=None):
-  """Runs the command line; returns the exit status (0 on success)."""
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status (0 on success).
+
+  Args:
+    argv: the arguments after the program's name (default: `sys.argv[1:]`).
+
+  Returns:
+    0 on success, 1 for an error that the user can fix (printed as one line), 130 when
+    interrupted.
+
+  Raises:
+    SystemExit: for `--help`, `--version` and argument errors (argparse's, status 0 or 2).
+    Exception: any other error (a bug), or any error with `--traceback`.
+  """
   args = build_parser().parse_args(argv)
   try:
     cli = _import_commands(args.verbose)

@@ -22,3 +22,17 @@ def test_unknown_image_suffix_is_refused(tmp_path):
   with pytest.raises(ValueError, match="cannot write images of type '.xyz'"):
     plotting.save_image_grid(np.zeros((1, 8, 8)), tmp_path / "grid.xyz")
   assert not list(tmp_path.iterdir())
+
+
+def test_image_grid_rgb_and_errors(tmp_path):
+  images = np.random.default_rng(0).uniform(size=(5, 32, 32, 3))
+  path = plotting.save_image_grid(images, tmp_path / "sub" / "rgb.png", ncols=5)
+  with Image.open(path) as picture:
+    size, mode, pixels = picture.size, picture.mode, np.asarray(picture)
+  assert (size, mode) == ((5 * 64 + 4 * plotting.PADDING, 64), "RGB")
+  # Nearest-neighbour enlargement by 2 of the exact 8-bit levels.
+  np.testing.assert_array_equal(pixels[:64:2, :64:2], np.floor(images[0] * 256).astype(np.uint8))
+  with pytest.raises(ValueError, match="got shape"):
+    plotting.save_image_grid(np.zeros((2, 8, 8, 2)), tmp_path / "bad.png")
+  with pytest.raises(ValueError, match="no 'bits_per_dim'"):
+    plotting.save_bits_per_dim_plot({"loss": [1.0]}, tmp_path / "bad_plot.png")
