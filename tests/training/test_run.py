@@ -11,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfp_realnvp import data
+from tfp_realnvp import errors
 from tfp_realnvp import training
 
 from helpers import Interrupted, stop_before_finish
@@ -89,3 +90,16 @@ def test_callbacks_keep_their_state_across_a_resume_without_validation(tmp_path,
   assert metrics["config"]["validation_freq"] == 0
   with pytest.raises(ValueError, match="validation_freq must be a non-negative integer"):
     training.train(**dict(run, validation_freq=-1))
+
+
+@pytest.mark.parametrize("argument, message", [
+    ({"validation_freq": -1}, "validation_freq must be a non-negative integer, got -1"),
+    ({"validation_freq": 1.5}, "validation_freq must be a non-negative integer"),
+    ({"steps_per_epoch": 0}, "steps_per_epoch must be None or a positive integer, got 0"),
+    ({"sample_count": 0}, "sample_count must be a positive integer, got 0"),
+    ({"mixed_precision": "float8"}, "mixed_precision must be None, 'bfloat16' or 'float16'"),
+])
+def test_arguments_out_of_range_are_refused_before_any_work(tmp_path, argument, message):
+  with pytest.raises(errors.InvalidValueError, match=message):
+    training.train("digits", tmp_path / "run", **argument)
+  assert not (tmp_path / "run").exists()

@@ -132,6 +132,24 @@ def _plan(preset: str | presets.Preset | None, shape: tuple[int, int, int], sour
                            make_optimizer(resolved)))
 
 
+def _check_arguments(steps_per_epoch: int | None, sample_count: int, validation_freq: int,
+                     mixed_precision: str | None) -> None:
+  """Raises `InvalidValueError` for an argument of `train` out of range, before any work."""
+  for name, value, minimum in (("steps_per_epoch", steps_per_epoch, 1),
+                               ("sample_count", sample_count, 1),
+                               ("validation_freq", validation_freq, 0)):
+    if value is None and name == "steps_per_epoch":
+      continue
+    if not isinstance(value, int) or value < minimum:
+      kind = "non-negative" if minimum == 0 else "positive"
+      optional = "None or " if name == "steps_per_epoch" else ""
+      raise errors.InvalidValueError(
+          f"{name} must be {optional}a {kind} integer, got {value!r}.")
+  if mixed_precision not in (None, "bfloat16", "float16"):
+    raise errors.InvalidValueError(
+        f"mixed_precision must be None, 'bfloat16' or 'float16', got {mixed_precision!r}.")
+
+
 def _fit_verbosity(verbose: int | str) -> int | str:
   """Keras's progress bar on a terminal, one line per epoch in a log file (`"auto"`)."""
   if verbose != "auto":
@@ -201,13 +219,12 @@ def train(data: str | os.PathLike[str] = "digits",
     RunError: for a backup of another run or a damaged one without a sound copy.
     InvalidValueError: for unknown data, presets, flows or settings, a preset of another flow
       than `flow`, a setting of another flow than the preset's, a shape the preset cannot
-      squeeze, or a negative `validation_freq`.
+      squeeze, an unknown `mixed_precision` or `remat`, or a count out of range
+      (`steps_per_epoch`, `sample_count`, `validation_freq`).
     DataError: for a data file or folder that cannot be used.
     FileNotFoundError: for a data path that does not exist.
   """
-  if not isinstance(validation_freq, int) or validation_freq < 0:
-    raise errors.InvalidValueError(
-        f"validation_freq must be a non-negative integer, got {validation_freq!r}.")
+  _check_arguments(steps_per_epoch, sample_count, validation_freq, mixed_precision)
   strategy = strategy or tf.distribute.get_strategy()
   say: Callable[..., None] = print if verbose != 0 else (lambda *args, **kwargs: None)
   source = data_lib.get_source(data, data_dir=data_dir, download=download)
