@@ -1,59 +1,19 @@
 """The `tfp-realnvp` console script: parses the command line before TensorFlow is imported.
 
-```none
-tfp-realnvp [--verbose] [--traceback] [--version] COMMAND ...
-tfp-realnvp train [--data digits] [--preset NAME] [--flow {realnvp,glow}] [--epochs N]
-                  [--batch-size N] [--learning-rate LR] [--warmup-steps N]
-                  [--clipnorm NORM] [--ema MOMENTUM] [--steps-per-epoch N]
-                  [--output-dir DIR] [--seed S]
-                  [--strategy {default,mirrored,multiworker,tpu}]
-                  [--mixed-precision {none,bfloat16,float16}]
-                  [--remat {none,recompute,reversible}] [--jit {auto,on,off}]
-                  [--num-scales N] [--num-blocks N] [--num-levels N] [--num-steps N]
-                  [--num-filters N] [--coupling-network {glow,resnet}]
-                  [--coupling {affine,spline}] [--dequantization {uniform,variational}]
-                  [--sample-count N] [--data-dir DIR] [--download]
-tfp-realnvp evaluate MODEL [--data digits] [--split test] [--batch-size N] [--seed S]
-                     [--importance-samples K]
-tfp-realnvp sample MODEL [--count 64] [--temperature 1.0] [--seed S] [--output samples.png]
-tfp-realnvp interpolate MODEL [--data digits] [--indices I J K L] [--steps 8]
-                        [--output interpolation.png]
-tfp-realnvp export MODEL OUTPUT [--overwrite]
-```
+`import tfp_realnvp` imports TensorFlow (the package's `__init__` registers every Keras class),
+and every module inside the package runs that `__init__` first. So the parser lives in this
+standard-library-only module beside the package (`py_modules` in `setup.cfg`): `--help`,
+`--version` and argument errors are answered without TensorFlow, and only a parsed command
+imports `tfp_realnvp.cli`, whose function of the command's name runs it (`python -m
+tfp_realnvp` runs the same `main`). TensorFlow's C++ start-up lines are kept out of the output
+unless `--verbose`.
 
-What `train` does and writes is documented in `tfp_realnvp.training`; the commands themselves
-are `tfp_realnvp.cli`.
-
-Why a top-level module: `import tfp_realnvp` imports TensorFlow (about 5 s here, plus its C++
-start-up lines), because the package's `__init__` imports everything so that
-`import tfp_realnvp; keras.models.load_model(...)` finds the registered classes. Any module
-inside the package runs that `__init__` first, so the parser of the console script lives in
-this standard-library-only module beside the package (`py_modules` in `setup.cfg`). `--help`,
-`--version` and argument errors are answered from here without TensorFlow; only a parsed
-command imports `tfp_realnvp.cli`. `python -m tfp_realnvp` runs the same `main`, after the
-package import.
-
-Preset names are not written here (they live in `tfp_realnvp.presets`, which needs the
-package): `--preset` takes any name, and an unknown one ends with the same one-line error as
-every other user error, listing the presets, once TensorFlow is loaded. So do the settings
-that the preset's kind of flow does not take (`--num-scales` for a Glow preset, ...). The
-choices of `--flow`, `--coupling-network`, `--coupling`, `--dequantization` and `--remat` are
-written here, so that argparse checks them (`FLOWS`, `COUPLING_NETWORKS`, `COUPLINGS`,
-`DEQUANTIZATIONS`, `REMAT_MODES`; a test keeps them equal to `tfp_realnvp.presets.FLOWS`,
-`tfp_realnvp.glow.COUPLING_NETWORKS`, `tfp_realnvp.bijectors.coupling.COUPLINGS`,
-`tfp_realnvp.presets.DEQUANTIZATIONS` and `tfp_realnvp.remat.MODES` after `none`).
-
-Output: unless `--verbose`, TensorFlow's C++ start-up lines (the oneDNN notice, the CUDA probe
-on hosts without a GPU) and absl warnings are kept out of the output: `TF_CPP_MIN_LOG_LEVEL`
-is set to 3 (unless already set) before TensorFlow is imported, and what the import itself
-writes to the standard error is dropped (shown if the import fails). When the standard output
-is not a terminal, training logs one line per epoch instead of Keras's progress bar.
-
-Errors a user can fix (bad arguments, missing or damaged files, unknown data sets or presets,
-a model and data set of different image shapes) end with one line `tfp-realnvp: error: ...` on
-stderr and exit status 1 (2 for argument syntax errors found by argparse); `--traceback` shows
-the full Python traceback instead.
+Errors a user can fix (`tfp_realnvp.errors.Error`, `OSError`, TensorFlow's `OpError`) end with
+one line `tfp-realnvp: error: ...` and exit status 1 (2 for argument errors); any other
+exception is a bug and shows its traceback, as every error does with `--traceback`.
 """
+
+from __future__ import annotations
 
 import argparse
 import contextlib
@@ -62,28 +22,42 @@ import math
 import os
 import sys
 import tempfile
+import types
+from typing import Callable, Iterator, Sequence
 
-__all__ = ["PROG", "add_train_arguments", "build_parser", "main"]
+__all__ = ["PROG", "add_train_arguments", "build_parser", "main", "registered"]
 
 PROG = "tfp-realnvp"
+# The fixed choices that argparse checks; a test keeps them equal to the library's
+# (`configs.DEQUANTIZATIONS`, `remat.MODES` after `none`). Preset names are not written here
+# (an unknown one is refused by the library with the same one-line error), and the extensible
+# kinds (flows, coupling transforms and networks) are read from the entry points that
+# `tfp_realnvp._registry` loads, so a plugin's appear here too.
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 REMAT_MODES = ("none", "recompute", "reversible")
 JIT_MODES = ("auto", "on", "off")
-FLOWS = ("realnvp", "glow")
-COUPLING_NETWORKS = ("glow", "resnet")
-COUPLINGS = ("affine", "spline")
 DEQUANTIZATIONS = ("uniform", "variational")
 
 
-def _int_at_least(minimum):
+def registered(group: str) -> tuple[str, ...] | None:
+  """The names registered as entry points of `group` (e.g. `tfp_realnvp.flows`), sorted.
+
+  `None` when there are none (a source tree on the path, without the package's metadata):
+  argparse then takes any name, and the library's registry refuses an unknown one.
+  """
+  names = sorted({entry.name for entry in importlib.metadata.entry_points(group=group)})
+  return tuple(names) or None
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
   """An argparse type: an integer >= `minimum`."""
-  def parse(text):
+  def parse(text: str) -> int:
     try:
       value = int(text)
     except ValueError:
-      value = None
-    if value is None or value < minimum:
+      raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
       raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
     return value
   return parse
@@ -93,9 +67,9 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _float_at_least(minimum, strict):
+def _float_at_least(minimum: float, strict: bool) -> Callable[[str], float]:
   """An argparse type: a finite number >= `minimum` (> if `strict`)."""
-  def parse(text):
+  def parse(text: str) -> float:
     try:
       value = float(text)
     except ValueError:
@@ -108,7 +82,7 @@ def _float_at_least(minimum, strict):
   return parse
 
 
-def _ema_momentum(text):
+def _ema_momentum(text: str) -> float:
   """An argparse type: a momentum in [0, 1)."""
   value = _float_at_least(0.0, strict=False)(text)
   if value >= 1:
@@ -116,14 +90,14 @@ def _ema_momentum(text):
   return value
 
 
-def _version():
+def _version() -> str:
   try:
     return importlib.metadata.version("tfp_realnvp")
   except importlib.metadata.PackageNotFoundError:  # Run from a source tree, not installed.
     return "unknown (not installed)"
 
 
-def _add_data_arguments(parser):
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--data", default="digits",
       help="image source: 'digits' (embedded 8x8 digits, the default), a TensorFlow Datasets "
@@ -135,14 +109,14 @@ def _add_data_arguments(parser):
                       help="allow TensorFlow Datasets to download and prepare the data set")
 
 
-def add_train_arguments(train):
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
   """Adds the options of `tfp-realnvp train` to a parser (also used by the image examples)."""
   _add_data_arguments(train)
   train.add_argument("--preset", default=None, metavar="NAME",
                      help="architecture and training settings, a preset of "
                           "tfp_realnvp.presets (default: chosen from the data set's image size;"
                           " an unknown name lists them)")
-  train.add_argument("--flow", choices=FLOWS, default=None,
+  train.add_argument("--flow", choices=registered("tfp_realnvp.flows"), default=None,
                      help="kind of flow, Real NVP or Glow (default: the preset's flow, Real NVP "
                           "when no preset is named; with glow and no preset: the Glow preset "
                           "for the data set's image size)")
@@ -190,12 +164,15 @@ def add_train_arguments(train):
                      help="Glow: override the preset's steps of flow per level")
   train.add_argument("--num-filters", type=_positive_int, default=None,
                      help="override the preset's feature maps of the coupling networks")
-  train.add_argument("--coupling-network", choices=COUPLING_NETWORKS, default=None,
+  train.add_argument("--coupling-network", choices=registered("tfp_realnvp.coupling_networks"),
+                     default=None,
                      help="Glow: override the preset's coupling network (glow: Glow's own; "
-                          "resnet: Real NVP's ResNet)")
-  train.add_argument("--coupling", choices=COUPLINGS, default=None,
-                     help="override the preset's couplings (affine: the paper's; spline: "
-                          "rational-quadratic splines, 8 bins on [-3, 3])")
+                          "resnet: Real NVP's ResNet; or a plugin's)")
+  train.add_argument("--coupling", choices=registered("tfp_realnvp.coupling_transforms"),
+                     default=None,
+                     help="override the preset's couplings (affine: the paper's; additive: "
+                          "NICE's; spline: rational-quadratic splines, 8 bins on [-3, 3]; or a "
+                          "plugin's)")
   train.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
                      help="override the preset's dequantization (uniform: noise added by the "
                           "data pipeline, the default; variational: a learned dequantizer "
@@ -205,10 +182,14 @@ def add_train_arguments(train):
                      help="images in each epoch's sample grid (default: 64)")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
   """The `argparse` parser of the command line (standard library only)."""
   parser = argparse.ArgumentParser(
-      prog=PROG, description="Train, evaluate and sample Real NVP and Glow normalizing flows.")
+      prog=PROG, description="Train, evaluate and sample Real NVP and Glow normalizing flows.",
+      epilog="An error that you can fix (a bad argument, a missing or damaged file, an unknown "
+             "data set or preset) is one line on the standard error, with exit status 1 (2 for "
+             "the argument errors found before any work); --traceback shows its traceback.")
+  parser.set_defaults(prog=PROG)  # The program's name, for the commands' messages.
   parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
   parser.add_argument("--traceback", action="store_true",
                       help="show the full Python traceback of errors")
@@ -218,8 +199,8 @@ def build_parser():
   add_train_arguments(commands.add_parser(
       "train", help="train a flow by maximum likelihood",
       description="Train a Real NVP or Glow flow and keep the weights of its best validation "
-                  "epoch. With no arguments: the embedded 8x8 digits, 2 to 5 minutes on two CPU "
-                  "cores. Running the same command again after an interruption resumes after "
+                  "epoch. With no arguments: the 'digits' preset on the embedded 8x8 digits. "
+                  "Running the same command again after an interruption resumes after "
                   "the last finished epoch."))
 
   evaluate = commands.add_parser(
@@ -283,7 +264,7 @@ def build_parser():
 
 
 @contextlib.contextmanager
-def _stderr_dropped():
+def _stderr_dropped() -> Iterator[None]:
   """Drops what is written to file descriptor 2 in the block, unless the block raises."""
   sys.stderr.flush()
   saved = os.dup(2)
@@ -301,8 +282,13 @@ def _stderr_dropped():
       os.close(saved)
 
 
-def _import_commands(verbose):
-  """Imports `tfp_realnvp.cli` (and TensorFlow), quietly unless `verbose`."""
+def _import_commands(verbose: bool) -> types.ModuleType:
+  """Imports `tfp_realnvp.cli` (and TensorFlow), quietly unless `verbose`.
+
+  Unless `verbose`, `TF_CPP_MIN_LOG_LEVEL` is set to 3 (if not set already) before TensorFlow is
+  imported, what the import writes to the standard error is dropped (shown if it fails), and
+  absl's warnings are turned off.
+  """
   if verbose or "tensorflow" in sys.modules:
     from tfp_realnvp import cli  # pylint: disable=g-import-not-at-top
     return cli
@@ -314,14 +300,14 @@ def _import_commands(verbose):
   return cli
 
 
-def _user_errors():
+def _user_errors() -> tuple[type[BaseException], ...]:
   """The exception types reported as a one-line error instead of a traceback.
 
   The package's own errors (`tfp_realnvp.errors.Error`: bad arguments, data, presets, runs),
   the operating system's (missing files, a full disk) and TensorFlow's run-time errors (the
   checks of `validate_args`); any other exception is a bug and keeps its traceback.
   """
-  found = [OSError]
+  found: list[type[BaseException]] = [OSError]
   for module, name in (("tfp_realnvp.errors", "Error"), ("tensorflow", "errors")):
     value = getattr(sys.modules.get(module), name, None)
     if value is not None:
@@ -329,13 +315,25 @@ def _user_errors():
   return tuple(found)
 
 
-def _one_line(error):
+def _one_line(error: BaseException) -> str:
   text = " ".join(str(error).split())
   return text or type(error).__name__
 
 
-def main(argv=None):
-  """Runs the command line; returns the exit status (0 on success)."""
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status (0 on success).
+
+  Args:
+    argv: the arguments after the program's name (default: `sys.argv[1:]`).
+
+  Returns:
+    0 on success, 1 for an error that the user can fix (printed as one line), 130 when
+    interrupted.
+
+  Raises:
+    SystemExit: for `--help`, `--version` and argument errors (argparse's, status 0 or 2).
+    Exception: any other error (a bug), or any error with `--traceback`.
+  """
   args = build_parser().parse_args(argv)
   try:
     cli = _import_commands(args.verbose)

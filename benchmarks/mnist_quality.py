@@ -287,7 +287,8 @@ def main(argv=None):
   test_ds = tf.data.Dataset.from_tensor_slices(test_images).batch(args.eval_batch_size)
   # Training batches for re-estimating the normalisation statistics (precise BN).
   calibration_batches = iter(tfp_realnvp.data.load_images(
-      str(data_path), split="train", batch_size=preset.training.batch_size, seed=args.test_seed + 1,
+      str(data_path), split="train", batch_size=preset.training.batch_size,
+      seed=args.test_seed + 1,
       repeat=True, shuffle=True, drop_remainder=True, dequantize=uniform))
 
   settings = {"test_seed": args.test_seed, "eval_batch_size": args.eval_batch_size,

@@ -70,7 +70,7 @@ def _parse(argv, description, defaults):
   parser.set_defaults(**defaults)
   args = parser.parse_args(argv)
   if args.tiny:  # Parse again with the tiny defaults: options given by the user win.
-    flow = args.flow or presets.get_preset(args.preset).flow
+    flow = args.flow or presets.get_preset(args.preset).flow.kind
     parser.set_defaults(**TINY_OPTIONS, **TINY_FLOW_OPTIONS[flow])
     args = parser.parse_args(argv)
   return args

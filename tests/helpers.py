@@ -182,3 +182,28 @@ def reload_calls(x, condition=None, sample_condition=None):
       "sample": sample,
       "sample_again": sample,
   }
+
+
+class Interrupted(Exception):
+  """Raised by `stop_before_finish` in place of a training run's final evaluation."""
+
+
+def stop_before_finish(monkeypatch):
+  """Makes `tfp_realnvp.training.train` raise `Interrupted` after its last epoch's backup.
+
+  What it leaves behind is the folder of a run killed during its final evaluation: the backup
+  of every finished epoch, and no model or test figures.
+  """
+  from tfp_realnvp.training import run  # pylint: disable=g-import-not-at-top
+
+  def interrupt(*args, **kwargs):
+    del args, kwargs
+    raise Interrupted()
+
+  monkeypatch.setattr(run, "_finish", interrupt)
+
+
+def describe_process(result):
+  """The exit status and the ends of the output of a `subprocess.CompletedProcess`."""
+  return (f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\n"
+          f"stderr:\n{result.stderr[-3000:]}")

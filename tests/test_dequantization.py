@@ -234,7 +234,8 @@ def test_the_dequantization_setting_and_its_options():
 
 @pytest.mark.slow  # A training run, its evaluations and three command-line evaluations: ~60 s.
 def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, capsys):
-  from tfp_realnvp import cli, training  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp import training  # pylint: disable=g-import-not-at-top
+  import tfp_realnvp_launcher  # pylint: disable=g-import-not-at-top
 
   result = training.train("digits", tmp_path / "run", "digits", epochs=2, steps_per_epoch=5,
                           num_scales=1, num_filters=4, num_blocks=1, batch_size=32,
@@ -249,8 +250,8 @@ def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, 
   model_path = str(result.folder.model)
   figures = {}
   for samples in (1, 16):
-    cli.main(["evaluate", model_path, "--data", "digits", "--batch-size", "32",
-              "--importance-samples", str(samples)])
+    tfp_realnvp_launcher.main(["evaluate", model_path, "--data", "digits", "--batch-size",
+                               "32", "--importance-samples", str(samples)])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     figures[samples] = float(line.split("bits/dim: ")[1].split()[0])
   assert "importance-weighted bound of 16 dequantizer draws" in line
@@ -258,8 +259,8 @@ def test_a_variational_run_reports_the_bound_and_evaluate_tightens_it(tmp_path, 
   assert figures[16] < figures[1]
   uniform = training.train("digits", tmp_path / "uniform", "digits", epochs=1, steps_per_epoch=2,
                            num_scales=1, num_filters=4, num_blocks=1, sample_count=4, verbose=0)
-  assert cli.main(["evaluate", str(uniform.folder.model), "--data", "digits",
-                   "--importance-samples", "2"]) == 1
+  assert tfp_realnvp_launcher.main(["evaluate", str(uniform.folder.model), "--data",
+                                    "digits", "--importance-samples", "2"]) == 1
   assert "need a model with a variational dequantizer" in capsys.readouterr().err
 
 

@@ -52,10 +52,10 @@ def _check_tiny_run(output_dir, out, preset, event_shape, train_images, test_ima
   config = metrics["config"]
   assert metrics["status"] == "finished"
   assert config["preset"] == preset and config["event_shape"] == list(event_shape)
-  flow = presets.get_preset(preset).flow
+  flow = presets.get_preset(preset).flow.kind
   # The tiny sizes, and the rest of the preset's architecture (e.g. mnist's spline couplings).
   resolved = presets.resolve(preset, event_shape, **TINY_FLOW[flow])
-  expected = resolved.flow_kwargs()
+  expected = resolved.flow.flow_kwargs()
   assert config["flow_kind"] == flow and config["flow"] == expected
   assert set(TINY_FLOW[flow].items()) <= set(expected.items())
   assert not (output_dir / "backup").exists()  # Deleted once the run is finished.

@@ -294,3 +294,20 @@ def test_tfp_objects_are_untracked_so_each_variable_is_saved_once(tmp_path):
            if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
   assert len(saved) == len(model.variables) == len({id(v) for v in model.variables})
   assert all(name.startswith("model/flow/") for name in saved), saved
+
+
+def test_interpolate_corners_are_the_inputs():
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=4, num_blocks=1,
+                             batch_norm=True)  # The digits preset, tiny.
+  model = tfp_realnvp.FlowModel(flow)
+  images = next(iter(data.load_images("digits", "test", batch_size=4, shuffle=False,
+                                      seed=0))).numpy()
+  grid = model.interpolate(images, 5).numpy()
+  assert grid.shape == (25, 8, 8, 1)
+  for index, corner in enumerate((0, 4, 20, 24)):  # z1, z2 top; z3, z4 bottom.
+    np.testing.assert_allclose(grid[corner], images[index], atol=1e-4)
+  assert np.all((grid >= 0) & (grid < 1))
+  # The middle is none of the corners.
+  assert min(np.abs(grid[12] - image).max() for image in images) > 1e-3
+  with pytest.raises(ValueError, match="corners must be 4 images"):
+    model.interpolate(images[:3], 5)

@@ -18,11 +18,14 @@ from PIL import Image
 import tfp_realnvp
 from tfp_realnvp import _files
 from tfp_realnvp import cli
+from tfp_realnvp import configs
 from tfp_realnvp import data
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
 from tfp_realnvp import training
 from tfp_realnvp_launcher import build_parser
+
+from helpers import Interrupted, stop_before_finish
 
 TINY = {"num_scales": 1, "num_filters": 4, "num_blocks": 1}
 MOMENTUM = 0.8
@@ -32,8 +35,9 @@ RUN = dict(data="digits", preset="digits", batch_size=675, learning_rate=1e-2, e
 
 def test_defaults_are_off_and_bad_values_are_named():
   preset = presets.resolve("digits", (8, 8, 1))
-  assert (preset.ema, preset.warmup_steps, preset.clipnorm) == (0.0, 0, None)
-  assert all(p.ema == 0 and p.warmup_steps == 0 and p.clipnorm is None
+  assert (preset.training.ema, preset.training.warmup_steps, preset.training.clipnorm) == (
+      0.0, 0, None)
+  assert all(p.training.ema == 0 and p.training.warmup_steps == 0 and p.training.clipnorm is None
              for p in presets.PRESETS.values())
   for settings, message in [({"ema": 1.0}, "ema must be .* in \\[0, 1\\)"),
                             ({"ema": -0.5}, "ema must be"), ({"ema": "0.9"}, "ema must be"),
@@ -49,7 +53,7 @@ def test_defaults_are_off_and_bad_values_are_named():
 def test_the_optimizer_warms_up_clips_globally_and_averages():
   preset = presets.resolve("digits", (8, 8, 1), learning_rate=2e-3, warmup_steps=4,
                            clipnorm=1.5, ema=0.99)
-  optimizer = training.make_optimizer(preset)
+  optimizer = training.make_optimizer(preset.training)
   assert optimizer.global_clipnorm == 1.5 and optimizer.clipnorm is None
   assert optimizer.use_ema and optimizer.ema_momentum == 0.99
   schedule = optimizer.get_config()["learning_rate"]  # Serializable, as in a .keras file.
@@ -57,7 +61,7 @@ def test_the_optimizer_warms_up_clips_globally_and_averages():
   np.testing.assert_allclose([float(rates(step)) for step in (0, 1, 2, 4, 5, 10**6)],
                              [0.0, 5e-4, 1e-3, 2e-3, 2e-3, 2e-3], rtol=1e-6)
   assert schedule["class_name"] == "CosineDecay"
-  plain = training.make_optimizer(presets.resolve("digits", (8, 8, 1)))
+  plain = training.make_optimizer(presets.resolve("digits", (8, 8, 1)).training)
   assert not plain.use_ema and plain.global_clipnorm is None
   assert float(plain.learning_rate) == pytest.approx(1e-3)
   # The clip is the global norm: two gradients of norms 3 and 4 (global 5) are scaled together.
@@ -83,7 +87,7 @@ def test_command_line_options():
 
 def _same_batches_every_epoch(patch):
   load_images = data.load_images
-  patch.setattr(training.data_lib, "load_images", lambda *args, **kwargs: load_images(
+  patch.setattr(data, "load_images", lambda *args, **kwargs: load_images(
       *args, **dict(kwargs, shuffle=False, dequantize=False)))
 
 
@@ -181,21 +185,12 @@ def _pixels(path):
     return np.asarray(image)
 
 
-class _Interrupted(Exception):
-  pass
-
-
-def _interrupt(*args, **kwargs):
-  del args, kwargs
-  raise _Interrupted()
-
-
 def _load_backup_weights(path):
   """The trainable weights in a weights file of the backup of a run with `RUN`'s settings."""
-  settings = {k: v for k, v in RUN.items() if k in presets.SETTINGS}
+  settings = {k: v for k, v in RUN.items() if k in configs.all_settings()}
   preset = presets.resolve(RUN["preset"], (8, 8, 1), **settings)
   model = tfp_realnvp.FlowModel(presets.build_flow(preset, (8, 8, 1)))
-  model.compile(optimizer=training.make_optimizer(preset))
+  model.compile(optimizer=training.make_optimizer(preset.training))
   model.optimizer.build(model.trainable_variables)
   model.load_weights(path)
   return _weights(model)
@@ -206,8 +201,8 @@ def test_a_resumed_run_continues_the_same_average(ema_run, tmp_path):
   steps = recorder.steps
   with pytest.MonkeyPatch.context() as patch:
     _same_batches_every_epoch(patch)
-    patch.setattr(training, "_finish", _interrupt)
-    with pytest.raises(_Interrupted):
+    stop_before_finish(patch)
+    with pytest.raises(Interrupted):
       training.train(output_dir=tmp_path / "run", epochs=2, **RUN)
     patch.undo()
     # The interrupted run's best weights so far are the average at the end of its best epoch.
@@ -222,13 +217,3 @@ def test_a_resumed_run_continues_the_same_average(ema_run, tmp_path):
   assert [r["val_bits_per_dim"] for r in resumed.metrics["history"]] == pytest.approx(
       [r["val_bits_per_dim"] for r in uninterrupted.metrics["history"]], abs=1e-5)
   _assert_weights_close(_weights(resumed.model), _weights(uninterrupted.model), atol=1e-5)
-
-
-def test_resuming_with_other_averaging_or_warm_up_is_refused(tmp_path):
-  # Both change the optimizer's variables, which the backup holds (an average per weight; a
-  # learning-rate variable, or a schedule without one).
-  record = training.RunRecord(config={"ema": 0.0, "warmup_steps": 0, "clipnorm": None})
-  for key, value in [("ema", 0.9), ("warmup_steps", 100)]:
-    with pytest.raises(training.RunError, match=f"different {key}"):
-      record.check_resumable({"config": {key: value}}, tmp_path)
-  record.check_resumable({"config": {"clipnorm": 5.0}}, tmp_path)  # Clipping may change.

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfp_realnvp import training
+from helpers import Interrupted, stop_before_finish
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks"))
 import _runlog  # pylint: disable=g-import-not-at-top,wrong-import-position
 import mnist_quality  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -44,15 +44,6 @@ def test_keep_lines_drops_later_and_cut_lines(tmp_path):
   assert _runlog.keep_lines(tmp_path / "missing.jsonl", bool) == 0
 
 
-class _Interrupted(Exception):
-  pass
-
-
-def _interrupt(*args, **kwargs):
-  del args, kwargs
-  raise _Interrupted()
-
-
 @pytest.fixture
 def mnist_npz(tmp_path):
   """Random MNIST-shaped images: 256 for training, the benchmark's 10,000 for the test."""
@@ -72,9 +63,9 @@ def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch, mnist_npz
           "--steps-per-epoch", "3", "--precise-bn-steps", "1", "--eval-batch-size", "5000",
           "--coupling", "affine"]  # What is tested is the clock, not the couplings.
   with monkeypatch.context() as patch:
-    patch.setattr(training, "_finish", _interrupt)
+    stop_before_finish(patch)
     for steps in ("6", "9"):
-      with pytest.raises(_Interrupted):
+      with pytest.raises(Interrupted):
         mnist_quality.main(argv + ["--max-steps", steps])
   assert mnist_quality.main(argv + ["--max-steps", "9"]) == 0
   metrics = json.loads((output / "metrics.json").read_text())

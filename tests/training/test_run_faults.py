@@ -21,17 +21,10 @@ import tfp_realnvp
 from tfp_realnvp import presets
 from tfp_realnvp import training
 
+from helpers import Interrupted, stop_before_finish
+
 TINY = {"num_scales": 1, "num_filters": 4, "num_blocks": 1}
 RUN = dict(data="digits", steps_per_epoch=2, sample_count=4, verbose=0, **TINY)
-
-
-class _Interrupted(Exception):
-  pass
-
-
-def _interrupt(*args, **kwargs):
-  del args, kwargs
-  raise _Interrupted()
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +32,8 @@ def interrupted(tmp_path_factory):
   """The folder of a run killed after 2 finished epochs, before its final evaluation."""
   output = tmp_path_factory.mktemp("faults") / "run"
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(training, "_finish", _interrupt)
-    with pytest.raises(_Interrupted):
+    stop_before_finish(patch)
+    with pytest.raises(Interrupted):
       training.train(output_dir=output, epochs=2, **RUN)
   return output
 

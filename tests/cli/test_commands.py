@@ -1,14 +1,12 @@
-"""End-to-end tests of the `tfp-realnvp` command line, run as its console script runs.
+"""End-to-end tests of the commands of `tfp-realnvp` (`tfp_realnvp.cli`), run as the console
+script runs them.
 
 Every command runs in a subprocess on the embedded 8x8 digits with a tiny flow (the
 `--num-scales 1 --num-filters 4 --num-blocks 1` overrides), so that importing TensorFlow and
 tracing the flow dominate. The commands that only read the trained model run two at a time.
 A tiny Glow (`--flow glow --num-levels 1 --num-steps 1 --num-filters 4`) is trained and read
-by every command in-process, and checked the same way.
-Errors found before any TensorFlow work, and the presets and plotting helpers, are checked
-in-process (`cli.main` is the console script's `tfp_realnvp_launcher.main`). The console
-script's launcher is also run on its own, to check that `--help`, `--version` and argument
-errors never import TensorFlow.
+by every command in-process, and checked the same way. The errors of the commands are checked
+in-process too, through the console script's `tfp_realnvp_launcher.main`.
 """
 
 import concurrent.futures
@@ -27,10 +25,10 @@ import pytest
 from PIL import Image
 
 import tfp_realnvp
-from tfp_realnvp import cli
 from tfp_realnvp import plotting
-from tfp_realnvp import presets
 import tfp_realnvp_launcher
+
+from helpers import describe_process
 
 TINY = ["--num-scales", "1", "--num-filters", "4", "--num-blocks", "1"]
 GLOW_TINY = ["--flow", "glow", "--num-levels", "1", "--num-steps", "1", "--num-filters", "4"]
@@ -43,15 +41,10 @@ COMMAND = [sys.executable, "-m", "tfp_realnvp_launcher"]
 ENV = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
 
 
-def _run(args, cwd, timeout=TIMEOUT, command=COMMAND):
+def _run(args, cwd):
   """Runs the command line with ARGS to completion; returns the CompletedProcess."""
-  return subprocess.run([*command, *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
-                        text=True, timeout=timeout, check=False)
-
-
-def _describe(result):
-  return (f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\n"
-          f"stderr:\n{result.stderr[-3000:]}")
+  return subprocess.run([*COMMAND, *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
+                        text=True, timeout=TIMEOUT, check=False)
 
 
 def _png(path):
@@ -63,14 +56,14 @@ def _png(path):
 
 
 def _assert_one_line_error(result, expected_code=1, contains=None):
-  assert result.returncode == expected_code, _describe(result)
-  assert "Traceback" not in result.stderr, _describe(result)
+  assert result.returncode == expected_code, describe_process(result)
+  assert "Traceback" not in result.stderr, describe_process(result)
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   # TensorFlow's own start-up logs may precede it; the command's error is one line, the last.
   errors = [line for line in lines if line.startswith("tfp-realnvp") and "error:" in line]
-  assert len(errors) == 1 and lines[-1] == errors[0], _describe(result)
+  assert len(errors) == 1 and lines[-1] == errors[0], describe_process(result)
   if contains is not None:
-    assert contains in errors[0], _describe(result)
+    assert contains in errors[0], describe_process(result)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +73,7 @@ def trained(tmp_path_factory):
   output = root / "run"
   result = _run(["train", "--epochs", "2", "--steps-per-epoch", "3", "--sample-count", "9",
                  "--output-dir", output, *TINY], cwd=root)
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   return output, result
 
 
@@ -144,43 +137,11 @@ def test_log_without_a_terminal_is_one_line_per_epoch(trained):
   """No progress-bar redraws, colour codes or TensorFlow start-up lines in a captured log."""
   _, result = trained
   log = result.stdout + result.stderr
-  assert "\r" not in log and "\x1b" not in log, _describe(result)
-  assert len(log) < 4000, _describe(result)
+  assert "\r" not in log and "\x1b" not in log, describe_process(result)
+  assert len(log) < 4000, describe_process(result)
   for noise in ("oneDNN", "cuInit", "cuda", "absl::InitializeLog"):
-    assert noise not in log, _describe(result)
+    assert noise not in log, describe_process(result)
   assert result.stdout.count("Epoch 2/2") == 1
-
-
-def _launch(code, *args):
-  """Runs Python code in a fresh process with the console script's launcher importable."""
-  return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                        timeout=TIMEOUT, check=False)
-
-
-@pytest.mark.parametrize("args, code", [
-    (["--version"], 0), (["--help"], 0), (["train", "--help"], 0),
-    (["sample", "m.keras", "--count", "0"], 2), (["no-such-command"], 2)])
-def test_launcher_answers_without_tensorflow(args, code):
-  """What the console script answers from its arguments alone never imports TensorFlow."""
-  probe = ("import sys, tfp_realnvp_launcher\n"
-           "try:\n  tfp_realnvp_launcher.main(sys.argv[1:])\n"
-           "except SystemExit as exit_:\n"
-           "  print('exit', exit_.code, 'tensorflow' in sys.modules, 'tfp_realnvp' in sys.modules)")
-  result = _launch(probe, *args)
-  assert f"exit {code} False False" in result.stdout, _describe(result)
-
-
-def test_python_m_tfp_realnvp_still_works(tmp_path):
-  result = _run(["--version"], tmp_path, command=[sys.executable, "-m", "tfp_realnvp"])
-  assert result.returncode == 0 and result.stdout.startswith("tfp-realnvp "), _describe(result)
-
-
-def test_console_script_version():
-  script = os.path.join(os.path.dirname(sys.executable), "tfp-realnvp")
-  result = subprocess.run([script, "--version"], capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
-  assert result.returncode == 0 and result.stdout.startswith("tfp-realnvp "), _describe(result)
-  assert result.stderr == ""
 
 
 def test_saved_model_loads(trained):
@@ -192,15 +153,6 @@ def test_saved_model_loads(trained):
   assert isinstance(model, tfp_realnvp.FlowModel)
   assert model.event_shape == (8, 8, 1)
   assert model.flow.num_filters == 4 and model.flow.num_scales == 1
-
-
-def test_help_lists_the_commands(capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    cli.main(["--help"])
-  assert exit_info.value.code == 0
-  text = capsys.readouterr().out
-  for name in ("train", "evaluate", "sample", "interpolate", "export"):
-    assert name in text
 
 
 def _assert_reproduces_test_bits_per_dim(output, stdout):
@@ -245,13 +197,13 @@ def _assert_corners_are_the_test_images(path, steps):
 def test_evaluate_reproduces_the_test_bits_per_dim(trained, commands):
   output, _ = trained
   result = commands["evaluate"]
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   _assert_reproduces_test_bits_per_dim(output, result.stdout)
 
 
 def test_export_writes_a_saved_model(commands):
   result = commands["export"]
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   _assert_serves(commands["root"] / "saved_model")
   again = _run(["export", commands["root"] / "saved_model"], commands["root"])
   assert again.returncode == 2  # OUTPUT missing: an argparse error, not a traceback.
@@ -259,14 +211,14 @@ def test_export_writes_a_saved_model(commands):
 
 def test_sample_writes_the_format_of_the_suffix(commands):
   result = commands["sample_jpeg"]
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   with Image.open(commands["root"] / "sample.jpg") as picture:
     assert picture.format == "JPEG"
 
 
 def test_sample_writes_a_grid(commands):
   result = commands["sample"]
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   size, mode, _ = _png(commands["root"] / "sample.png")
   assert (size, mode) == (plotting.grid_size(6, (8, 8)), "L")
   assert size == (3 * 64 + 2 * plotting.PADDING, 2 * 64 + plotting.PADDING)
@@ -274,7 +226,7 @@ def test_sample_writes_a_grid(commands):
 
 def test_interpolate_corners_are_the_test_images(commands):
   result = commands["interpolate"]
-  assert result.returncode == 0, _describe(result)
+  assert result.returncode == 0, describe_process(result)
   _assert_corners_are_the_test_images(commands["root"] / "interpolation.png", steps=4)
 
 
@@ -303,6 +255,7 @@ def test_errors_are_one_line(commands, name, fragment):
      "num_steps, num_filters, coupling_network"),
     ("glow_setting_for_real_nvp", 1, "num_levels is a Glow setting; Real NVP presets"),
     ("unknown_flow", 2, "argument --flow: invalid choice: 'maf'"),
+    ("no_tpu", 1, "--strategy tpu: "),
 ])
 def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, fragment):
   """The same `main` as the console script, in-process (no TensorFlow start-up to wait for)."""
@@ -334,9 +287,10 @@ def test_errors_in_process(trained, tmp_path, monkeypatch, capsys, name, code, f
       "real_nvp_setting_for_glow": ["train", "--flow", "glow", "--num-scales", "2"],
       "glow_setting_for_real_nvp": ["train", "--num-levels", "2"],
       "unknown_flow": ["train", "--flow", "maf"],
+      "no_tpu": ["train", "--strategy", "tpu"],  # On a machine without a TPU.
   }[name]
   try:
-    returned = cli.main([str(arg) for arg in argv])
+    returned = tfp_realnvp_launcher.main([str(arg) for arg in argv])
   except SystemExit as exit_:  # argparse's own errors.
     returned = exit_.code
   stderr = capsys.readouterr().err
@@ -390,8 +344,8 @@ def test_killed_training_resumes_without_losing_epochs(tmp_path):
   assert 1 <= len(kept) < 3
 
   result = _run(args, cwd=tmp_path)
-  assert result.returncode == 0, _describe(result)
-  assert "Resuming" in result.stdout, _describe(result)
+  assert result.returncode == 0, describe_process(result)
+  assert "Resuming" in result.stdout, describe_process(result)
   final = json.loads(metrics_path.read_text())
   assert final["status"] == "finished" and final["attempt"] == 2
   assert [record["epoch"] for record in final["history"]] == [1, 2, 3]
@@ -411,10 +365,10 @@ def test_killed_training_resumes_without_losing_epochs(tmp_path):
 
 
 def _main(argv):
-  """`cli.main(argv)` in-process: `(exit status, stdout, stderr)`."""
+  """`tfp_realnvp_launcher.main(argv)` in-process: `(exit status, stdout, stderr)`."""
   out, err = io.StringIO(), io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.main([str(arg) for arg in argv])
+    code = tfp_realnvp_launcher.main([str(arg) for arg in argv])
   return code, out.getvalue(), err.getvalue()
 
 
@@ -475,122 +429,3 @@ def test_glow_export(glow_trained, tmp_path):
   code, _, err = _main(["export", output / "model.keras", tmp_path / "saved_model"])
   assert code == 0, err
   _assert_serves(tmp_path / "saved_model")
-
-
-# ------------------------------------------------------------------------------------------------
-# In-process checks of the presets and plotting helpers.
-
-
-def test_launcher_choices_are_the_library_s():
-  from tfp_realnvp import glow  # pylint: disable=g-import-not-at-top
-  from tfp_realnvp import remat  # pylint: disable=g-import-not-at-top
-  from tfp_realnvp.bijectors import coupling  # pylint: disable=g-import-not-at-top
-
-  assert tfp_realnvp_launcher.FLOWS == tuple(presets.FLOWS)
-  assert tfp_realnvp_launcher.COUPLING_NETWORKS == glow.COUPLING_NETWORKS
-  assert tfp_realnvp_launcher.COUPLINGS == coupling.COUPLINGS
-  assert tfp_realnvp_launcher.DEQUANTIZATIONS == presets.DEQUANTIZATIONS
-  assert tfp_realnvp_launcher.REMAT_MODES == ("none", *remat.MODES)
-
-
-def test_glow_defaults_per_shape_and_data():
-  for shape, source, expected in [((8, 8, 1), None, "glow_digits"),
-                                  ((28, 28, 1), None, "glow_mnist"),
-                                  ((32, 32, 3), None, "glow_cifar10"),
-                                  ((64, 64, 3), None, "glow_imagenet64"),
-                                  ((32, 32, 3), "downsampled_imagenet/32x32", "glow_imagenet32"),
-                                  ((64, 64, 3), "celeb_a", "glow_celeba")]:
-    preset = presets.resolve(None, shape, source=source, flow="glow")
-    assert (preset.name, preset.flow, preset.title) == (expected, "glow", "Glow")
-    assert presets.resolve(None, shape, source=source).flow == "realnvp"  # The default flow.
-  assert presets.resolve("glow_mnist", (28, 28, 1)).flow == "glow"  # The preset's flow.
-  with pytest.raises(ValueError, match="Unknown flow 'maf'; the flows are 'realnvp', 'glow'"):
-    presets.resolve(None, (8, 8, 1), flow="maf")
-  with pytest.raises(ValueError, match="Preset 'glow_mnist' is a Glow preset, not a Real NVP"):
-    presets.resolve("glow_mnist", (28, 28, 1), flow="realnvp")
-  with pytest.raises(ValueError, match="batch_norm is a Real NVP setting; Glow presets"):
-    presets.resolve("glow_digits", (8, 8, 1), batch_norm=False)
-  with pytest.raises(ValueError, match="coupling_network must be one of 'glow', 'resnet'"):
-    presets.resolve("glow_digits", (8, 8, 1), coupling_network="unet")
-  with pytest.raises(ValueError, match="coupling must be one of 'affine', 'spline'"):
-    presets.resolve("digits", (8, 8, 1), coupling="cubic")
-  # Settings of the other flow are ignored when unset (None), as the command line passes them.
-  assert presets.resolve("glow_digits", (8, 8, 1), num_scales=None).num_scales is None
-
-
-def test_glow_supports_shapes_that_every_level_squeezes():
-  glow = presets.get_preset("glow_cifar10")  # L=3: squeezed 3 times.
-  assert glow.supports((32, 32, 3)) and glow.supports((8, 8, 3))
-  assert not glow.supports((28, 28, 1)) and not glow.supports((4, 4, 3))
-  assert presets.get_preset("cifar10").supports((28, 28, 1))  # Real NVP 2 scales: one squeeze.
-  assert presets.compatible_presets((28, 28, 1), flow="glow") == ["glow_digits", "glow_mnist"]
-  with pytest.raises(ValueError, match="'glow_cifar10' with num_levels=3 cannot be used for "
-                                       "images of shape \\(28, 28, 1\\): height and width must "
-                                       "be divisible by 8. Glow presets that fit this shape: "
-                                       "'glow_digits', 'glow_mnist'\\.$"):
-    presets.resolve("glow_cifar10", (28, 28, 1))
-  for preset in presets.PRESETS.values():  # Affine couplings: `coupling` is left out.
-    assert preset.flow in presets.FLOWS and set(preset.flow_kwargs()) | {"coupling"} == set(
-        presets.FLOW_SETTINGS[preset.flow])
-
-
-def test_build_flow_of_a_glow_preset():
-  flow = presets.build_flow("glow_digits", (8, 8, 1), num_filters=4, num_steps=1)
-  preset = presets.get_preset("glow_digits")
-  assert isinstance(flow, tfp_realnvp.Glow)
-  assert (flow.num_levels, flow.num_steps, flow.num_filters, flow.coupling_network) == (
-      preset.num_levels, 1, 4, preset.coupling_network)
-  assert preset.describe() == "2 levels, 4 steps, 64 filters, glow coupling networks"
-  assert presets.get_preset("digits").describe() == (
-      "2 scales, 32 filters, 2 blocks, batch norm on")
-  assert presets.resolve("glow_digits", (8, 8, 1), num_levels=1, num_steps=1).describe() == (
-      "1 level, 1 step, 64 filters, glow coupling networks")
-
-
-@pytest.mark.parametrize("preset", ["digits", "glow_digits"])
-def test_spline_couplings_through_the_presets_overrides(preset):
-  resolved = presets.resolve(preset, (8, 8, 1), coupling="spline")
-  assert resolved.flow_kwargs()["coupling"] == "spline"
-  assert resolved.describe().endswith(", spline couplings")
-  flow = presets.build_flow(preset, (8, 8, 1), coupling="spline", num_filters=4)
-  assert flow.coupling == "spline" and flow.get_config()["coupling"] == "spline"
-  assert isinstance(flow.conditioners[0].params_per_unit, int)
-  args = tfp_realnvp_launcher.build_parser().parse_args(
-      ["train", "--preset", preset, "--coupling", "spline"])
-  assert cli.train_options(args)["coupling"] == "spline"
-
-
-def test_preset_for_shape_and_unknown_sizes():
-  assert presets.preset_for_shape((8, 8, 1)) == "digits"
-  assert presets.preset_for_shape((28, 28, 1)) == "mnist"
-  assert presets.preset_for_shape((32, 32, 3)) == "cifar10"
-  assert presets.preset_for_shape((64, 64, 3)) == "imagenet64"
-  assert presets.default_preset("celeb_a", (64, 64, 3)) == "celeba"
-  assert presets.default_preset("downsampled_imagenet/32x32", (32, 32, 3)) == "imagenet32"
-  with pytest.raises(ValueError, match="No default preset for images of size 30x30.*'digits'"):
-    presets.preset_for_shape((30, 30, 1))
-  with pytest.raises(ValueError, match="Unknown preset 'big'; the presets are 'digits'"):
-    presets.get_preset("big")
-  for preset in presets.PRESETS.values():
-    assert preset.batch_size == 64 and preset.learning_rate == 1e-3
-    assert preset.supports(preset.image_size + (3,))
-
-
-def test_build_flow_checks_the_shape():
-  flow = presets.build_flow("digits", (8, 8, 1), num_filters=4, num_blocks=1)
-  assert (flow.num_scales, flow.num_filters, flow.num_blocks, flow.batch_norm) == (2, 4, 1, True)
-  with pytest.raises(ValueError, match="'imagenet64' with num_scales=5 cannot be used.*'digits'"):
-    presets.build_flow("imagenet64", (8, 8, 1))
-
-
-def test_image_grid_rgb_and_errors(tmp_path):
-  images = np.random.default_rng(0).uniform(size=(5, 32, 32, 3))
-  path = plotting.save_image_grid(images, tmp_path / "sub" / "rgb.png", ncols=5)
-  size, mode, pixels = _png(path)
-  assert (size, mode) == ((5 * 64 + 4 * plotting.PADDING, 64), "RGB")
-  # Nearest-neighbour enlargement by 2 of the exact 8-bit levels.
-  np.testing.assert_array_equal(pixels[:64:2, :64:2], np.floor(images[0] * 256).astype(np.uint8))
-  with pytest.raises(ValueError, match="got shape"):
-    plotting.save_image_grid(np.zeros((2, 8, 8, 2)), tmp_path / "bad.png")
-  with pytest.raises(ValueError, match="no 'bits_per_dim'"):
-    plotting.save_bits_per_dim_plot({"loss": [1.0]}, tmp_path / "bad_plot.png")

@@ -1,0 +1,54 @@
+"""`training.averaged_weights`: the optimizer's moving averages in the model for a block."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_realnvp import training
+
+
+def _model(**optimizer_settings):
+  """A one-layer model whose SGD optimizer (learning rate 1) is built."""
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  model.compile(optimizer=keras.optimizers.SGD(1.0, **optimizer_settings), loss="mse")
+  model.optimizer.build(model.trainable_variables)
+  return model
+
+
+def _weights(model):
+  return [v.numpy() for v in model.trainable_variables]
+
+
+def _two_steps(model):
+  """Two updates with gradients of ones: every weight goes down by 1, twice."""
+  for _ in range(2):
+    model.optimizer.apply([tf.ones_like(v) for v in model.trainable_variables],
+                          model.trainable_variables)
+
+
+def test_the_average_is_in_the_model_for_the_block_and_the_raw_weights_after():
+  model = _model(use_ema=True, ema_momentum=0.5)
+  _two_steps(model)
+  raw = _weights(model)
+  with training.averaged_weights(model) as averaged:
+    assert averaged is model
+    # The average is the first step's weights (raw + 1), then 0.5 of it and 0.5 of the second's.
+    for inside, weights in zip(_weights(model), raw, strict=True):
+      np.testing.assert_allclose(inside, weights + 0.5, rtol=1e-6)
+  for after, weights in zip(_weights(model), raw, strict=True):
+    np.testing.assert_array_equal(after, weights)
+  with pytest.raises(RuntimeError, match="killed"):  # Swapped back on an error too.
+    with training.averaged_weights(model):
+      raise RuntimeError("killed")
+  for after, weights in zip(_weights(model), raw, strict=True):
+    np.testing.assert_array_equal(after, weights)
+
+
+def test_without_an_average_nothing_changes():
+  model = _model()
+  _two_steps(model)
+  raw = _weights(model)
+  with training.averaged_weights(model):
+    for inside, weights in zip(_weights(model), raw, strict=True):
+      np.testing.assert_array_equal(inside, weights)
