@@ -1,19 +1,24 @@
 """Checks of `FlowModel`'s arguments that may be Python values, NumPy arrays or tensors."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import TensorLike
 
 __all__ = ["as_tensor_or_none", "sample_count"]
 
 
-def as_tensor_or_none(value):
+def as_tensor_or_none(value: TensorLike | None) -> tf.Tensor | None:
   """`value` as a tensor, or `None`: a traced function is then not retraced per label value."""
   return None if value is None else tf.convert_to_tensor(value)
 
 
-def sample_count(n):
+def sample_count(n: Any) -> int | tf.Tensor:
   """`n` as a number of samples: an `int` >= 0, or (in a traced function) an int32 tensor.
 
   Raises:

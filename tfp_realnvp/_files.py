@@ -6,11 +6,14 @@ disk, and moved over the destination with `os.replace`, which is atomic on POSIX
 reader sees the old file or the new one, never a truncated mix.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import pathlib
 import secrets
+from typing import Any, Iterator
 
 from tfp_realnvp import errors
 
@@ -22,7 +25,7 @@ class DamagedFileError(errors.DataError):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   """Yields a temporary path beside `path`; moves it onto `path` once the block succeeds.
 
   The temporary file keeps the suffixes of `path` (`.weights.h5`, `.keras`, `.png`), which some
@@ -43,14 +46,14 @@ def atomic_path(path):
     temporary.unlink(missing_ok=True)
 
 
-def write_json(path, value):
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
   """Writes `value` as JSON (non-finite numbers rejected) to `path`, atomically."""
   text = json.dumps(value, indent=2, allow_nan=False) + "\n"
   with atomic_path(path) as temporary:
     temporary.write_text(text, encoding="utf-8")
 
 
-def read_json(path):
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
   """Reads a JSON object from `path`.
 
   Raises:

@@ -10,24 +10,29 @@ upgrade that moves it touches this file alone:
 * `adam_moments`: the moment variables that `keras.optimizers.Adam` keeps for a model variable.
 """
 
-import contextlib
+from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
+import keras
 from keras.src.backend.common import global_state
 from keras.src.backend.common import stateless_scope
 from keras.src.layers import layer as layer_lib
+import tensorflow as tf
 
 __all__ = ["adam_moments", "in_stateless_scope", "training_context"]
 
 _CALL_CONTEXT = "current_call_ctx"
 
 
-def in_stateless_scope():
+def in_stateless_scope() -> bool:
   """Whether a `keras.StatelessScope` is active."""
   return stateless_scope.in_stateless_scope()
 
 
 @contextlib.contextmanager
-def training_context(training):
+def training_context(training: bool | None) -> Iterator[None]:
   """Layers called inside see `training` as the flag of an outer layer call.
 
   Args:
@@ -43,7 +48,8 @@ def training_context(training):
     global_state.set_global_attribute(_CALL_CONTEXT, previous)
 
 
-def adam_moments(optimizer, variable):
+def adam_moments(optimizer: keras.optimizers.Adam, variable: keras.Variable
+                 ) -> tuple[tf.Variable, tf.Variable]:
   """The `tf.Variable`s `(m, v)` of a built `keras.optimizers.Adam` for `variable`.
 
   `variable` is one of the optimizer's trainable variables, as its `update_step` receives it.
