@@ -14,18 +14,16 @@ PRESETS_MARKER = "<!-- generated: presets -->"
 
 
 def _preset_row(preset):
-  """The columns of one preset in the table: the one place that reads a preset's fields.
-
-  Only `name`, `image_size`, `description` and `describe()` are read directly; the flow's name
-  and the training settings go through here, so that a change of the preset classes changes
-  this function alone.
-  """
+  """The columns of one preset in the table: the one place that reads a preset's fields."""
   size = "x".join(str(side) for side in preset.image_size)
+  recipe = preset.training
+  extras = [] if recipe.dequantization == "uniform" else [f"{recipe.dequantization} "
+                                                          "dequantization"]
   return {"preset": f"`{preset.name}`",
           "flow, images": f"{preset.title}, {size}",
           "architecture": preset.describe(),
-          "training": (f"{preset.epochs} epochs, batch {preset.batch_size}, "
-                       f"learning rate {preset.learning_rate:g}"),
+          "training": ", ".join([f"{recipe.epochs} epochs, batch {recipe.batch_size}, "
+                                 f"learning rate {recipe.learning_rate:g}", *extras]),
           "from": preset.description}
 
 

@@ -104,9 +104,12 @@ class AutoregressiveNetwork(keras.layers.Layer):
     activation: activation of the hidden layers (anything `keras.activations.get` accepts);
       `None` is linear, TFP's default.
     use_bias: whether the masked layers have biases.
-    kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-      kernel_constraint, bias_constraint: as in `keras.layers.Dense`, for every masked kernel
-      and bias; the kernel ones also for the conditional kernels.
+    kernel_initializer: as in `keras.layers.Dense`, for every masked and conditional kernel.
+    bias_initializer: as in `keras.layers.Dense`, for every bias.
+    kernel_regularizer: as in `keras.layers.Dense`, for every masked and conditional kernel.
+    bias_regularizer: as in `keras.layers.Dense`, for every bias.
+    kernel_constraint: as in `keras.layers.Dense`, for every masked and conditional kernel.
+    bias_constraint: as in `keras.layers.Dense`, for every bias.
     validate_args: if `True`, `x` and `conditional_input` are checked at run time to be finite.
     seed: integer seed of a random `input_order` and of random `hidden_degrees` (masks only;
       seed the weights through the initializers).
@@ -120,7 +123,7 @@ class AutoregressiveNetwork(keras.layers.Layer):
       TFP as a bijector keyword argument: `maf.forward(z, conditional_input=c)` or
       `distribution.log_prob(x, bijector_kwargs={"conditional_input": c})`.
 
-  Returns:
+  Call returns:
     `[..., D, params]` in the layer's compute dtype (batch dimensions broadcast).
 
   Raises:

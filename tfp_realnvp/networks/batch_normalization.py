@@ -49,9 +49,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   [1] Sergey Ioffe and Christian Szegedy. Batch Normalization: Accelerating Deep Network
       Training by Reducing Internal Covariate Shift. ICML 2015. https://arxiv.org/abs/1502.03167
 
-  Args:
-    **kwargs: `keras.layers.BatchNormalization` arguments (`momentum`, `epsilon`,
-      `synchronized`, `dtype`, `name`, ...).
+  The constructor is `keras.layers.BatchNormalization`'s, with the same arguments (`momentum`,
+  `epsilon`, `synchronized`, `dtype`, `name`, ...).
   """
 
   def _fuses(self, inputs: tf.Tensor, training: bool, mask: tf.Tensor | None) -> bool:

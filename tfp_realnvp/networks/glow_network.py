@@ -83,7 +83,7 @@ class GlowCouplingNetwork(keras.layers.Layer):
     conditional_input: `[N, K]` floating-point condition, required iff `conditional_size` is
       set.
 
-  Returns:
+  Call returns:
     `(shift, log_scale)`, each `[N, h, w, output_channels]`, or with `params_per_unit=P` the
     raw parameters `[N, h, w, output_channels, P]`, in the layer's compute dtype.
   """
@@ -168,7 +168,7 @@ class SplitPriorNetwork(keras.layers.Layer):
     conditional_input: `[N, K]` floating-point condition, required iff `conditional_size` is
       set.
 
-  Returns:
+  Call returns:
     `(shift, log_scale)`, each `[N, h, w, output_channels]`, in the layer's compute dtype.
   """
 

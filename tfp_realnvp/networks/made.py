@@ -72,7 +72,7 @@ class MADE(autoregressive.AutoregressiveNetwork):
       `flow.log_prob(x, bijector_kwargs={"conditional_input": c})`. Its batch dimensions
       broadcast against those of `x`.
 
-  Returns:
+  Call returns:
     `(shift, log_scale)`, each `[..., D]` (batch dimensions broadcast), in the layer's compute
     dtype; the caller casts if it needs another dtype.
 

@@ -122,7 +122,7 @@ class CouplingResNet(keras.layers.Layer):
     conditional_input: `[N, K]` floating-point condition, required iff `conditional_size` is
       set (a coupling passes it on from `conditional_input=c`).
 
-  Returns:
+  Call returns:
     `(shift, log_scale)`, each `[N, h, w, output_channels]`, or with `params_per_unit=P` the
     raw parameters `[N, h, w, output_channels, P]`, in the layer's compute dtype.
 

@@ -52,16 +52,21 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
     shift_only: whether to compute the shift alone (`log_scale` is then `None`).
     activation: activation of the hidden layers (anything `keras.activations.get` accepts).
     output_units: number of units transformed (`D - d`); `None`: set by the first call.
-    use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-      kernel_constraint, bias_constraint: `keras.layers.Dense` arguments of every layer
-      (TFP's template passed its extra arguments to its dense layers the same way).
+    use_bias: `keras.layers.Dense`'s, for every layer (TFP's template passed its extra
+      arguments to its dense layers the same way, as do the arguments below).
+    kernel_initializer: `keras.layers.Dense`'s, for every layer.
+    bias_initializer: `keras.layers.Dense`'s, for every layer.
+    kernel_regularizer: `keras.layers.Dense`'s, for every layer.
+    bias_regularizer: `keras.layers.Dense`'s, for every layer.
+    kernel_constraint: `keras.layers.Dense`'s, for every layer.
+    bias_constraint: `keras.layers.Dense`'s, for every layer.
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Call arguments:
     x: `[..., d]` floating-point tensor (rank 1 included).
     output_units: an `int`, positionally or by keyword; must match the first call's.
 
-  Returns:
+  Call returns:
     `(shift, log_scale)`, each `[..., output_units]` in the layer's compute dtype;
     `log_scale` is `None` with `shift_only=True`.
 
@@ -182,7 +187,8 @@ class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
     hidden_layers: widths of the hidden layers.
     shift_only: whether to compute the shift alone.
     activation: activation of the hidden layers.
-    log_scale_min_clip, log_scale_max_clip: bounds of the log-scale (floats).
+    log_scale_min_clip: lower bound of the log-scale (a float).
+    log_scale_max_clip: upper bound of the log-scale (a float).
     log_scale_clip_gradient: whether the clip stops the gradient outside the bounds.
     **kwargs: the other arguments of `AutoregressiveNetwork` (`kernel_initializer`, default
       `"glorot_normal"`; `use_bias`, the regularizers, `input_order`, `event_shape`, a
@@ -265,7 +271,8 @@ def masked_autoregressive_default_template(hidden_layers: Sequence[int], shift_o
     hidden_layers: widths of the hidden layers.
     shift_only: whether to compute the shift alone.
     activation: activation of the hidden layers.
-    log_scale_min_clip, log_scale_max_clip: bounds of the log-scale.
+    log_scale_min_clip: lower bound of the log-scale.
+    log_scale_max_clip: upper bound of the log-scale.
     log_scale_clip_gradient: whether the clip stops the gradient outside the bounds.
     name: name of the layer.
     **kwargs: arguments of `AutoregressiveNetwork` (the dense ones: `kernel_initializer`, ...).
