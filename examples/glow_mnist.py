@@ -34,8 +34,8 @@ Run (`--epochs` shortens the run; `--num-levels`, `--num-steps`, `--num-filters`
 
 Every option of `tfp-realnvp train` is accepted (see `tfp-realnvp train --help`). `--tiny` is
 a smoke run of well under a minute on 2 idle CPU cores, which the test suite runs
-(`tests/test_image_examples.py`): a Glow of one level of one step with 4 feature maps, 2
-epochs of 4 steps of 32 images, on the first 256 training and 32 test images of the data
+(`tests/integration/test_image_examples.py`): a Glow of one level of one step with 4 feature
+maps, 2 epochs of 4 steps of 32 images, on the first 256 training and 32 test images of the data
 (copied to `--output-dir/tiny_subset.npz`).
 
 Writes to `--output-dir` (default `runs/glow_mnist`) the files of `examples/mnist.py`:

@@ -207,8 +207,7 @@ def test_the_dequantization_setting_and_its_options():
 
   # Uniform noise everywhere but the mnist preset, where the learned dequantizer won.
   assert {name for name, p in presets.PRESETS.items()
-          if p.training.dequantization != "uniform"} == {
-      "mnist"}
+          if p.training.dequantization != "uniform"} == {"mnist"}
   uniform = presets.resolve("digits", (8, 8, 1))
   assert presets.build_dequantizer(uniform, (8, 8, 1)) is None
   variational = presets.resolve("digits", (8, 8, 1), dequantization="variational")

@@ -1,5 +1,7 @@
 """`tfp_realnvp.presets`: defaults per image shape and data set, overrides, the flows they build."""
 
+import dataclasses
+
 import pytest
 
 import tfp_realnvp
@@ -121,3 +123,93 @@ def test_build_flow_checks_the_shape():
   assert (flow.num_scales, flow.num_filters, flow.num_blocks, flow.batch_norm) == (2, 4, 1, True)
   with pytest.raises(ValueError, match="'imagenet64' with num_scales=5 cannot be used.*'digits'"):
     presets.build_flow("imagenet64", (8, 8, 1))
+
+
+# Every registered preset, and the registry.
+
+# The presets whose flows build in a few seconds; the others are checked without building.
+CHEAP = ("digits", "mnist", "glow_digits", "glow_mnist")
+
+
+@pytest.mark.parametrize("name", list(presets.PRESETS))
+def test_every_preset_resolves_and_builds_its_flow_for_its_image_size(name):
+  preset = presets.get_preset(name)
+  for channels in (1, 3):
+    shape = preset.image_size + (channels,)
+    assert preset.supports(shape)
+    resolved = presets.resolve(name, shape)
+    assert resolved == preset  # Nothing to override: the preset itself.
+  assert preset.flow.flow_class is configs.FLOWS[preset.flow.kind]().flow_class
+  if name in CHEAP:
+    flow = presets.build_flow(name, preset.image_size + (1,))
+    assert type(flow) is preset.flow.flow_class  # pylint: disable=unidiomatic-typecheck
+    assert flow.event_shape == preset.image_size + (1,)
+    assert {key: getattr(flow, key) for key in preset.flow.settings()} == (
+        dataclasses.asdict(preset.flow))
+
+
+def test_the_cheap_presets_are_registered():
+  assert set(CHEAP) <= set(presets.PRESETS)
+
+
+@pytest.fixture
+def own_registry(monkeypatch):
+  """`PRESETS` as it is, restored after the test."""
+  list(presets.PRESETS)  # Loads the plugins first, so that the copy below holds them.
+  monkeypatch.setattr(presets.PRESETS, "_entries", dict(presets.PRESETS._entries))  # pylint: disable=protected-access
+
+
+def test_register_preset_adds_a_preset_that_resolve_finds(own_registry):
+  del own_registry
+  tiny = presets.Preset("tiny_glow", (4, 4), configs.GlowConfig(num_levels=1, num_steps=1,
+                                                                 num_filters=4),
+                        configs.TrainingSettings(epochs=1, batch_size=8), "a test preset")
+  assert presets.register_preset(tiny) is tiny
+  assert presets.register_preset(tiny) is tiny  # The same preset again: nothing happens.
+  resolved = presets.resolve("tiny_glow", (4, 4, 3), num_steps=2)
+  assert (resolved.name, resolved.flow.num_steps, resolved.training.batch_size) == (
+      "tiny_glow", 2, 8)
+  assert "tiny_glow" in presets.compatible_presets((4, 4, 3), flow="glow")
+  assert isinstance(presets.build_flow("tiny_glow", (4, 4, 3)), tfp_realnvp.Glow)
+  with pytest.raises(ValueError, match="The preset name 'digits' is taken by"):
+    presets.register_preset(dataclasses.replace(presets.get_preset("digits"), description="x"))
+  with pytest.raises(TypeError, match="register_preset takes a Preset, got dict"):
+    presets.register_preset({"name": "dict"})
+
+
+def test_a_registered_preset_is_gone_after_its_test():
+  assert "tiny_glow" not in presets.PRESETS
+
+
+def test_resolve_errors_name_what_is_wrong():
+  with pytest.raises(ValueError, match="Unknown preset 'big'; the registered ones are"):
+    presets.resolve("big", (8, 8, 1))
+  with pytest.raises(ValueError, match="No default preset for images of size 30x30"):
+    presets.resolve(None, (30, 30, 1))
+  with pytest.raises(ValueError, match=r"No default preset .*\(no preset fits this shape"):
+    presets.resolve(None, (7, 7, 1), flow="glow")
+  with pytest.raises(ValueError, match="num_steps is a Glow setting; Real NVP presets .* take "
+                                       "num_filters, coupling, num_scales"):
+    presets.resolve("digits", (8, 8, 1), num_steps=2)
+  with pytest.raises(ValueError, match=r"event_shape must be \(height, width, channels\)"):
+    presets.resolve("digits", (8, 8))
+
+
+def test_overrides_by_flat_names_reach_the_flow_or_the_training_settings():
+  preset = presets.resolve("glow_digits", (8, 8, 1), num_steps=3, num_filters=8,
+                           coupling_network="resnet", epochs=2, learning_rate=0.01, ema=0.99,
+                           warmup_steps=5, clipnorm=1.0, dequantization="variational",
+                           batch_size=None)
+  assert preset.name == "glow_digits" and isinstance(preset.flow, configs.GlowConfig)
+  assert (preset.flow.num_levels, preset.flow.num_steps, preset.flow.num_filters,
+          preset.flow.coupling_network) == (2, 3, 8, "resnet")
+  assert preset.training == configs.TrainingSettings(
+      epochs=2, learning_rate=0.01, ema=0.99, warmup_steps=5, clipnorm=1.0,
+      dequantization="variational")
+  real_nvp = presets.resolve("mnist", (28, 28, 1), batch_norm=False, num_blocks=1,
+                             coupling="affine")
+  assert real_nvp.flow == configs.RealNVPConfig(num_scales=3, num_filters=32, num_blocks=1,
+                                                batch_norm=False)
+  assert real_nvp.training == presets.get_preset("mnist").training
+  # The registered preset itself does not change.
+  assert presets.get_preset("glow_digits").flow.num_steps == 4

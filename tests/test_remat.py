@@ -24,7 +24,7 @@ from tfp_realnvp import remat
 
 from helpers import randomize, uniform
 
-SCRIPT = pathlib.Path(__file__).parent / "scripts" / "distributed_training.py"
+SCRIPT = pathlib.Path(__file__).parent / "integration" / "scripts" / "distributed_training.py"
 MODES = (None,) + remat.MODES
 
 

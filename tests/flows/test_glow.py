@@ -1,8 +1,10 @@
-"""Focused tests of the `Glow` layer, its networks and its split prior, in TFP and Keras.
+"""`Glow`: the flow layer, in TFP and Keras.
 
-The TFP contract of the Glow bijector and of `SplitPrior` is checked by `test_conformance.py`;
-here: the networks' initial state, shape errors, configs, training with `FlowModel` (ActNorm's
-data-dependent initialisation included), saving, export, mixed precision and MirroredStrategy.
+The TFP contract of its bijector is checked by the conformance suite
+(tests/bijectors/test_conformance.py), its networks and split prior in tests/networks and
+tests/bijectors; here: shape errors, configs, training with `FlowModel` (ActNorm's
+data-dependent initialisation included), saving, export, spline couplings, mixed precision and
+MirroredStrategy.
 """
 
 import json
@@ -14,18 +16,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 import tfp_realnvp
-from tfp_realnvp import bijectors as rb
 from tfp_realnvp import data
-from tfp_realnvp import networks
+from tfp_realnvp import bijectors as rb
 
-from helpers import fresh, reload_calls, reload_in_fresh_process
+from helpers import fresh, normal, reload_calls, reload_in_fresh_process
 
-tfd = tfp.distributions
-
-SCRIPT = pathlib.Path(__file__).parent / "scripts" / "distributed_training.py"
+SCRIPT = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "distributed_training.py"
+BINS = 6
 
 
 def small_glow(**kwargs):
@@ -41,63 +40,6 @@ def actnorm_layers(layer):
 
 def digits(batch_size=64, seed=0, split="train"):
   return data.load_images("digits", split=split, batch_size=batch_size, seed=seed)
-
-
-def test_new_coupling_network_has_glow_scale_and_no_shift():
-  network = networks.GlowCouplingNetwork(3, num_filters=8)
-  network.build((None, 4, 4, 2))
-  shift, log_scale = network(tf.random.stateless_normal([5, 4, 4, 2], seed=[1, 2]))
-  assert shift.shape == log_scale.shape == (5, 4, 4, 3)
-  np.testing.assert_array_equal(shift.numpy(), 0.0)
-  np.testing.assert_allclose(log_scale.numpy(), np.log(1.0 / (1.0 + np.exp(-2.0))), rtol=1e-6)
-
-
-def test_network_actnorm_initialises_on_the_first_training_call_only():
-  network = networks.GlowCouplingNetwork(2, num_filters=8)
-  network.build((None, 4, 4, 2))
-  x = 3.0 + 2.0 * tf.random.stateless_normal([16, 4, 4, 2], seed=[3, 4])
-  network(x)
-  assert not any(layer.initialized.numpy() for layer in actnorm_layers(network))
-  conv = network.conv_in(x)
-  h = network.norm_in(conv, training=True)  # Normalises this batch, and initialises.
-  mean, variance = tf.nn.moments(h, axes=[0, 1, 2])
-  np.testing.assert_allclose(mean.numpy(), 0.0, atol=1e-5)
-  np.testing.assert_allclose(variance.numpy(), 1.0, rtol=1e-4)
-  before = [v.numpy() for v in network.norm_in.parameters_layer.weights]
-  network.norm_in(conv * 5.0, training=True)
-  for a, b in zip(before, network.norm_in.parameters_layer.weights, strict=True):
-    np.testing.assert_array_equal(a, b.numpy())
-
-
-def test_new_split_prior_is_the_standard_normal_prior():
-  network = networks.SplitPriorNetwork(2, conditional_size=3)
-  network.build((None, 4, 4, 2))
-  prior = rb.SplitPrior(network, event_shape=(4, 4, 4))
-  x = tf.random.stateless_normal([3, 4, 4, 4], seed=[5, 6])
-  c = tf.random.stateless_normal([3, 3], seed=[7, 8])
-  np.testing.assert_array_equal(prior.inverse(x, conditional_input=c).numpy(), x.numpy())
-  np.testing.assert_array_equal(
-      prior.inverse_log_det_jacobian(x, event_ndims=3, conditional_input=c).numpy(), 0.0)
-  assert prior.mask == "channel" and prior.parity == 0  # Whitens what FactorOut factors out.
-  assert isinstance(prior.copy(), rb.SplitPrior)
-
-
-def test_split_prior_is_the_gaussian_density_of_the_factored_out_half():
-  network = networks.SplitPriorNetwork(2, dtype="float64")
-  network.build((None, 4, 4, 2))
-  for variable in network.weights:
-    variable.assign(np.random.default_rng(1).normal(0.0, 0.1, variable.shape))
-  prior = rb.SplitPrior(network, event_shape=(4, 4, 4))
-  x = tf.random.stateless_normal([2, 4, 4, 4], seed=[9, 10], dtype=tf.float64)
-  shift, log_scale = network(x[..., 2:])
-  mu, sigma = -shift / tf.exp(log_scale), tf.exp(-log_scale)  # eps = (z2 - mu) / sigma
-  expected = tf.reduce_sum(tfd.Normal(mu, sigma).log_prob(x[..., :2]), axis=[1, 2, 3])
-  whitened = prior.inverse(x)
-  log_p = (tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(
-      tf.cast(whitened[..., :2], tf.float32)), axis=[1, 2, 3]).numpy()
-           + prior.inverse_log_det_jacobian(x, event_ndims=3).numpy())
-  np.testing.assert_allclose(log_p, expected.numpy(), rtol=1e-5)
-  np.testing.assert_array_equal(whitened[..., 2:].numpy(), x[..., 2:].numpy())
 
 
 def test_shapes_that_the_levels_cannot_squeeze_are_refused():
@@ -215,3 +157,25 @@ def test_mirrored_strategy_matches_one_device_including_actnorm_initialisation(t
   errors = np.array(report["gradient_errors"])
   assert report["gradient_norm"] > 0
   assert np.sqrt(np.sum(errors ** 2)) <= 1e-5 * report["gradient_norm"]
+
+
+# Spline couplings (coupling="spline").
+
+
+@pytest.mark.parametrize("coupling_network", ["glow", "resnet"])
+def test_new_networks_start_spline_couplings_at_the_identity(coupling_network):
+  flow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=1, num_filters=8,
+                          coupling_network=coupling_network, coupling="spline", num_bins=BINS,
+                          dtype="float64")
+  # The first level's coupling sees the first half of the squeezed [4, 4, 4] channels.
+  for network in flow.conditioners[:1]:
+    raw = network(normal((2, 4, 4, 2), seed=2))
+    assert raw.shape == (2, 4, 4, 2, rb.spline_params_per_unit(BINS))
+    np.testing.assert_array_equal(raw.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0, float("inf"), float("nan"), "3", 1e-4])
+def test_bad_bound_is_named(bound):
+  with pytest.raises(ValueError, match="bound"):
+    tfp_realnvp.Glow((8, 8, 1), num_levels=1, num_steps=1, num_filters=4, coupling="spline",
+                     spline_bound=bound)

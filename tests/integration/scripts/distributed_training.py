@@ -35,7 +35,8 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import tfp_realnvp  # pylint: disable=wrong-import-position
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# tests/, for the shared test helpers.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from helpers import randomize  # pylint: disable=wrong-import-position
 
 LEARNING_RATE = 0.1

@@ -420,10 +420,10 @@ def test_a_file_saved_by_version_0_1_0_loads_with_the_same_outputs():
   # Saved before MADE became a convenience over AutoregressiveNetwork (conditional, random
   # order and degrees, bounded log-scale, every variable randomised), with its inputs and
   # outputs: the configuration, the variable order and the output layout must still match.
-  data = pathlib.Path(__file__).parent / "data"
-  loaded = keras.models.load_model(data / "made_0.1.0.keras", safe_mode=True)
+  fixtures = pathlib.Path(__file__).parents[1] / "fixtures"
+  loaded = keras.models.load_model(fixtures / "made_0.1.0.keras", safe_mode=True)
   assert isinstance(loaded.get_layer("made"), MADE)
-  with np.load(data / "made_0.1.0_io.npz") as io:
+  with np.load(fixtures / "made_0.1.0_io.npz") as io:
     shift, log_scale = loaded([io["x"], io["c"]])
     np.testing.assert_allclose(shift.numpy(), io["shift"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(log_scale.numpy(), io["log_scale"], rtol=1e-6, atol=1e-6)

@@ -31,7 +31,7 @@ import tfp_realnvp
 from tfp_realnvp import data
 from tfp_realnvp import presets
 from tfp_realnvp import training
-from test_examples import ROOT, TIMEOUT, assert_png, number_after, read_metrics, run_example
+from example_helpers import ROOT, TIMEOUT, assert_png, number_after, read_metrics, run_example
 
 # What `--tiny` trains: the flow of each kind (the preset's keyword arguments with the tiny
 # overrides of `examples/_image_example.py`), and the test images.

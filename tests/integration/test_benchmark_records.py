@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks"))
 import _runlog  # pylint: disable=g-import-not-at-top,wrong-import-position
 import _worker  # pylint: disable=g-import-not-at-top,wrong-import-position
 

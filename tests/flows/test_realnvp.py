@@ -1,4 +1,10 @@
-"""Focused tests of the multi-scale `RealNVP` layer and its place in TFP and Keras."""
+"""`RealNVP`: the multi-scale flow layer, its place in TFP and Keras, and its spline couplings.
+
+The TFP contract of its bijector is checked by the conformance suite
+(tests/bijectors/test_conformance.py); here: a new flow is the identity, the density of its
+samples, float32 and float64, the variables it owns, its composition with TFP's bijectors, its
+errors, and saving a spline flow.
+"""
 
 import subprocess
 import sys
@@ -10,12 +16,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_realnvp
-from tfp_realnvp import bijectors as rb
+from tfp_realnvp import data
 
-from helpers import fresh, randomize
+from helpers import fresh, normal, randomize
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
+
+BINS = 6
 
 
 def small_flow(event_shape=(8, 8, 1), num_scales=2, dtype="float32", seed=0, **kwargs):
@@ -134,86 +142,59 @@ def test_composes_with_invert_reshape_and_masked_autoregressive_flow():
   np.testing.assert_allclose(log_prob.numpy(), expected.numpy(), rtol=1e-5)
 
 
-def test_odd_spatial_size_is_rejected_with_the_size():
-  with pytest.raises(ValueError, match="height 7"):
-    tfp_realnvp.RealNVP((28, 28, 1), num_scales=4)
-  with pytest.raises(ValueError, match="height 7"):
-    rb.Squeeze(event_shape=(7, 8, 1))
-  with pytest.raises(ValueError, match="height 7"):
-    rb.Squeeze().forward(tf.zeros([2, 7, 8, 1]))
-  with pytest.raises(ValueError, match="width 5"):
-    rb.Squeeze().forward_event_shape([8, 5, 1])
-  with pytest.raises(ValueError, match="divisible by 4"):
-    rb.Squeeze().inverse(tf.zeros([2, 4, 4, 6]))
-
-
 def test_wrong_event_shape_and_bad_arguments_are_named():
   flow = small_flow(seed=None)
   with pytest.raises(ValueError, match=r"expected events of shape \(8, 8, 1\)"):
     flow.bijector.inverse(tf.zeros([2, 16, 16, 1]))
-  with pytest.raises(ValueError, match="mask must be one of"):
-    rb.AffineCoupling(lambda h: (h, h), mask="stripes")
-  with pytest.raises(ValueError, match="parity"):
-    rb.AffineCoupling(lambda h: (h, h), parity=2)
-  with pytest.raises(TypeError, match="callable"):
-    rb.AffineCoupling("not a network")
-  with pytest.raises(ValueError, match="at least 2 channels"):
-    rb.AffineCoupling(lambda h: (h, h), mask="channel", event_shape=(4, 4, 1))
   with pytest.raises(ValueError, match="num_scales"):
     tfp_realnvp.RealNVP((8, 8, 1), num_scales=0)
 
 
-def test_conditioner_output_errors_are_named():
-  x = tf.zeros([2, 4, 4, 2])
-  with pytest.raises(TypeError, match=r"pair \(shift, log_scale\)"):
-    rb.AffineCoupling(lambda h: h).inverse(x)
-  with pytest.raises(ValueError, match="returned parameters of shape"):
-    rb.AffineCoupling(lambda h: (h[..., :1], h[..., :1])).inverse(x)
+# Spline couplings (coupling="spline").
 
 
-def test_additive_coupling_accepts_a_shift_only_conditioner():
-  coupling = rb.AffineCoupling(lambda h: 0.5 * h + 1.0, mask="channel", additive=True)
-  x = tf.random.stateless_normal([3, 4, 4, 2], seed=[1, 1])
-  z = coupling.inverse(x)
-  np.testing.assert_allclose(z[..., 1:].numpy(), x[..., 1:].numpy())
-  np.testing.assert_allclose(z[..., :1].numpy(), (x[..., :1] + 0.5 * x[..., 1:] + 1.0).numpy(),
-                             rtol=1e-6)
-  np.testing.assert_array_equal(coupling.inverse_log_det_jacobian(x, event_ndims=3).numpy(),
-                                np.zeros(3))
+def test_a_new_spline_flow_is_the_identity():
+  real_nvp = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=4, num_blocks=1,
+                                 coupling="spline", num_bins=BINS, dtype="float64")
+  x = 3.0 * normal((3, 8, 8, 1), seed=3)
+  np.testing.assert_allclose(real_nvp.bijector.inverse(x).numpy(), x.numpy(), rtol=0, atol=1e-12)
+  np.testing.assert_allclose(
+      real_nvp.bijector.inverse_log_det_jacobian(fresh(x), event_ndims=3).numpy(), 0.0,
+      atol=1e-12)
 
 
-def test_log_prob_runs_each_conditioner_once():
-  calls = []
-
-  def conditioner(h):
-    calls.append(1)
-    return 0.1 * h, 0.1 * tf.tanh(h)
-
-  coupling = rb.AffineCoupling(conditioner, mask="checkerboard")
-  dist = tfd.TransformedDistribution(base((4, 4, 2)), coupling)
-  dist.log_prob(tf.random.stateless_normal([2, 4, 4, 2], seed=[2, 2]))
-  assert len(calls) == 1
+@pytest.mark.parametrize("num_bins", [1, 0, 2.5, True, "8"])
+def test_bad_num_bins_is_named(num_bins):
+  with pytest.raises(ValueError, match="num_bins"):
+    tfp_realnvp.RealNVP((8, 8, 1), num_filters=4, num_blocks=1, coupling="spline",
+                        num_bins=num_bins)
 
 
-def test_non_tensorflow_keras_backend_is_an_import_error():
-  code = "import tfp_realnvp"
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin"}, timeout=120,
-                          check=False)
-  assert result.returncode != 0
-  assert "BackendError" in result.stderr  # tfp_realnvp.errors.BackendError, an ImportError.
-  assert "KERAS_BACKEND=tensorflow" in result.stderr
+def test_flow_options_are_checked():
+  with pytest.raises(ValueError, match=r"Unknown coupling transform 'quadratic'; the registered "
+                     r"ones are .*'affine', .*'spline'"):
+    tfp_realnvp.RealNVP((8, 8, 1), num_filters=4, num_blocks=1, coupling="quadratic")
+  with pytest.raises(ValueError, match="additive=True .* coupling='spline'"):
+    tfp_realnvp.RealNVP((8, 8, 1), num_filters=4, num_blocks=1, coupling="spline",
+                        additive=True)
 
 
-def test_output_shape_is_the_latent_shape_for_any_flow_layer():
-  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=4, num_blocks=1)
-  assert flow.compute_output_shape((3, 5, 8, 8, 1)) == (3, 5, 8, 8, 1)
-
-  class Flatten(tfp_realnvp.FlowLayer):  # Latent vectors [64] for [8, 8, 1] data.
-    def __init__(self):
-      super().__init__(event_shape=(64,))
-      self._set_bijector(tfp.bijectors.Reshape([8, 8, 1], [64]))
-
-  layer = Flatten()
-  assert layer.compute_output_shape((None, 8, 8, 1)) == (None, 64)
-  assert layer(tf.zeros([2, 8, 8, 1])).shape == (2, 64)
+@pytest.mark.slow  # About 55 s, most of it building and tracing the spline flow.
+def test_keras_file_round_trip_of_a_trained_spline_flow(tmp_path):
+  keras.utils.set_random_seed(0)
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_filters=8, num_blocks=1,
+                             batch_norm=True, coupling="spline", num_bins=BINS,
+                             spline_bound=2.5)
+  model = tfp_realnvp.FlowModel(flow)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  images = data.load_images("digits", split="train", batch_size=64, seed=0, shuffle=True)
+  # A few steps move the weights and the batch-norm statistics away from their initial values.
+  assert np.all(np.isfinite(model.fit(images, epochs=1, steps_per_epoch=3,
+                                      verbose=0).history["loss"]))
+  model.save(tmp_path / "spline.keras")
+  loaded = keras.models.load_model(tmp_path / "spline.keras", safe_mode=True)
+  assert loaded.flow.get_config() == flow.get_config()
+  assert (loaded.flow.coupling, loaded.flow.num_bins, loaded.flow.spline_bound) == (
+      "spline", BINS, 2.5)
+  x = next(iter(data.load_images("digits", split="test", batch_size=16, seed=1)))
+  np.testing.assert_allclose(loaded.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-5)
