@@ -61,8 +61,13 @@ class FlowConfig:
 
   def __post_init__(self) -> None:
     for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
       if field.type == "int":
-        _validation.positive_int(getattr(self, field.name), field.name)
+        _validation.positive_int(value, field.name)
+      elif field.type in ("bool", "str") and not isinstance(value, {"bool": bool,
+                                                                     "str": str}[field.type]):
+        raise errors.InvalidTypeError(
+            f"{field.name} must be a {field.type}, got {value!r} ({type(value).__name__}).")
 
   def check_names(self) -> None:
     """Raises unless the registered names it uses (e.g. `coupling`) are registered."""

@@ -108,8 +108,10 @@ class Glow(base.ConditionalFlowLayer):
     self.num_steps = int(num_steps)
     self.num_filters = int(num_filters)
     self.coupling_network = coupling_network
-    self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
+    self.num_bins, self.spline_bound = num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound)
+    # A name as given (configs stay as they were); a transform (or its config) as the object.
+    self.coupling = coupling if isinstance(coupling, str) else transform
     self.actnorms: list[actnorm.ActNormParameters] = []
     self.convs: list[invertible_conv.InvertibleConv1x1Parameters] = []
     self.conditioners: list[keras.layers.Layer] = []

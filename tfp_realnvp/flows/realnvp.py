@@ -122,8 +122,10 @@ class RealNVP(base.ConditionalFlowLayer):
     self.additive = bool(additive)
     self.batch_norm = bool(batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
-    self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
+    self.num_bins, self.spline_bound = num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound, self.additive)
+    # A name as given (configs stay as they were); a transform (or its config) as the object.
+    self.coupling = coupling if isinstance(coupling, str) else transform
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
     self.conditioners: list[resnet.CouplingResNet] = []
     self.batch_norms: list[batch_norm_lib.BatchNormStatistics] = []

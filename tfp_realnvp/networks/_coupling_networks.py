@@ -13,6 +13,7 @@ COUPLING_NETWORKS: _registry.Registry[type] = _registry.Registry(
 A registered class is a Keras 3 layer built as `cls(output_channels, num_filters=F,
 conditional_size=K, params_per_unit=P, dtype=..., name=...)` and called as
 `layer(h, conditional_input=c)` on the conditioning units `[N, h, w, c_in]`; it returns
-`(shift, log_scale)` for `params_per_unit=None`, else raw parameters `[N, h, w, c_out, P]`,
-and its last layer starts at zero, so that a new coupling is the identity.
+`(shift, log_scale)` for `params_per_unit=None`, else raw parameters `[N, h, w, c_out, P]`.
+Its last layer starts at zero, so that a new coupling starts as (or, for Glow's scale
+`sigmoid(h + 2)`, close to) the identity.
 """
