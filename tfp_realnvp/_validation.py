@@ -1,12 +1,13 @@
 """Argument checks shared across the package, free of TensorFlow so that any module can use them."""
 
+import math
 import numbers
 
 import numpy as np
 
 from tfp_realnvp import errors
 
-__all__ = ["image_shape", "is_integer", "positive_int", "widths"]
+__all__ = ["image_shape", "is_integer", "number_in", "positive_int", "widths"]
 
 
 def is_integer(value):
@@ -26,6 +27,33 @@ def positive_int(value, name, allow_none=False):
     expected = "None or a positive integer" if allow_none else "a positive integer"
     raise errors.InvalidValueError(f"{name} must be {expected}, got {value!r}.")
   return int(value)
+
+
+def number_in(value, name, low=None, high=None, low_open=False, high_open=False):
+  """Returns `value` as a `float`, checked to be a finite real number in the given interval.
+
+  Args:
+    value: the argument.
+    name: its name, for the message.
+    low, high: the bounds (`None`: unbounded on that side).
+    low_open, high_open: whether the interval excludes the bound.
+
+  Raises:
+    InvalidValueError: naming the argument, its value and the interval, for anything else
+      (NaN, infinities, bools and strings included).
+  """
+  ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if not ok:
+    interval = (f"{'(' if low_open or low is None else '['}"
+                f"{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}"
+                f"{')' if high_open or high is None else ']'}")
+    raise errors.InvalidValueError(
+        f"{name} must be a finite number in {interval}, got {value!r}.")
+  return float(value)
 
 
 def widths(value, name, example="(64, 64)"):

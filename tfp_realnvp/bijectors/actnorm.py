@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _keras_internals
 from tfp_realnvp import _distribute
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -53,7 +54,7 @@ class ActNormParameters(keras.layers.Layer):
 
   def __init__(self, epsilon=1e-6, **kwargs):
     super().__init__(**kwargs)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape):
     channels = (input_shape[-1],)

@@ -5,6 +5,7 @@ from keras import ops
 import tensorflow as tf
 
 from tfp_realnvp import _distribute
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -33,8 +34,8 @@ class BatchNormStatistics(keras.layers.Layer):
 
   def __init__(self, momentum=0.9, epsilon=1e-4, **kwargs):
     super().__init__(**kwargs)
-    self.momentum = float(momentum)
-    self.epsilon = float(epsilon)
+    self.momentum = _validation.number_in(momentum, "momentum", 0.0, 1.0, high_open=True)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape):
     channels = (input_shape[-1],)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors.actnorm import ActNormParameters
 
 __all__ = ["ActNormalization"]
@@ -44,7 +45,7 @@ class ActNormalization(keras.layers.Layer):
 
   def __init__(self, epsilon=1e-6, **kwargs):
     super().__init__(**kwargs)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
     self.parameters_layer = ActNormParameters(
         epsilon=self.epsilon, dtype=self.dtype_policy.variable_dtype, name="parameters")
 

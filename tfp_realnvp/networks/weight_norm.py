@@ -4,6 +4,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tfp_realnvp import _validation
 from tfp_realnvp import errors
 
 __all__ = ["WeightNormConv2D", "weight_scales"]
@@ -47,7 +48,7 @@ class WeightNormConv2D(keras.layers.Layer):
     self.kernel_size = int(kernel_size)
     self.scale_initializer = keras.initializers.get(scale_initializer)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape):
     in_channels = input_shape[-1]
