@@ -1,23 +1,27 @@
 """Checks of `FlowModel`'s arguments that may be Python values, NumPy arrays or tensors."""
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import TensorLike
 
 __all__ = ["as_tensor_or_none", "check_images", "host_values", "sample_count", "temperature"]
 
 
-def as_tensor_or_none(value):
+def as_tensor_or_none(value: TensorLike | None) -> tf.Tensor | None:
   """`value` as a tensor, or `None`: a traced function is then not retraced per label value."""
   return None if value is None else tf.convert_to_tensor(value)
 
 
-def sample_count(n):
+def sample_count(n: Any) -> int | tf.Tensor:
   """`n` as a number of samples: an `int` >= 0, or (in a traced function) an int32 tensor.
 
   Raises:
@@ -36,7 +40,7 @@ def sample_count(n):
   return int(n)
 
 
-def host_values(value):
+def host_values(value: Any) -> np.ndarray | None:
   """The values of `value` if they are on the host already, else `None`.
 
   NumPy arrays, Python numbers and lists, and eager or constant tensors have them; the
@@ -55,7 +59,7 @@ def host_values(value):
   return None
 
 
-def check_images(x, owner, num_levels, quantized=False):
+def check_images(x: Any, owner: str, num_levels: int, quantized: bool = False) -> None:
   """Raises unless images known on the host are in the range the model takes.
 
   Floating-point images must lie in `[0, 1]` (dequantized `(k + u) / L`, or with `quantized`,
@@ -87,7 +91,7 @@ def check_images(x, owner, num_levels, quantized=False):
         f"(tfp_realnvp.data.load_images and tfp_realnvp.data.dequantize do both).")
 
 
-def temperature(value, dtype):
+def temperature(value: TensorLike, dtype: tf.DType) -> tf.Tensor:
   """`value` as a tensor of `dtype`, checked to be a finite number >= 0 when it is known.
 
   Raises:

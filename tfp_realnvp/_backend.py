@@ -6,6 +6,8 @@ cannot work here. The check runs on `import tfp_realnvp` so that the mistake is 
 clearly, instead of as a deep error on the first call.
 """
 
+from __future__ import annotations
+
 import os
 
 from tfp_realnvp import errors
@@ -17,7 +19,7 @@ _FIX = (
 )
 
 
-def ensure_tensorflow_backend():
+def ensure_tensorflow_backend() -> None:
   """Raises `ImportError` unless Keras uses (or will use) the TensorFlow backend."""
   requested = os.environ.get("KERAS_BACKEND")
   if requested is not None and requested != "tensorflow":

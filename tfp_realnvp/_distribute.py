@@ -1,5 +1,9 @@
 """What the package needs from `tf.distribute`: global-batch moments, loss scaling, workers."""
 
+from __future__ import annotations
+
+from typing import Sequence
+
 from keras import ops
 import tensorflow as tf
 
@@ -7,13 +11,13 @@ __all__ = ["batch_moments", "in_multi_worker_mode", "replicas_in_sync",
            "scale_loss_for_distribution"]
 
 
-def replicas_in_sync():
+def replicas_in_sync() -> int:
   """Replicas whose batches make up the global batch (1 outside a `tf.distribute` strategy)."""
   context = tf.distribute.get_replica_context()
   return 1 if context is None else context.num_replicas_in_sync
 
 
-def batch_moments(x, axes):
+def batch_moments(x: tf.Tensor, axes: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
   """Mean and (biased) variance of `x` over `axes` and over the global batch.
 
   Under a `tf.distribute` strategy with more than one replica in sync the sums are all-reduced,
@@ -34,7 +38,7 @@ def batch_moments(x, axes):
   return tf.nn.moments(x, axes=axes)
 
 
-def scale_loss_for_distribution(loss):
+def scale_loss_for_distribution(loss: tf.Tensor) -> tf.Tensor:
   """Divides a per-replica loss by the number of replicas under a `tf.distribute` strategy.
 
   Keras sums the gradients of all replicas and un-scales the reported loss again, so a custom
@@ -44,7 +48,7 @@ def scale_loss_for_distribution(loss):
   return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
 
 
-def in_multi_worker_mode(strategy):
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
   """Whether `strategy` is a MultiWorkerMirroredStrategy spanning several workers."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return False

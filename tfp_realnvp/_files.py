@@ -6,6 +6,8 @@ disk, and moved over the destination with `os.replace`, which is atomic on POSIX
 reader sees the old file or the new one, never a truncated mix.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import json
@@ -13,6 +15,7 @@ import os
 import pathlib
 import secrets
 import shutil
+from typing import Any, Iterator
 
 from tfp_realnvp import errors
 
@@ -29,7 +32,7 @@ class DamagedFileError(errors.DataError):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   """Yields a temporary path beside `path`; moves it onto `path` once the block succeeds.
 
   The temporary file keeps the suffixes of `path` (`.weights.h5`, `.keras`, `.png`), which some
@@ -56,7 +59,7 @@ def atomic_path(path):
     temporary.unlink(missing_ok=True)
 
 
-def write_bytes(path, data):
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
   """Writes `data` to `path` atomically, after checking that the disk has room for it.
 
   Raises:
@@ -74,18 +77,18 @@ def write_bytes(path, data):
     temporary.write_bytes(data)
 
 
-def _megabytes(size):
+def _megabytes(size: int) -> str:
   return f"{size / 1e6:.1f} MB"
 
 
-def write_json(path, value):
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
   """Writes `value` as JSON (non-finite numbers rejected) to `path`, atomically."""
   text = json.dumps(value, indent=2, allow_nan=False) + "\n"
   with atomic_path(path) as temporary:
     temporary.write_text(text, encoding="utf-8")
 
 
-def read_json(path):
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
   """Reads a JSON object from `path`.
 
   Raises:

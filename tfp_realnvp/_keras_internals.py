@@ -11,26 +11,32 @@ upgrade that moves it touches this file alone:
 * `weights_file_bytes`: the `.weights.h5` file of a model, written in memory.
 """
 
-import contextlib
+from __future__ import annotations
+
 import io
 
+import contextlib
+from typing import Iterator
+
+import keras
 from keras.src.backend.common import global_state
 from keras.src.backend.common import stateless_scope
 from keras.src.layers import layer as layer_lib
 from keras.src.saving import saving_lib
+import tensorflow as tf
 
 __all__ = ["adam_moments", "in_stateless_scope", "training_context", "weights_file_bytes"]
 
 _CALL_CONTEXT = "current_call_ctx"
 
 
-def in_stateless_scope():
+def in_stateless_scope() -> bool:
   """Whether a `keras.StatelessScope` is active."""
   return stateless_scope.in_stateless_scope()
 
 
 @contextlib.contextmanager
-def training_context(training):
+def training_context(training: bool | None) -> Iterator[None]:
   """Layers called inside see `training` as the flag of an outer layer call.
 
   Args:
@@ -46,7 +52,8 @@ def training_context(training):
     global_state.set_global_attribute(_CALL_CONTEXT, previous)
 
 
-def adam_moments(optimizer, variable):
+def adam_moments(optimizer: keras.optimizers.Adam, variable: keras.Variable
+                 ) -> tuple[tf.Variable, tf.Variable]:
   """The `tf.Variable`s `(m, v)` of a built `keras.optimizers.Adam` for `variable`.
 
   `variable` is one of the optimizer's trainable variables, as its `update_step` receives it.
@@ -56,7 +63,7 @@ def adam_moments(optimizer, variable):
           optimizer._velocities[index].value)  # pylint: disable=protected-access
 
 
-def weights_file_bytes(model):
+def weights_file_bytes(model: keras.Model) -> bytes:
   """The bytes of the file `model.save_weights(path)` writes (a `.weights.h5`), in memory.
 
   HDF5 writes its files itself: a write that fails (a full disk) leaves the library with a

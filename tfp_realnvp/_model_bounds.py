@@ -1,22 +1,39 @@
 """`FlowModel`'s bounds on the probability of discrete images: bits/dim, variational bounds."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
 import tensorflow as tf
 
 from tfp_realnvp import _arguments
 from tfp_realnvp import dequantization
 from tfp_realnvp import errors
+from tfp_realnvp._types import Seed
+from tfp_realnvp._types import TensorLike
+
+if TYPE_CHECKING:
+  # For a type checker the mixin is the Keras model it is mixed into (Keras is untyped).
+  from keras import Model as _ModelBase
+else:
+  _ModelBase = object
 
 __all__ = ["DiscreteBounds"]
 
 
-class DiscreteBounds:
+class DiscreteBounds(_ModelBase):
   """Bits per dimension and the variational bounds of a flow model on quantized images.
 
   A mixin of `tfp_realnvp.FlowModel`, which provides `dequantizer`, `num_levels`,
   `bits_from_log_prob`, `log_prob`, `_log_prob`, `_graph_function` and `_distribution`.
   """
 
-  def bits_per_dim(self, x, condition=None, num_samples=1, seed=None):
+  dequantizer: dequantization.VariationalDequantizer | None
+  num_levels: int
+  validate_args: bool
+
+  def bits_per_dim(self, x: TensorLike, condition: TensorLike | None = None,
+                   num_samples: int | tf.Tensor = 1, seed: Seed = None) -> tf.Tensor:
     """Bits per dimension of each example of `x`, given `condition` for a conditional model.
 
     For a model with a dequantizer, `x` are the quantized images (see `log_prob_bound`) and
@@ -36,7 +53,8 @@ class DiscreteBounds:
           f"VariationalDequantizer).")
     return self.bits_from_log_prob(self.log_prob(x, condition))
 
-  def log_prob_bound(self, x, condition=None, num_samples=1, seed=None):
+  def log_prob_bound(self, x: TensorLike, condition: TensorLike | None = None,
+                     num_samples: int | tf.Tensor = 1, seed: Seed = None) -> tf.Tensor:
     """The variational (or importance-weighted) bound of a model with a dequantizer, per example.
 
     For quantized images `k / L` (`L = num_levels`) and `K = num_samples` draws
@@ -78,7 +96,9 @@ class DiscreteBounds:
       raise errors.InvalidValueError(f"num_samples must be at least 1, got {num_samples}.")
     return self._call_log_prob_bound(x, condition, num_samples, seed, training=None)
 
-  def _call_log_prob_bound(self, x, condition, num_samples, seed, training):
+  def _call_log_prob_bound(self, x: TensorLike, condition: TensorLike | None,
+                           num_samples: int | tf.Tensor, seed: Seed,
+                           training: bool | None) -> tf.Tensor:
     """`log_prob_bound`, traced apart for each value of Keras's `training` flag when eager."""
     pixels = self._as_pixels(x)
     seed = dequantization.stateless_seed(seed)
@@ -87,17 +107,20 @@ class DiscreteBounds:
           pixels, _arguments.as_tensor_or_none(condition), num_samples, seed, training)
     return self._log_prob_bound(pixels, condition, num_samples, seed)
 
-  def _log_prob_bound(self, pixels, condition, num_samples, seed, training=None):
+  def _log_prob_bound(self, pixels: tf.Tensor, condition: TensorLike | None,
+                      num_samples: int | tf.Tensor, seed: tf.Tensor | None,
+                      training: bool | None = None) -> tf.Tensor:
     # `training` keys the eager trace (see `_call_log_prob`) and reaches a remat mode's
     # backward pass through `_log_prob`.
     batch_shape = pixels.shape[:-len(self._distribution.event_shape)]
     if batch_shape.num_elements() == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
       return tf.zeros(batch_shape, pixels.dtype)
-    return self.dequantizer.log_prob_bound(
+    dequantizer = cast(dequantization.VariationalDequantizer, self.dequantizer)  # Not None here.
+    return dequantizer.log_prob_bound(
         lambda x: self._log_prob(x, condition, training), pixels, num_samples, seed)
 
-  def _as_pixels(self, x):
+  def _as_pixels(self, x: TensorLike) -> tf.Tensor:
     """The pixels `k` of quantized images `x` (floats `k / L` or integers `k`), as floats."""
     return dequantization.quantized_pixels(x, self.num_levels, self.compute_dtype,
                                            f"FlowModel {self.name!r}", self.validate_args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
@@ -10,10 +11,19 @@ import tensorflow as tf
 from tfp_realnvp import _distribute
 from tfp_realnvp.networks import weight_norm
 
+if TYPE_CHECKING:
+  # For a type checker the mixin is the Keras model it is mixed into (Keras is untyped).
+  from keras import Model as _ModelBase
+
+  from tfp_realnvp import dequantization
+  from tfp_realnvp import flows
+else:
+  _ModelBase = object
+
 __all__ = ["LikelihoodTraining"]
 
 
-class LikelihoodTraining:
+class LikelihoodTraining(_ModelBase):
   """The maximum-likelihood training of a `keras.Model` whose outputs are log-likelihoods.
 
   A mixin of `tfp_realnvp.FlowModel`, which provides `flow`, `dequantizer`, `l2`,
@@ -23,14 +33,20 @@ class LikelihoodTraining:
   steps, which keep the loss tracking, the per-replica loss scaling and the metrics.
   """
 
-  def _check_host_data(self, x, y=None):
+  flow: flows.FlowLayer
+  dequantizer: dequantization.VariationalDequantizer | None
+  l2: float
+  bits_per_dim_tracker: keras.metrics.Mean
+
+
+  def _check_host_data(self, x: Any, y: Any = None) -> None:
     """`check_inputs` of the arrays given to `fit`, `evaluate` or `predict` (on the host)."""
     conditional = self.condition_spec is not None
     if conditional and isinstance(x, (tuple, list)) and len(x) == 2:
       x, y = x
     self.check_inputs(x, y if conditional else None)
 
-  def fit(self, x=None, y=None, *args, **kwargs):
+  def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
     """Keras's `fit`, after checking the data given as arrays (see `FlowModel.check_inputs`)."""
     self._check_host_data(x, y)
     validation = kwargs.get("validation_data")
@@ -40,17 +56,17 @@ class LikelihoodTraining:
       self._check_host_data(validation)
     return super().fit(x, y, *args, **kwargs)
 
-  def evaluate(self, x=None, y=None, *args, **kwargs):
+  def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
     """Keras's `evaluate`, after checking the data given as arrays."""
     self._check_host_data(x, y)
     return super().evaluate(x, y, *args, **kwargs)
 
-  def predict(self, x, *args, **kwargs):
+  def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
     """Keras's `predict` (per-example log-likelihoods), after checking array data."""
     self._check_host_data(x)
     return super().predict(x, *args, **kwargs)
 
-  def make_train_function(self, force=False):
+  def make_train_function(self, force: bool = False) -> Any:
     """Builds the optimizer's variables eagerly, then Keras's training function.
 
     Without a distribution strategy Keras creates the optimizer's slot variables inside the
@@ -62,7 +78,7 @@ class LikelihoodTraining:
         self.optimizer.build(self.trainable_variables)
     return super().make_train_function(force=force)
 
-  def _pack_condition(self, data):
+  def _pack_condition(self, data: Any) -> Any:
     """Repacks a conditional model's batch `(x, c[, sample_weight])` as inputs `(x, c)`."""
     if self.condition_spec is None:
       return data
@@ -71,16 +87,16 @@ class LikelihoodTraining:
       return data
     return ((x, condition),) if sample_weight is None else ((x, condition), None, sample_weight)
 
-  def train_step(self, data):
+  def train_step(self, data: Any) -> dict[str, Any]:
     return super().train_step(self._pack_condition(data))
 
-  def test_step(self, data):
+  def test_step(self, data: Any) -> dict[str, Any]:
     return super().test_step(self._pack_condition(data))
 
-  def predict_step(self, data):
+  def predict_step(self, data: Any) -> tf.Tensor:
     return super().predict_step(self._pack_condition(data))
 
-  def regularization_penalty(self):
+  def regularization_penalty(self) -> tf.Tensor:
     """`l2 * sum(g ** 2)` over the weight-norm scales of every network of the flow (and of the
     dequantizer, if any)."""
     scales = weight_norm.weight_scales(self.flow)
@@ -90,7 +106,8 @@ class LikelihoodTraining:
       return tf.zeros([], self.compute_dtype)
     return self.l2 * ops.sum(ops.stack([ops.sum(ops.square(g)) for g in scales]))
 
-  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+  def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                   sample_weight: tf.Tensor | None = None, training: bool = True) -> tf.Tensor:
     """The mean NLL of the batch (weighted by `sample_weight`, if any) plus the L2 penalty."""
     del x, y, training
     if sample_weight is None:
@@ -104,7 +121,8 @@ class LikelihoodTraining:
     loss = nll + ops.cast(self.regularization_penalty(), y_pred.dtype)
     return _distribute.scale_loss_for_distribution(loss)
 
-  def compute_metrics(self, x, y, y_pred, sample_weight=None):
+  def compute_metrics(self, x: Any, y: Any, y_pred: tf.Tensor,
+                      sample_weight: tf.Tensor | None = None) -> dict[str, Any]:
     del x, y
     self.bits_per_dim_tracker.update_state(self.bits_from_log_prob(y_pred),
                                            sample_weight=sample_weight)

@@ -49,7 +49,7 @@ class Registry(collections.abc.Mapping, Generic[T]):
   def register(self, name: str, value: T) -> T:
     ...
 
-  def register(self, name, value=None):
+  def register(self, name: str, value: T | None = None) -> T | Callable[[T], T]:
     """Registers `value` under `name`; without `value`, returns a decorator that does.
 
     Registering the same object again under its name does nothing, and so does registering a

@@ -16,6 +16,10 @@ class Flow(HoldsUntracked, keras.layers.Layer):
 ```
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
 __all__ = ["HoldsUntracked", "Untracked"]
 
 
@@ -31,15 +35,15 @@ class Untracked:
     default: optional factory of the initial value, e.g. `dict`.
   """
 
-  def __init__(self, doc=None, default=None):
+  def __init__(self, doc: str | None = None, default: Callable[[], Any] | None = None) -> None:
     self.__doc__ = doc
     self._default = default
-    self._name = None
+    self._name = ""  # Set by `__set_name__` when the owner class is created.
 
-  def __set_name__(self, owner, name):
+  def __set_name__(self, owner: type, name: str) -> None:
     self._name = name
 
-  def __get__(self, instance, owner=None):
+  def __get__(self, instance: object, owner: type | None = None) -> Any:
     if instance is None:
       return self
     values = instance.__dict__
@@ -49,7 +53,7 @@ class Untracked:
       values[self._name] = self._default()
     return values[self._name]
 
-  def __set__(self, instance, value):
+  def __set__(self, instance: object, value: Any) -> None:
     instance.__dict__[self._name] = value
 
 
@@ -61,7 +65,7 @@ class HoldsUntracked:
   past both of them.
   """
 
-  def __setattr__(self, name, value):
+  def __setattr__(self, name: str, value: Any) -> None:
     if isinstance(getattr(type(self), name, None), Untracked):
       object.__setattr__(self, name, value)
     else:

@@ -10,6 +10,11 @@ used here only, so that a TFP upgrade that moves them touches this file alone:
   Keras layers) with the per-step hooks `_walk_forward` and `_walk_inverse`.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.internal import cache_util
@@ -30,10 +35,10 @@ class GreedyAttributesBijector(tfp.bijectors.Bijector):
   _cache = cache_util.BijectorCacheWithGreedyAttrs(
       forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-  def _forward_attributes(self, z, **kwargs):
+  def _forward_attributes(self, z: tf.Tensor, **kwargs: Any) -> dict[str, Any]:
     return self._cache.forward_attributes(z, **kwargs)
 
-  def _inverse_attributes(self, x, **kwargs):
+  def _inverse_attributes(self, x: tf.Tensor, **kwargs: Any) -> dict[str, Any]:
     return self._cache.inverse_attributes(x, **kwargs)
 
 
@@ -46,20 +51,23 @@ class RoutingChain(chain_lib._Chain):  # pylint: disable=protected-access
   its bijectors may hold Keras layers.
   """
 
-  def _route(self, bijector, kwargs):
+  def _route(self, bijector: tfp.bijectors.Bijector, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments that `bijector` receives from the chain's `kwargs`."""
     raise NotImplementedError
 
-  def routed(self, kwargs):
+  def routed(self, kwargs: dict[str, Any]
+             ) -> list[tuple[tfp.bijectors.Bijector, dict[str, Any]]]:
     """`(bijector, its keyword arguments)` for every step, in the order `inverse` applies them."""
     return [(bijector, self._route(bijector, kwargs)) for bijector in self.bijectors]
 
-  def _walk_forward(self, step_fn, x, **kwargs):
+  def _walk_forward(self, step_fn: Callable[..., tf.Tensor], x: tf.Tensor,
+                    **kwargs: Any) -> tf.Tensor:
     for bijector in reversed(self.bijectors):
       x = step_fn(bijector, x, **self._route(bijector, kwargs))
     return x
 
-  def _walk_inverse(self, step_fn, y, **kwargs):
+  def _walk_inverse(self, step_fn: Callable[..., tf.Tensor], y: tf.Tensor,
+                    **kwargs: Any) -> tf.Tensor:
     for bijector, routed_kwargs in self.routed(kwargs):
       y = step_fn(bijector, y, **routed_kwargs)
     return y

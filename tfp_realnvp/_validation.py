@@ -1,7 +1,10 @@
 """Argument checks shared across the package, free of TensorFlow so that any module can use them."""
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, Iterable, Literal, overload
 
 import numpy as np
 
@@ -10,12 +13,22 @@ from tfp_realnvp import errors
 __all__ = ["image_shape", "is_integer", "number_in", "positive_int", "widths"]
 
 
-def is_integer(value):
+def is_integer(value: object) -> bool:
   """Whether `value` is a Python or NumPy integer (`bool` is not)."""
   return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool)
 
 
-def positive_int(value, name, allow_none=False):
+@overload
+def positive_int(value: Any, name: str, allow_none: Literal[False] = False) -> int:
+  ...
+
+
+@overload
+def positive_int(value: Any, name: str, allow_none: bool) -> int | None:
+  ...
+
+
+def positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
   """Returns `value` as an `int` >= 1 (or `None` when `allow_none`).
 
   Raises:
@@ -29,7 +42,8 @@ def positive_int(value, name, allow_none=False):
   return int(value)
 
 
-def number_in(value, name, low=None, high=None, low_open=False, high_open=False):
+def number_in(value: Any, name: str, low: float | None = None, high: float | None = None,
+              low_open: bool = False, high_open: bool = False) -> float:
   """Returns `value` as a `float`, checked to be a finite real number in the given interval.
 
   Args:
@@ -56,7 +70,7 @@ def number_in(value, name, low=None, high=None, low_open=False, high_open=False)
   return float(value)
 
 
-def widths(value, name, example="(64, 64)"):
+def widths(value: Iterable[int], name: str, example: str = "(64, 64)") -> tuple[int, ...]:
   """Returns layer widths (a sequence of positive ints, possibly empty) as a tuple of ints.
 
   Raises:
@@ -74,7 +88,8 @@ def widths(value, name, example="(64, 64)"):
   return tuple(int(u) for u in units)
 
 
-def image_shape(event_shape, owner=None):
+def image_shape(event_shape: Iterable[int], owner: str | None = None
+                ) -> tuple[int, int, int]:
   """Returns an image event shape as a tuple `(height, width, channels)` of positive ints.
 
   Args:
@@ -93,4 +108,4 @@ def image_shape(event_shape, owner=None):
     raise errors.InvalidValueError(
         f"{prefix}event_shape must be (height, width, channels) of positive "
         f"integers, got {event_shape!r}.")
-  return tuple(int(d) for d in sizes)
+  return int(sizes[0]), int(sizes[1]), int(sizes[2])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from tfp_realnvp import _registry
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
 from tfp_realnvp import networks
 from tfp_realnvp.bijectors import transforms
+from tfp_realnvp.flows import base
 from tfp_realnvp.flows import glow
 from tfp_realnvp.flows import realnvp
 
@@ -73,7 +74,7 @@ class FlowConfig:
     return tuple(field.name for field in dataclasses.fields(cls))
 
   @property
-  def flow_class(self) -> type:
+  def flow_class(self) -> type[base.FlowLayer]:
     """The `tfp_realnvp.FlowLayer` subclass this configuration builds."""
     raise NotImplementedError
 
@@ -101,12 +102,12 @@ class FlowConfig:
     return {name: getattr(self, name) for name in self.settings()
             if name != "coupling" or self.coupling != "affine"}
 
-  def build(self, event_shape: tuple[int, int, int], **layer_kwargs: Any) -> Any:
+  def build(self, event_shape: Sequence[int], **layer_kwargs: Any) -> base.FlowLayer:
     """The flow layer of this configuration for images `(H, W, C)`."""
     return self.flow_class(_validation.image_shape(event_shape), **self.flow_kwargs(),
                            **layer_kwargs)
 
-  def supports(self, event_shape: tuple[int, int, int]) -> bool:
+  def supports(self, event_shape: Sequence[int]) -> bool:
     """Whether this depth can squeeze images of shape `(H, W, C)`."""
     height, width, _ = _validation.image_shape(event_shape)
     return height % self.squeeze_factor == 0 and width % self.squeeze_factor == 0
@@ -136,7 +137,7 @@ class RealNVPConfig(FlowConfig):
   batch_norm: bool = True
 
   @property
-  def flow_class(self) -> type:
+  def flow_class(self) -> type[base.FlowLayer]:
     return realnvp.RealNVP
 
   @property
@@ -181,7 +182,7 @@ class GlowConfig(FlowConfig):
     networks.COUPLING_NETWORKS.lookup(self.coupling_network)
 
   @property
-  def flow_class(self) -> type:
+  def flow_class(self) -> type[base.FlowLayer]:
     return glow.Glow
 
   @property

@@ -1,11 +1,17 @@
 """SavedModel export of a trained `FlowModel`, served without this package or TFP."""
 
+from __future__ import annotations
+
 import os
 import pathlib
 import secrets
 import shutil
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+  from tfp_realnvp import model as model_lib
 
 __all__ = ["export_saved_model", "SIGNATURES", "signatures_of"]
 
@@ -16,7 +22,7 @@ DEQUANTIZER_SIGNATURES = ("log_prob_bound",)
 """The signatures added for a model with a `tfp_realnvp.VariationalDequantizer`."""
 
 
-def signatures_of(model):
+def signatures_of(model: model_lib.FlowModel) -> tuple[str, ...]:
   """The names of the signatures that `export_saved_model(model, ...)` writes."""
   return SIGNATURES + (DEQUANTIZER_SIGNATURES if model.dequantizer is not None else ())
 
@@ -28,7 +34,7 @@ class _FlowServing(tf.Module):
   `[batch] + condition_spec.shape` for a conditional one.
   """
 
-  def __init__(self, model):
+  def __init__(self, model: model_lib.FlowModel) -> None:
     super().__init__(name="flow_serving")
     self.model = model
     # The data's shape is the distribution's event shape: the base's (`model.event_shape`)
@@ -54,9 +60,11 @@ class _FlowServing(tf.Module):
         lambda x, *c: {"z": bijector.inverse(x, **model.bijector_kwargs(*c))},
         input_signature=[data] + condition)
 
-    def log_prob_bound(pixels, num_samples, seed, *c):
+    def log_prob_bound(pixels: tf.Tensor, num_samples: tf.Tensor, seed: tf.Tensor,
+                       *c: tf.Tensor) -> dict[str, tf.Tensor]:
       seed = tf.stack([tf.zeros([], tf.int32), seed])
-      return {"log_prob_bound": model.log_prob_bound(pixels, *c, num_samples=num_samples,
+      condition = c[0] if c else None
+      return {"log_prob_bound": model.log_prob_bound(pixels, condition, num_samples=num_samples,
                                                      seed=seed)}
 
     if model.dequantizer is not None:
@@ -66,9 +74,11 @@ class _FlowServing(tf.Module):
           tf.TensorSpec([], tf.int32, name="num_samples"),
           tf.TensorSpec([], tf.int32, name="seed")] + condition)
 
-    def sample(count, seed, temperature, *c):
+    def sample(count: tf.Tensor, seed: tf.Tensor, temperature: tf.Tensor,
+               *c: tf.Tensor) -> dict[str, tf.Tensor]:
       seed = tf.stack([tf.zeros([], tf.int32), tf.cast(seed, tf.int32)])
-      return {"images": model.sample(count, *c, temperature=temperature, seed=seed)}
+      condition = c[0] if c else None
+      return {"images": model.sample(count, condition, temperature=temperature, seed=seed)}
 
     self.sample = tf.function(sample, input_signature=[
         tf.TensorSpec([], tf.int32, name="count"),
@@ -76,7 +86,8 @@ class _FlowServing(tf.Module):
         tf.TensorSpec([], model.compute_dtype, name="temperature")] + condition)
 
 
-def export_saved_model(model, path, overwrite=False):
+def export_saved_model(model: model_lib.FlowModel, path: str | os.PathLike[str],
+                       overwrite: bool = False) -> pathlib.Path:
   """Writes `model` as a TensorFlow SavedModel that needs neither TFP nor this package.
 
   Signatures (each returns a dict of tensors):
@@ -158,7 +169,7 @@ def export_saved_model(model, path, overwrite=False):
   return path
 
 
-def _make_staging_folder(path):
+def _make_staging_folder(path: pathlib.Path) -> pathlib.Path:
   """Creates an empty hidden folder beside `path`, with a plain `mkdir`'s permissions.
 
   `tempfile.mkdtemp` would create it with mode 0700, which the export would keep.
@@ -172,7 +183,7 @@ def _make_staging_folder(path):
       continue
 
 
-def _remove(path):
+def _remove(path: pathlib.Path) -> None:
   """Removes a folder tree, a file or a symbolic link at `path`, if there is one."""
   if path.is_dir() and not path.is_symlink():
     shutil.rmtree(path)

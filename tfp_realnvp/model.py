@@ -1,6 +1,9 @@
 """`FlowModel`: the Keras 3 model that trains a flow by maximum likelihood."""
 
+from __future__ import annotations
+
 import math
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -16,6 +19,8 @@ from tfp_realnvp import _validation
 from tfp_realnvp import dequantization
 from tfp_realnvp import flows
 from tfp_realnvp import remat as remat_lib
+from tfp_realnvp._types import Seed
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.bijectors import conditional as conditional_lib
 from tfp_realnvp.bijectors import logit as logit_lib
 
@@ -26,7 +31,7 @@ __all__ = ["FlowModel"]
 PREPROCESSINGS = ("logit", None)
 
 
-def _check_dequantizer(dequantizer, preprocessing, num_levels):
+def _check_dequantizer(dequantizer: object, preprocessing: str | None, num_levels: int) -> None:
   """Raises a `TypeError` or `ValueError` unless `dequantizer` fits a model of these settings."""
   if not isinstance(dequantizer, dequantization.VariationalDequantizer):
     raise errors.InvalidTypeError(
@@ -119,8 +124,11 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
   _distribution = _seam.Untracked("The distribution, untracked: its variables are the flow's.")
   _graph_functions = _seam.Untracked("`tf.function`s by name, see `_graph_function`.", dict)
 
-  def __init__(self, flow, event_shape=None, preprocessing="logit", alpha=0.05, l2=5e-5,
-               num_levels=256, validate_args=False, dequantizer=None, remat=None, **kwargs):
+  def __init__(self, flow: flows.FlowLayer, event_shape: Sequence[int] | None = None,
+               preprocessing: str | None = "logit", alpha: float = 0.05, l2: float = 5e-5,
+               num_levels: int = 256, validate_args: bool = False,
+               dequantizer: dequantization.VariationalDequantizer | None = None,
+               remat: str | None = None, **kwargs: Any) -> None:
     if not isinstance(flow, flows.FlowLayer):
       raise errors.InvalidTypeError(
           f"flow must be a tfp_realnvp.FlowLayer (a Keras layer that owns its bijector's "
@@ -165,20 +173,20 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     self.built = True
 
   @property
-  def distribution(self):
+  def distribution(self) -> tfp.distributions.TransformedDistribution:
     """The model's `tfd.TransformedDistribution` over data."""
     return self._distribution
 
   @property
-  def num_dims(self):
+  def num_dims(self) -> int:
     return math.prod(self.event_shape)
 
   @property
-  def condition_spec(self):
+  def condition_spec(self) -> tf.TensorSpec | None:
     """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional model."""
     return self.flow.condition_spec
 
-  def bijector_kwargs(self, condition=None):
+  def bijector_kwargs(self, condition: TensorLike | None = None) -> dict[str, Any]:
     """The keyword arguments of `distribution.bijector` for `condition` (`{}` if `None`).
 
     Raises:
@@ -187,7 +195,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     """
     return self.flow.bijector_kwargs(condition)
 
-  def _graph_function(self, name, python_function):
+  def _graph_function(self, name: str, python_function: Callable[..., Any]
+                      ) -> Callable[..., Any]:
     """`python_function` as a `tf.function` made once per model (for eager callers).
 
     Traced once per input shape: relaxing shapes (`reduce_retracing`) would hide the size of
@@ -199,7 +208,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       functions[name] = tf.function(python_function, autograph=False)
     return functions[name]
 
-  def _as_data(self, x):
+  def _as_data(self, x: TensorLike) -> tf.Tensor:
     """`x` as a tensor of the model's dtype; integer pixels dequantized with uniform noise.
 
     Raises:
@@ -218,7 +227,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
           f"dtype {x.dtype.name}.")
     return tf.cast(x, self.compute_dtype)
 
-  def check_inputs(self, x, condition=None):
+  def check_inputs(self, x: Any, condition: Any = None) -> None:
     """Raises if data or a condition known on the host lie outside what the model takes.
 
     NumPy arrays, Python values and eager tensors are checked here, at no cost to the graph:
@@ -238,7 +247,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     if known is not None:
       self.bijector_kwargs(known)
 
-  def log_prob(self, x, condition=None):
+  def log_prob(self, x: TensorLike, condition: TensorLike | None = None) -> tf.Tensor:
     """Log-density of `x` per example (nats), given `condition` for a conditional model.
 
     Floating-point `x` is cast to the model's dtype. With the logit preprocessing, integer
@@ -254,7 +263,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     self.check_inputs(x, condition)
     return self._call_log_prob(x, condition, training=None)
 
-  def _call_log_prob(self, x, condition, training):
+  def _call_log_prob(self, x: TensorLike, condition: TensorLike | None, training: bool | None
+                     ) -> tf.Tensor:
     """`log_prob`, traced apart for each value of Keras's `training` flag when eager."""
     x = self._as_data(x)
     if tf.executing_eagerly():
@@ -264,7 +274,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
           x, _arguments.as_tensor_or_none(condition), training)
     return self._log_prob(x, condition, training)
 
-  def _log_prob(self, x, condition, training=None):
+  def _log_prob(self, x: tf.Tensor, condition: TensorLike | None, training: bool | None = None
+                ) -> tf.Tensor:
     # `training` keys the eager trace (see `_call_log_prob`); a remat mode's backward pass
     # hands it to the layers again.
     kwargs = self.bijector_kwargs(condition)
@@ -279,14 +290,15 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
                                 training=training, **kwargs)
     return self._distribution.distribution.log_prob(z) + ildj
 
-  def bits_from_log_prob(self, log_prob):
+  def bits_from_log_prob(self, log_prob: tf.Tensor) -> tf.Tensor:
     """Converts per-example log-densities to bits per dimension."""
     bits = -log_prob / (self.num_dims * math.log(2.0))
     if self.preprocessing == "logit":
       bits = bits + math.log2(self.num_levels)
     return bits
 
-  def sample(self, n, condition=None, temperature=1.0, seed=None):
+  def sample(self, n: int | tf.Tensor, condition: TensorLike | None = None,
+             temperature: float | tf.Tensor = 1.0, seed: Seed = None) -> tf.Tensor:
     """Draws `n` samples; `temperature` scales the base distribution's standard deviation.
 
     With the logit preprocessing the samples are clipped to `[0, 1)`: the inverse logit maps
@@ -318,7 +330,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
           n, _arguments.as_tensor_or_none(condition), temperature, seed)
     return self._sample(n, condition, temperature, seed)
 
-  def _sample(self, n, condition, temperature, seed):
+  def _sample(self, n: int | tf.Tensor, condition: TensorLike | None, temperature: tf.Tensor,
+              seed: tf.Tensor | None) -> tf.Tensor:
     kwargs = self.bijector_kwargs(condition)
     if isinstance(n, int) and n == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
@@ -327,7 +340,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     return self._to_data_range(
         self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs))
 
-  def _to_data_range(self, x):
+  def _to_data_range(self, x: tf.Tensor) -> tf.Tensor:
     """With the logit preprocessing, clips images made by `forward` to `[0, 1)`.
 
     The inverse logit maps the real line onto `(-a, 1 + a) / (1 - 2a)`, slightly wider than
@@ -337,7 +350,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       return x
     return tf.clip_by_value(x, 0.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
 
-  def call(self, inputs, training=None):
+  def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
     # Nested layers read `training` from Keras's call context; it also keys the eager trace.
     if self.condition_spec is None:
       x, condition = inputs, None
@@ -353,7 +366,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       return self._call_log_prob_bound(x, condition, 1, None, training)
     return self._call_log_prob(x, condition, training)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(flow=keras.saving.serialize_keras_object(self.flow),
                   event_shape=list(self.event_shape), preprocessing=self.preprocessing,
@@ -364,7 +377,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     return config
 
   @classmethod
-  def from_config(cls, config, custom_objects=None):
+  def from_config(cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+                  ) -> FlowModel:
     config = dict(config)
     flow = keras.saving.deserialize_keras_object(config.pop("flow"),
                                                  custom_objects=custom_objects)
@@ -373,7 +387,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
           config["dequantizer"], custom_objects=custom_objects)
     return cls(flow, **config)
 
-  def interpolate(self, corners, steps, condition=None):
+  def interpolate(self, corners: TensorLike, steps: int,
+                  condition: TensorLike | None = None) -> tf.Tensor:
     """Images on the latent "sphere" spanned by 4 images: a `steps` x `steps` grid.
 
     The 4 images are mapped to latents `z1..z4` (`distribution.bijector.inverse`), and for `p`
@@ -407,7 +422,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     weights = np.stack([np.cos(p) * np.cos(q), np.cos(p) * np.sin(q),
                         np.sin(p) * np.cos(q), np.sin(p) * np.sin(q)], axis=-1).reshape(-1, 4)
 
-    def grid(corners, condition):
+    def grid(corners: tf.Tensor, condition: tf.Tensor | None) -> tf.Tensor:
       kwargs = self.bijector_kwargs(condition)
       bijector = self._distribution.bijector
       z = bijector.inverse(corners, **kwargs)

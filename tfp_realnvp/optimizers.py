@@ -1,5 +1,9 @@
 """Adam whose update of each variable is one TensorFlow kernel."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import keras
 import tensorflow as tf
 
@@ -9,7 +13,7 @@ from tfp_realnvp import _validation
 __all__ = ["FusedAdam"]
 
 
-def _constant(value, dtype):
+def _constant(value: float | tf.Tensor, dtype: tf.DType) -> tf.Tensor:
   """`value` (a Python float or a tensor) in `dtype`; a float is not rounded to float32 first."""
   return tf.cast(tf.convert_to_tensor(value, dtype_hint=dtype), dtype)
 
@@ -54,7 +58,7 @@ class FusedAdam(keras.optimizers.Adam):
     https://arxiv.org/abs/1412.6980
   """
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, *args: Any, **kwargs: Any) -> None:
     super().__init__(*args, **kwargs)
     _validation.number_in(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
     _validation.number_in(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
@@ -63,16 +67,17 @@ class FusedAdam(keras.optimizers.Adam):
       _validation.number_in(float(self.learning_rate.numpy()), "learning_rate", 0.0,
                             low_open=True)
     # The scalars of the step being applied, by dtype (`apply` sets it; None outside a step).
-    self._step_scalars = None
+    self._step_scalars: dict[tf.DType, dict[str, tf.Tensor]] | None = None
 
-  def apply(self, grads, trainable_variables=None):
+  def apply(self, grads: Sequence[tf.Tensor],
+            trainable_variables: Sequence[keras.Variable] | None = None) -> Any:
     self._step_scalars = {}
     try:
       return super().apply(grads, trainable_variables)
     finally:
       self._step_scalars = None
 
-  def _scalars(self, learning_rate, dtype):
+  def _scalars(self, learning_rate: float | tf.Tensor, dtype: tf.DType) -> dict[str, tf.Tensor]:
     """The kernel's scalar arguments in `dtype`, computed once per step and dtype."""
     scalars = (self._step_scalars or {}).get(dtype)
     if scalars is None:
@@ -86,7 +91,8 @@ class FusedAdam(keras.optimizers.Adam):
         self._step_scalars[dtype] = scalars
     return scalars
 
-  def update_step(self, gradient, variable, learning_rate):
+  def update_step(self, gradient: tf.Tensor, variable: keras.Variable,
+                  learning_rate: float | tf.Tensor) -> Any:
     if self.amsgrad:
       return super().update_step(gradient, variable, learning_rate)
     m, v = _keras_internals.adam_moments(self, variable)

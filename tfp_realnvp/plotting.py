@@ -6,11 +6,15 @@ process is left alone). Files are written atomically (a temporary file beside th
 then `os.replace`), so that a killed process never leaves a half-written picture.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import pathlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from tfp_realnvp import errors
 from tfp_realnvp import _files
@@ -26,13 +30,14 @@ PADDING = 2
 _PADDING_LEVEL = 128
 
 
-def _upscale_factor(height, width, scale):
+def _upscale_factor(height: int, width: int, scale: int | None) -> int:
   if scale is None:
     return max(1, MIN_TILE_SIZE // min(height, width))
   return _validation.positive_int(scale, "scale")
 
 
-def grid_size(num_images, image_shape, ncols=None, scale=None):
+def grid_size(num_images: int, image_shape: Sequence[int], ncols: int | None = None,
+              scale: int | None = None) -> tuple[int, int]:
   """`(width, height)` in pixels of the PNG that `save_image_grid` writes.
 
   Args:
@@ -49,29 +54,29 @@ def grid_size(num_images, image_shape, ncols=None, scale=None):
           nrows * height * factor + (nrows - 1) * PADDING)
 
 
-def _num_columns(num_images, ncols):
+def _num_columns(num_images: int, ncols: int | None) -> int:
   if ncols is None:
     return max(1, math.ceil(math.sqrt(num_images)))
   return min(_validation.positive_int(ncols, "ncols"), num_images)
 
 
-def _to_pixels(images):
+def _to_pixels(images: npt.ArrayLike) -> np.ndarray:
   """`[N, H, W, C]` uint8 pixels (`C` in 1, 3) from float images in `[0, 1)`."""
-  images = np.asarray(images, dtype=np.float64)
-  if images.ndim == 3:
-    images = images[..., np.newaxis]
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+  array = np.asarray(images, dtype=np.float64)
+  if array.ndim == 3:
+    array = array[..., np.newaxis]
+  if array.ndim != 4 or array.shape[-1] not in (1, 3):
     raise errors.InvalidValueError(
         f"images must have shape [N, H, W], [N, H, W, 1] (grayscale) or [N, H, W, 3] (RGB), "
-        f"got shape {images.shape}.")
-  if images.shape[0] == 0:
+        f"got shape {array.shape}.")
+  if array.shape[0] == 0:
     raise errors.InvalidValueError("images is empty: there is nothing to draw.")
   # k / 256 <= x < (k + 1) / 256 -> k, the inverse of the 8-bit quantisation; NaN -> black.
-  images = np.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
-  return np.clip(np.floor(images * 256.0), 0, 255).astype(np.uint8)
+  array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
+  return np.clip(np.floor(array * 256.0), 0, 255).astype(np.uint8)
 
 
-def image_format(path):
+def image_format(path: str | os.PathLike[str]) -> str:
   """The Pillow format that the suffix of `path` names (`.png` -> `"PNG"`, `.jpg` -> `"JPEG"`).
 
   Raises:
@@ -88,7 +93,7 @@ def image_format(path):
   return name
 
 
-def is_image(path):
+def is_image(path: str | os.PathLike[str]) -> bool:
   """Whether `path` is a complete picture that Pillow decodes (not truncated or overwritten)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
@@ -100,7 +105,8 @@ def is_image(path):
   return True
 
 
-def save_image_grid(images, path, ncols=None, scale=None):
+def save_image_grid(images: npt.ArrayLike, path: str | os.PathLike[str], ncols: int | None = None,
+                    scale: int | None = None) -> pathlib.Path:
   """Saves images as one grid picture (PNG, or the format the suffix of `path` names).
 
   Values are read as in the rest of the package: a float `x` in `[0, 1)` is the 8-bit level
@@ -148,7 +154,8 @@ def save_image_grid(images, path, ncols=None, scale=None):
   return pathlib.Path(os.fspath(path))
 
 
-def save_bits_per_dim_plot(history_dict, path, title=None):
+def save_bits_per_dim_plot(history_dict: Mapping[str, Sequence[Any]], path: str | os.PathLike[str],
+                           title: str | None = None) -> pathlib.Path:
   """Plots training and validation bits/dim per epoch into a PNG.
 
   Args:
@@ -170,7 +177,8 @@ def save_bits_per_dim_plot(history_dict, path, title=None):
   return pathlib.Path(os.fspath(path))
 
 
-def _bits_per_dim_figure(history_dict, title):
+def _bits_per_dim_figure(history_dict: Mapping[str, Sequence[Any]],
+                         title: str | None) -> Any:
   """The figure of `save_bits_per_dim_plot` (whole epochs on the horizontal axis)."""
   from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
   from matplotlib import figure  # pylint: disable=g-import-not-at-top

@@ -15,7 +15,7 @@ glow = presets.build_flow(presets.resolve(None, (28, 28, 1), flow="glow"), (28, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from tfp_realnvp import _registry
 from tfp_realnvp import _validation
@@ -27,6 +27,10 @@ from tfp_realnvp.configs import GlowConfig
 from tfp_realnvp.configs import RealNVPConfig
 from tfp_realnvp.configs import TrainingSettings
 from tfp_realnvp.configs import all_settings
+
+if TYPE_CHECKING:
+  from tfp_realnvp import dequantization
+  from tfp_realnvp import flows
 
 __all__ = ["PRESETS", "Preset", "build_dequantizer", "build_flow", "check_shape",
            "compatible_presets", "default_preset", "get_preset", "preset_for_shape",
@@ -67,7 +71,7 @@ class Preset:
     """The architecture in one line."""
     return self.flow.describe()
 
-  def supports(self, event_shape: tuple[int, int, int]) -> bool:
+  def supports(self, event_shape: Sequence[int]) -> bool:
     """Whether the preset's depth can squeeze images of shape `(H, W, C)`."""
     return self.flow.supports(event_shape)
 
@@ -161,7 +165,7 @@ def get_preset(preset: str | Preset) -> Preset:
   return PRESETS.lookup(preset)
 
 
-def compatible_presets(event_shape: tuple[int, int, int], flow: str | None = None) -> list[str]:
+def compatible_presets(event_shape: Sequence[int], flow: str | None = None) -> list[str]:
   """Names of the presets (of the kind `flow`, or of any kind) that fit images `(H, W, C)`."""
   _validation.image_shape(event_shape)
   if flow is not None:
@@ -170,7 +174,7 @@ def compatible_presets(event_shape: tuple[int, int, int], flow: str | None = Non
           if preset.supports(event_shape) and flow in (None, preset.flow.kind)]
 
 
-def preset_for_shape(event_shape: tuple[int, int, int], flow: str | None = None) -> str:
+def preset_for_shape(event_shape: Sequence[int], flow: str | None = None) -> str:
   """The name of the default preset for images of shape `(H, W, C)`.
 
   8x8 -> `"digits"`, 28x28 -> `"mnist"`, 32x32 -> `"cifar10"`, 64x64 -> `"imagenet64"`, for
@@ -194,7 +198,7 @@ def preset_for_shape(event_shape: tuple[int, int, int], flow: str | None = None)
       f"Choose a preset explicitly ({hint}).")
 
 
-def default_preset(source: Any, event_shape: tuple[int, int, int],
+def default_preset(source: Any, event_shape: Sequence[int],
                    flow: str | None = None) -> str:
   """The preset name for a data source whose images have shape `event_shape`.
 
@@ -207,7 +211,7 @@ def default_preset(source: Any, event_shape: tuple[int, int, int],
   return preset_for_shape(event_shape, flow)
 
 
-def check_shape(preset: str | Preset, event_shape: tuple[int, int, int]) -> None:
+def check_shape(preset: str | Preset, event_shape: Sequence[int]) -> None:
   """Raises unless a preset (overrides applied) fits `(H, W, C)` images.
 
   Raises:
@@ -224,7 +228,7 @@ def check_shape(preset: str | Preset, event_shape: tuple[int, int, int]) -> None
         f"{_quoted(fitting) or 'none'}.")
 
 
-def resolve(preset: str | Preset | None, event_shape: tuple[int, int, int],
+def resolve(preset: str | Preset | None, event_shape: Sequence[int],
             source: Any = None, flow: str | None = None, **overrides: Any) -> Preset:
   """The preset to use for images of shape `(H, W, C)`, with overrides applied and checked.
 
@@ -276,8 +280,8 @@ def resolve(preset: str | Preset | None, event_shape: tuple[int, int, int],
   return preset
 
 
-def build_flow(preset: str | Preset, event_shape: tuple[int, int, int],
-               **overrides: Any) -> Any:
+def build_flow(preset: str | Preset, event_shape: Sequence[int],
+               **overrides: Any) -> flows.FlowLayer:
   """Builds the flow layer of a preset (`tfp_realnvp.RealNVP`, `tfp_realnvp.Glow`, ...).
 
   Args:
@@ -297,7 +301,8 @@ def build_flow(preset: str | Preset, event_shape: tuple[int, int, int],
   return preset.flow.build(event_shape, **layer_kwargs)
 
 
-def build_dequantizer(preset: Preset, event_shape: tuple[int, int, int], **kwargs: Any) -> Any:
+def build_dequantizer(preset: Preset, event_shape: Sequence[int], **kwargs: Any
+                      ) -> dequantization.VariationalDequantizer | None:
   """The dequantizer of a preset's model: `None` for uniform noise, else a new one.
 
   Returns `None` when `preset.training.dequantization` is `"uniform"` (the data pipeline adds

@@ -12,8 +12,13 @@ model = tfp_realnvp.FlowModel(flow, remat="reversible")  # or "recompute"; None:
 ```
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union
+
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfp_realnvp import errors
 from tfp_realnvp import _keras_internals
@@ -26,11 +31,15 @@ __all__ = ["MODES", "check_mode", "inverse", "reconstruction_errors"]
 MODES = ("recompute", "reversible")
 """The memory-saving modes of `FlowModel(remat=...)`; `None` is the standard mode."""
 
+# `(x, sources, outputs, input_gradient)` of a step recomputed under a tape (`_Step.recompute`).
+_Replay = tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor],
+                Callable[[Sequence[tf.Tensor]], tf.Tensor]]
+
 
 class _Split:
   """Walk instruction: a `FactorOut` sets its factored-out half aside."""
 
-  def __init__(self, factor_out):
+  def __init__(self, factor_out: factor_out_lib.FactorOut) -> None:
     self.factor_out = factor_out
 
 
@@ -41,19 +50,20 @@ class _Merge(_Split):
 class _Step:
   """Walk instruction: one bijector, with the keyword arguments its chain routes to it."""
 
-  def __init__(self, bijector, kwargs, event_ndims):
+  def __init__(self, bijector: tfp.bijectors.Bijector, kwargs: dict[str, Any],
+               event_ndims: int) -> None:
     self.bijector = bijector
     self.kwargs = kwargs
     self.event_ndims = event_ndims
 
-  def apply(self, x):
+  def apply(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, Any]:
     """`(z, ildj, state)` in the data -> latent direction; `state` rebuilds `x` from `z`."""
     if isinstance(self.bijector, batch_norm_lib.BatchNorm):
       return self.bijector.inverse_with_statistics(x)
     z = self.bijector.inverse(x, **self.kwargs)
     return z, self.bijector.inverse_log_det_jacobian(x, self.event_ndims, **self.kwargs), None
 
-  def recompute(self, x, tape):
+  def recompute(self, x: tf.Tensor, tape: tf.GradientTape) -> _Replay:
     """`apply` from the input `x` under `tape`, as `(x, sources, outputs, input_gradient)`.
 
     `outputs` `[z, ildj]` are computed under the tape from the watched `sources`, and
@@ -64,7 +74,7 @@ class _Step:
     z, ildj, _ = self.apply(x)
     return x, [x], [z, ildj], lambda gradients: gradients[0]
 
-  def rebuild_and_recompute(self, z, state, tape):
+  def rebuild_and_recompute(self, z: tf.Tensor, state: Any, tape: tf.GradientTape) -> _Replay:
     """Rebuilds the input from the output `z` (and `state`), then `recompute`s under `tape`."""
     if hasattr(self.bijector, "replay_inverse"):  # A coupling: one conditioner call.
       return self.bijector.replay_inverse(z, tape, **self.kwargs)
@@ -76,7 +86,12 @@ class _Step:
     return self.recompute(x, tape)
 
 
-def _walk(bijector, kwargs, event_ndims):
+_Instruction = Union[_Split, _Step]
+"""A step of the walk: `_Step`, `_Split` or `_Merge` (a `_Split`)."""
+
+
+def _walk(bijector: tfp.bijectors.Bijector, kwargs: dict[str, Any],
+          event_ndims: int) -> list[_Instruction]:
   """The instructions of `bijector`, in the data -> latent order."""
   if isinstance(bijector, _tfp_internals.RoutingChain):
     return [instruction for inner, inner_kwargs in bijector.routed(kwargs)
@@ -87,18 +102,22 @@ def _walk(bijector, kwargs, event_ndims):
   return [_Step(bijector, kwargs, event_ndims)]
 
 
-def _split(factor_out, x):
+def _split(factor_out: factor_out_lib.FactorOut, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   return factor_out._split(x)  # pylint: disable=protected-access
 
 
-def _run_forward(program, x, keep_inputs):
+def _run_forward(program: Sequence[_Instruction], x: tf.Tensor, keep_inputs: bool
+                 ) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor], list[Any], list[tf.Tensor]]:
   """The data -> latent pass: `(z, ildj, inputs, states, anchors)`.
 
   `inputs` (every step's input) is empty unless kept; `anchors` are the inputs of the
   `FactorOut`s (one per level of a multi-scale flow, at most the data's size each), where the
   reversible walk restarts.
   """
-  inputs, states, aside, anchors = [], [], [], []
+  inputs: list[tf.Tensor] = []
+  states: list[Any] = []
+  aside: list[tf.Tensor] = []
+  anchors: list[tf.Tensor] = []
   ildj = None
   for instruction in program:
     if isinstance(instruction, _Merge):
@@ -116,7 +135,9 @@ def _run_forward(program, x, keep_inputs):
   return x, ildj, inputs, states, anchors
 
 
-def _run_backward(program, carried, replay, anchors):
+def _run_backward(program: Sequence[_Instruction], carried: list[tf.Tensor],
+                  replay: Callable[[_Step, int, list[tf.Tensor]], list[tf.Tensor]],
+                  anchors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
   """Walks `program` from its end with tensors shaped like the latent (e.g. `[z, dz]`).
 
   The factored-out halves of `carried` are set aside at a `_Merge` and come back at its
@@ -126,7 +147,7 @@ def _run_backward(program, carried, replay, anchors):
   input side.
   """
   anchors = list(anchors)
-  aside = []
+  aside: list[list[tf.Tensor]] = []
   index = sum(isinstance(instruction, _Step) for instruction in program)
   for instruction in reversed(program):
     if isinstance(instruction, _Merge):
@@ -143,13 +164,14 @@ def _run_backward(program, carried, replay, anchors):
   return carried
 
 
-def check_mode(mode):
+def check_mode(mode: str) -> None:
   """Raises a `ValueError` unless `mode` is one of `MODES`."""
   if mode not in MODES:
     raise errors.InvalidValueError(f"remat must be None or one of {MODES}, got {mode!r}.")
 
 
-def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
+def inverse(bijector: tfp.bijectors.Bijector, x: tf.Tensor, mode: str, event_ndims: int,
+            training: bool | None = None, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
   """`(bijector.inverse(x), bijector.inverse_log_det_jacobian(x))` with a memory-saving gradient.
 
   The modes keep less than the standard backpropagation and compute more:
@@ -204,22 +226,24 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
   check_mode(mode)
 
   @tf.custom_gradient
-  def run(x, *conditions):
-    conditions = list(conditions)
+  def run(x: tf.Tensor, *flat_conditions: tf.Tensor
+          ) -> tuple[tuple[tf.Tensor, tf.Tensor], Callable[..., Any]]:
+    conditions = list(flat_conditions)
     program = _walk(bijector, tf.nest.pack_sequence_as(kwargs, conditions), event_ndims)
     z, ildj, inputs, states, anchors = _run_forward(program, x,
                                                     keep_inputs=mode == "recompute")
 
-    def grad(dz, dildj, variables=None):
+    def grad(dz: tf.Tensor, dildj: tf.Tensor | None, variables: Sequence[tf.Variable] | None = None
+             ) -> tuple[list[tf.Tensor | None], list[tf.Tensor | None]]:
       variables = list(variables or [])
       index = {v.ref(): i for i, v in enumerate(variables)}
-      variable_grads = [None] * len(variables)
-      condition_grads = [None] * len(conditions)
+      variable_grads: list[tf.Tensor | None] = [None] * len(variables)
+      condition_grads: list[tf.Tensor | None] = [None] * len(conditions)
       dildj = tf.zeros_like(ildj) if dildj is None else dildj
 
-      barrier = []  # The gradients of the step replayed last.
+      barrier: list[tf.Tensor] = []  # The gradients of the step replayed last.
 
-      def replay(step, i, carried):
+      def replay(step: _Step, i: int, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         # Nothing of this step runs before the last step's gradients are done: the replays'
         # forward ops do not depend on them, and running ahead would keep the activations
         # of several steps alive at once (graph mode).
@@ -255,7 +279,8 @@ def inverse(bijector, x, mode, event_ndims, training=None, **kwargs):
   return run(x, *tf.nest.flatten(kwargs))
 
 
-def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
+def reconstruction_errors(bijector: tfp.bijectors.Bijector, x: tf.Tensor, event_ndims: int,
+                          training: bool | None = None, **kwargs: Any) -> list[tf.Tensor]:
   """How far the reversible mode's rebuilt step inputs are from the forward pass's.
 
   Runs `bijector.inverse(x)` keeping every step's input, then rebuilds the inputs from the
@@ -276,9 +301,9 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
   program = _walk(bijector, kwargs, event_ndims)
   with _keras_internals.training_context(training):
     z, _, inputs, states, anchors = _run_forward(program, x, keep_inputs=True)
-  gaps = [None] * len(inputs)
+  gaps: list[tf.Tensor] = [None] * len(inputs)
 
-  def rebuild(step, i, carried):
+  def rebuild(step: _Step, i: int, carried: list[tf.Tensor]) -> list[tf.Tensor]:
     with tf.GradientTape() as tape:
       x_in = step.rebuild_and_recompute(carried[0], states[i], tape)[0]
     gaps[i] = tf.reduce_max(tf.abs(x_in - inputs[i]))
@@ -289,7 +314,7 @@ def reconstruction_errors(bijector, x, event_ndims, training=None, **kwargs):
   return gaps
 
 
-def _add(total, gradient):
+def _add(total: tf.Tensor | None, gradient: Any) -> tf.Tensor | None:
   if gradient is None:
     return total
   gradient = tf.convert_to_tensor(gradient)

@@ -243,7 +243,7 @@ def test_errors_are_one_line(commands, name, fragment):
     ("not_a_model", 1, "expected a .keras model file"),
     ("incompatible_preset", 1, "cannot be used for images of shape (8, 8, 1)"),
     ("bad_count", 2, "argument --count: expected an integer >= 1"),
-    ("unknown_preset", 1, "Unknown preset 'no_such_preset'; the presets are 'digits'"),
+    ("unknown_preset", 1, "Unknown preset 'no_such_preset'; the registered ones are 'digits'"),
     ("unknown_suffix", 1, "cannot write images of type '.xyz'"),
     ("damaged_model", 1, "cannot load the model"),
     ("random_bytes_npz", 1, "not a readable .npz file"),
@@ -251,8 +251,8 @@ def test_errors_are_one_line(commands, name, fragment):
     ("mismatched_npz", 1, "all splits must hold images of one shape"),
     ("preset_of_another_flow", 1, "Preset 'digits' is a Real NVP preset, not a Glow one"),
     ("real_nvp_setting_for_glow", 1,
-     "num_scales is a Real NVP setting; Glow presets (such as 'glow_digits') take num_levels, "
-     "num_steps, num_filters, coupling_network"),
+     "num_scales is a Real NVP setting; Glow presets (such as 'glow_digits') take num_filters, "
+     "coupling, num_levels, num_steps, coupling_network"),
     ("glow_setting_for_real_nvp", 1, "num_levels is a Glow setting; Real NVP presets"),
     ("unknown_flow", 2, "argument --flow: invalid choice: 'maf'"),
     ("no_tpu", 1, "--strategy tpu: "),

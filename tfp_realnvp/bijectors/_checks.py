@@ -1,13 +1,21 @@
 """Input checks shared by the image bijectors: rank, dtype, static shape, finiteness."""
 
+from __future__ import annotations
+
+from typing import Sequence, Union
+
 import tensorflow as tf
 
 from tfp_realnvp import errors
 
 EVENT_NDIMS = 3
 
+BatchShape = Union[list[int], tf.Tensor]
+"""A batch shape from `flatten_batch`: a list when known statically, else a shape tensor."""
 
-def check_image_event(x, owner, event_shape=None, validate_args=False):
+
+def check_image_event(x: tf.Tensor, owner: str, event_shape: Sequence[int] | None = None,
+                      validate_args: bool = False) -> tf.Tensor:
   """Checks that `x` is a float tensor of images `[..., H, W, C]` and returns it.
 
   Args:
@@ -43,14 +51,14 @@ def check_image_event(x, owner, event_shape=None, validate_args=False):
   return check_finite(x, owner, validate_args)
 
 
-def check_finite(x, owner, validate_args):
+def check_finite(x: tf.Tensor, owner: str, validate_args: bool) -> tf.Tensor:
   """Returns `x`, checked at run time to hold no NaN or Inf when `validate_args` is set."""
   if validate_args:
     x = tf.debugging.check_numerics(x, f"{owner}: input contains NaN or Inf values")
   return x
 
 
-def check_below(values, upper, message):
+def check_below(values: tf.Tensor, upper: int, message: str) -> tf.Tensor:
   """Returns integer-valued `values`, checked at run time to lie in `0..upper - 1`.
 
   Args:
@@ -64,7 +72,7 @@ def check_below(values, upper, message):
     return tf.identity(values)
 
 
-def flatten_batch(x):
+def flatten_batch(x: tf.Tensor) -> tuple[tf.Tensor, BatchShape]:
   """Reshapes `[..., H, W, C]` (event dims known) to `[N, H, W, C]`; returns it and the batch shape.
 
   The batch shape is a Python list when it is known statically, else a shape tensor, so that
@@ -75,7 +83,7 @@ def flatten_batch(x):
   return tf.reshape(x, [-1] + x.shape[-EVENT_NDIMS:].as_list()), batch_shape
 
 
-def unflatten_batch(y, batch_shape):
+def unflatten_batch(y: tf.Tensor, batch_shape: BatchShape) -> tf.Tensor:
   """Undoes `flatten_batch` for a result `[N, H', W', C']` with static event dims."""
   event = y.shape[1:].as_list()
   if isinstance(batch_shape, list):
@@ -83,6 +91,6 @@ def unflatten_batch(y, batch_shape):
   return tf.reshape(y, tf.concat([batch_shape, event], axis=0))
 
 
-def unflatten_log_det(log_det, batch_shape):
+def unflatten_log_det(log_det: tf.Tensor, batch_shape: BatchShape) -> tf.Tensor:
   """Reshapes per-example log-determinants `[N]` to the batch shape."""
   return tf.reshape(log_det, batch_shape)

@@ -1,6 +1,11 @@
 """Bijectors that apply one map to the channels of every pixel alike, with its parameters in one
 Keras 3 layer (`BatchNorm`, `ActNorm`, `InvertibleConv1x1`)."""
 
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import keras
 import tensorflow as tf
 
 from tfp_realnvp import errors
@@ -10,7 +15,7 @@ from tfp_realnvp.bijectors import _checks
 __all__ = ["PixelwiseBijector", "log_det_per_example"]
 
 
-def log_det_per_example(x, per_pixel):
+def log_det_per_example(x: tf.Tensor, per_pixel: tf.Tensor) -> tf.Tensor:
   """`H * W * per_pixel` for each example of `x` `[..., H, W, C]` (shape: `x`'s batch shape).
 
   Args:
@@ -32,9 +37,11 @@ class PixelwiseBijector(_cached_log_det.CachedLogDetBijector):
   (track) it.
   """
 
-  LAYER_CLASS = None
+  # The class of the Keras layer that holds the variables (set by every subclass).
+  LAYER_CLASS: ClassVar[Any] = None
 
-  def __init__(self, layer, argument, validate_args, parameters, name):
+  def __init__(self, layer: keras.layers.Layer, argument: str, validate_args: bool,
+               parameters: dict[str, Any], name: str) -> None:
     with tf.name_scope(name) as name:
       if not isinstance(layer, self.LAYER_CLASS):
         raise errors.InvalidTypeError(f"{argument} must be an instance of the Keras layer "
@@ -44,6 +51,6 @@ class PixelwiseBijector(_cached_log_det.CachedLogDetBijector):
                        validate_args=validate_args, parameters=parameters, name=name)
 
   @property
-  def layer(self):
+  def layer(self) -> keras.layers.Layer:
     """The Keras layer that holds the bijector's variables."""
     return self._layer

@@ -10,13 +10,17 @@ serves both the value and its log-derivative, and XLA compiles it as it is. The 
 against `tfp.bijectors.RationalQuadraticSpline` to float64 precision.
 """
 
+from __future__ import annotations
+
 import numpy as np
 import tensorflow as tf
 
 __all__ = ["rational_quadratic"]
 
 
-def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inverse=False):
+def rational_quadratic(values: tf.Tensor, bin_widths: tf.Tensor, bin_heights: tf.Tensor,
+                       knot_slopes: tf.Tensor, bound: float, inverse: bool = False
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
   """The spline `g` (or `g^-1`) elementwise, with `log g'` at the data side.
 
   With left knots `x_k`, `y_k`, bin width `w_k`, height `h_k`, slopes `d_k`, `d_{k+1}` at the
@@ -54,7 +58,8 @@ def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inve
   before = tf.constant(np.triu(np.ones((num_bins, num_bins)), k=1), dtype)
   left_x = lower + tf.tensordot(bin_widths, before, axes=1)
   left_y = lower + tf.tensordot(bin_heights, before, axes=1)
-  def pad_last(t, before, after, value):  # One value before / after the last axis.
+  def pad_last(t: tf.Tensor, before: int, after: int, value: float) -> tf.Tensor:
+    """One value before / after the last axis."""
     return tf.pad(t, [[0, 0]] * (rank - 1) + [[before, after]], constant_values=value)
 
   d_left, d_right = pad_last(knot_slopes, 1, 0, 1), pad_last(knot_slopes, 0, 1, 1)
@@ -66,7 +71,7 @@ def rational_quadratic(values, bin_widths, bin_heights, knot_slopes, bound, inve
   past = tf.cast(values[..., tf.newaxis] >= knots[..., 1:], dtype)
   one_hot = pad_last(past, 1, 0, 1) - pad_last(past, 0, 1, 0)
 
-  def pick(candidates):
+  def pick(candidates: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(one_hot * candidates, axis=-1)
 
   x_k, y_k, w_k, h_k = pick(left_x), pick(left_y), pick(bin_widths), pick(bin_heights)

@@ -1,5 +1,9 @@
 """Glow's activation normalisation as a bijector, with its parameters in a Keras 3 layer."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 import tensorflow as tf
@@ -7,6 +11,7 @@ import tensorflow as tf
 from tfp_realnvp import _keras_internals
 from tfp_realnvp import _distribute
 from tfp_realnvp import _validation
+from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -52,11 +57,11 @@ class ActNormParameters(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, epsilon=1e-6, **kwargs):
+  def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     channels = (input_shape[-1],)
     # Every replica writes the same values, so the first replica's are those of all.
     self.log_scale = self.add_weight(name="log_scale", shape=channels, initializer="zeros",
@@ -67,20 +72,20 @@ class ActNormParameters(keras.layers.Layer):
                                        initializer="zeros", trainable=False,
                                        aggregation="only_first_replica")
 
-  def _normalizing_parameters(self, inputs):
+  def _normalizing_parameters(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Per-channel `(shift, log_scale)` that normalise `inputs` (over the global batch)."""
     x = ops.stop_gradient(ops.cast(inputs, self.log_scale.dtype))
     mean, variance = _distribute.batch_moments(x, axes=[0, 1, 2])
     return -mean, -ops.log(ops.sqrt(variance) + self.epsilon)
 
-  def _initialize(self, inputs):
+  def _initialize(self, inputs: tf.Tensor) -> None:
     """Sets the variables from the moments of `inputs` and marks the layer initialised."""
     shift, log_scale = self._normalizing_parameters(inputs)
     self.shift.assign(shift)
     self.log_scale.assign(log_scale)
     self.initialized.assign(True)
 
-  def _initialize_synchronized(self, inputs):
+  def _initialize_synchronized(self, inputs: tf.Tensor) -> None:
     """`_initialize` without control flow, for replicas that must all-reduce in step."""
     initialized = ops.convert_to_tensor(self.initialized)
     values = self._normalizing_parameters(inputs)
@@ -88,7 +93,8 @@ class ActNormParameters(keras.layers.Layer):
       variable.assign(ops.where(initialized, variable, value))
     self.initialized.assign(True)
 
-  def call(self, inputs, training=False):
+  def call(self, inputs: tf.Tensor, training: bool | None = False
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     # A stateless scope would discard the assignments (reversible training's backward pass
     # replays calls so, see `tfp_realnvp.remat`): the layer is read as it is.
     training = training and not _keras_internals.in_stateless_scope()
@@ -100,10 +106,11 @@ class ActNormParameters(keras.layers.Layer):
     # Read after the update: automatic control dependencies order the reads after it.
     return ops.convert_to_tensor(self.log_scale), ops.convert_to_tensor(self.shift)
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape
+                           ) -> tuple[tuple[int | None], tuple[int | None]]:
     return (input_shape[-1],), (input_shape[-1],)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(epsilon=self.epsilon)
     return config
@@ -148,7 +155,8 @@ class ActNorm(_pixelwise.PixelwiseBijector):
 
   LAYER_CLASS = ActNormParameters
 
-  def __init__(self, layer, validate_args=False, name="act_norm"):
+  def __init__(self, layer: ActNormParameters, validate_args: bool = False,
+               name: str = "act_norm") -> None:
     """Builds the bijector.
 
     Args:
@@ -160,14 +168,14 @@ class ActNorm(_pixelwise.PixelwiseBijector):
     parameters = dict(locals())
     super().__init__(layer, "layer", validate_args, parameters, name)
 
-  def _augmented_inverse(self, x):
+  def _augmented_inverse(self, x: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     log_scale, shift = [tf.cast(v, x.dtype) for v in self._layer(_checks.flatten_batch(x)[0])]
     z = (x + shift) * tf.exp(log_scale)
     ildj = _pixelwise.log_det_per_example(x, tf.reduce_sum(log_scale))
     return z, _cached_log_det.log_dets(ildj)
 
-  def _augmented_forward(self, z):
+  def _augmented_forward(self, z: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
     log_scale, shift = [tf.cast(v, z.dtype) for v in (self._layer.log_scale, self._layer.shift)]
     x = z * tf.exp(-log_scale) - shift

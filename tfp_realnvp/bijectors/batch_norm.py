@@ -1,11 +1,16 @@
 """Batch normalisation as a bijector, with its statistics in a Keras 3 layer."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import keras
 from keras import ops
 import tensorflow as tf
 
 from tfp_realnvp import _distribute
 from tfp_realnvp import _validation
+from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -32,12 +37,12 @@ class BatchNormStatistics(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, momentum=0.9, epsilon=1e-4, **kwargs):
+  def __init__(self, momentum: float = 0.9, epsilon: float = 1e-4, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.momentum = _validation.number_in(momentum, "momentum", 0.0, 1.0, high_open=True)
     self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     channels = (input_shape[-1],)
     self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros",
                                        trainable=False)
@@ -46,7 +51,8 @@ class BatchNormStatistics(keras.layers.Layer):
     self.log_scale = self.add_weight(name="log_scale", shape=channels, initializer="zeros")
     self.shift = self.add_weight(name="shift", shape=channels, initializer="zeros")
 
-  def call(self, inputs, training=False):
+  def call(self, inputs: tf.Tensor, training: bool | None = False
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     if not training:
       return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
     mean, variance = _distribute.batch_moments(inputs, axes=[0, 1, 2])
@@ -54,10 +60,11 @@ class BatchNormStatistics(keras.layers.Layer):
       moving.assign(self.momentum * moving + (1.0 - self.momentum) * ops.stop_gradient(value))
     return mean, variance
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape
+                           ) -> tuple[tuple[int | None], tuple[int | None]]:
     return (input_shape[-1],), (input_shape[-1],)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(momentum=self.momentum, epsilon=self.epsilon)
     return config
@@ -100,7 +107,8 @@ class BatchNorm(_pixelwise.PixelwiseBijector):
 
   LAYER_CLASS = BatchNormStatistics
 
-  def __init__(self, statistics, validate_args=False, name="batch_norm"):
+  def __init__(self, statistics: BatchNormStatistics, validate_args: bool = False,
+               name: str = "batch_norm") -> None:
     """Builds the bijector.
 
     Args:
@@ -113,18 +121,19 @@ class BatchNorm(_pixelwise.PixelwiseBijector):
     super().__init__(statistics, "statistics", validate_args, parameters, name)
 
   @property
-  def statistics(self):
+  def statistics(self) -> BatchNormStatistics:
     return self._layer
 
-  def _variables(self, dtype):
+  def _variables(self, dtype: tf.DType) -> list[tf.Tensor]:
     layer = self._layer
     return [tf.cast(v, dtype) for v in (layer.log_scale, layer.shift)]
 
-  def _log_det(self, x, log_scale, variance):
+  def _log_det(self, x: tf.Tensor, log_scale: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
     per_pixel = tf.reduce_sum(log_scale - 0.5 * tf.math.log(variance + self._layer.epsilon))
     return _pixelwise.log_det_per_example(x, per_pixel)
 
-  def inverse_with_statistics(self, x):
+  def inverse_with_statistics(self, x: tf.Tensor
+                              ) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
     """`inverse` without TFP's cache, with its log-det and the statistics it normalised with.
 
     Returns:
@@ -139,18 +148,19 @@ class BatchNorm(_pixelwise.PixelwiseBijector):
     z = (x - mean) * (tf.math.rsqrt(variance + self._layer.epsilon) * tf.exp(log_scale))
     return z + shift, self._log_det(x, log_scale, variance), (mean, variance)
 
-  def forward_with_statistics(self, z, statistics):
+  def forward_with_statistics(self, z: tf.Tensor, statistics: Sequence[tf.Tensor]
+                              ) -> tf.Tensor:
     """`forward` with the per-channel `statistics` `(mean, variance)` instead of the averages."""
     z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
     mean, variance = [tf.cast(s, z.dtype) for s in statistics]
     log_scale, shift = self._variables(z.dtype)
     return (z - shift) * (tf.exp(-log_scale) * tf.sqrt(variance + self._layer.epsilon)) + mean
 
-  def _augmented_inverse(self, x):
+  def _augmented_inverse(self, x: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     z, ildj, _ = self.inverse_with_statistics(x)
     return z, _cached_log_det.log_dets(ildj)
 
-  def _augmented_forward(self, z):
+  def _augmented_forward(self, z: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     layer = self._layer
     statistics = (layer.moving_mean, layer.moving_variance)
     x = self.forward_with_statistics(z, statistics)

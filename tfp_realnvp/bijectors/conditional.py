@@ -1,11 +1,17 @@
 """A chain that hands one conditional input to every bijector of a flow that takes it."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow_probability as tfp
+
 from tfp_realnvp import _tfp_internals
 
 __all__ = ["ConditionalChain", "takes_conditional_input"]
 
 
-def takes_conditional_input(bijector):
+def takes_conditional_input(bijector: tfp.bijectors.Bijector) -> bool:
   """Whether `bijector` takes the `conditional_input` keyword argument of this package.
 
   A bijector declares it with an attribute `takes_conditional_input` that is true
@@ -47,5 +53,5 @@ class ConditionalChain(_tfp_internals.RoutingChain):
 
   takes_conditional_input = True
 
-  def _route(self, bijector, kwargs):
+  def _route(self, bijector: tfp.bijectors.Bijector, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs if takes_conditional_input(bijector) else {}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, cast
 
 import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import masks as masks_lib
@@ -113,7 +114,7 @@ class Coupling(_cached_log_det.CachedLogDetBijector):
                transform: str | transforms_lib.CouplingTransform = "affine",
                mask: str = "checkerboard",
                parity: int = 0,
-               event_shape: tuple[int, int, int] | None = None,
+               event_shape: Sequence[int] | None = None,
                validate_args: bool = False,
                name: str | None = None,
                parameters: dict[str, Any] | None = None) -> None:
@@ -160,12 +161,13 @@ class Coupling(_cached_log_det.CachedLogDetBijector):
     """0 or 1: which half of the units is transformed."""
     return self._mask.parity
 
-  def conditioner_shape(self, event_shape: tuple[int, int, int]
-                        ) -> tuple[tuple[int, int, int], int]:
+  def conditioner_shape(self, event_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
     """Returns `(input_shape, output_channels)` of the conditioner for events `event_shape`."""
     return self._mask.conditioner_shape(tuple(event_shape))
 
-  def _conditioner_kwargs(self, conditional_input, batch_shape, event_shape):
+  def _conditioner_kwargs(self, conditional_input: TensorLike | None,
+                          batch_shape: _checks.BatchShape,
+                          event_shape: Sequence[int | None]) -> dict[str, tf.Tensor]:
     """`{}`, or the condition broadcast to `batch_shape` and flattened like the images.
 
     A condition of vectors `[..., K]` becomes `[N, K]`. A condition of the images' rank is a
@@ -200,7 +202,8 @@ class Coupling(_cached_log_det.CachedLogDetBijector):
     condition = tf.reshape(tf.broadcast_to(condition, target), [-1] + event)
     return {"conditional_input": self._mask.pack_features(condition) if spatial else condition}
 
-  def _couple(self, x, conditional_input, inverse):
+  def _couple(self, x: tf.Tensor, conditional_input: TensorLike | None,
+              inverse: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The coupling in either direction; returns its output and the cached log-dets."""
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     x4, batch_shape = _checks.flatten_batch(x)
@@ -214,7 +217,8 @@ class Coupling(_cached_log_det.CachedLogDetBijector):
     return (_checks.unflatten_batch(y, batch_shape),
             _cached_log_det.log_dets(self._sum_log_det(x4, log_det, batch_shape)))
 
-  def _sum_log_det(self, x4, log_det, batch_shape):
+  def _sum_log_det(self, x4: tf.Tensor, log_det: tf.Tensor | None,
+                   batch_shape: _checks.BatchShape) -> tf.Tensor:
     """The per-example `ildj` of elementwise `log|dz/dx|` (`None`: 0) on packed units."""
     if log_det is None:
       ildj = tf.zeros(tf.shape(x4)[:1], dtype=x4.dtype)
@@ -257,15 +261,17 @@ class Coupling(_cached_log_det.CachedLogDetBijector):
     outputs = [_checks.unflatten_batch(self._mask.merge(z4, conditioning, z_again), batch_shape),
                self._sum_log_det(z4, log_det, batch_shape)]
 
-    def input_gradient(source_gradients):
+    def input_gradient(source_gradients: Sequence[tf.Tensor]) -> tf.Tensor:
       return _checks.unflatten_batch(self._mask.merge(z4, *source_gradients), batch_shape)
 
     return x, [conditioning, x_transformed], outputs, input_gradient
 
-  def _augmented_inverse(self, x, conditional_input=None):
+  def _augmented_inverse(self, x: tf.Tensor, conditional_input: TensorLike | None = None
+                         ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     return self._couple(x, conditional_input, inverse=True)
 
-  def _augmented_forward(self, z, conditional_input=None):
+  def _augmented_forward(self, z: tf.Tensor, conditional_input: TensorLike | None = None
+                         ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     return self._couple(z, conditional_input, inverse=False)
 
 
@@ -329,7 +335,7 @@ class AffineCoupling(Coupling):
                mask: str = "checkerboard",
                parity: int = 0,
                additive: bool = False,
-               event_shape: tuple[int, int, int] | None = None,
+               event_shape: Sequence[int] | None = None,
                validate_args: bool = False,
                name: str | None = None) -> None:
     parameters = dict(locals())
@@ -402,7 +408,7 @@ class SplineCoupling(Coupling):
                parity: int = 0,
                num_bins: int = 8,
                bound: float = 3.0,
-               event_shape: tuple[int, int, int] | None = None,
+               event_shape: Sequence[int] | None = None,
                validate_args: bool = False,
                name: str = "spline_coupling") -> None:
     parameters = dict(locals())
@@ -411,11 +417,11 @@ class SplineCoupling(Coupling):
 
   @property
   def num_bins(self) -> int:
-    return self._transform.num_bins
+    return cast(transforms_lib.SplineTransform, self._transform).num_bins
 
   @property
   def bound(self) -> float:
-    return self._transform.bound
+    return cast(transforms_lib.SplineTransform, self._transform).bound
 
 
 def _default_name(transform: transforms_lib.CouplingTransform) -> str:
@@ -425,7 +431,7 @@ def _default_name(transform: transforms_lib.CouplingTransform) -> str:
   return f"{snake}_coupling"
 
 
-def _broadcasts_to(shape, target):
+def _broadcasts_to(shape: tf.TensorShape, target: list[int]) -> bool:
   """Whether the static `shape` (known rank) broadcasts to the list `target`."""
   sizes = shape.as_list()
   return len(sizes) <= len(target) and all(

@@ -1,6 +1,11 @@
 """Multi-scale factor-out: half of the channels leave the flow, the other half go on."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfp_realnvp import errors
 from tfp_realnvp.bijectors import _checks
@@ -51,7 +56,8 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
       https://arxiv.org/abs/1605.08803
   """
 
-  def __init__(self, bijector, validate_args=False, name="factor_out"):
+  def __init__(self, bijector: tfp.bijectors.Bijector, validate_args: bool = False,
+               name: str = "factor_out") -> None:
     """Builds a factor-out step.
 
     Args:
@@ -70,14 +76,14 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
           name=name)
 
   @property
-  def bijector(self):
+  def bijector(self) -> tfp.bijectors.Bijector:
     return self._bijector
 
   @property
-  def takes_conditional_input(self):
+  def takes_conditional_input(self) -> bool:
     return conditional.takes_conditional_input(self._bijector)
 
-  def _split(self, x):
+  def _split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     channels = x.shape[-1]
     if channels < 2:
@@ -85,14 +91,16 @@ class FactorOut(_cached_log_det.CachedLogDetBijector):
           f"{self.name}: factoring out needs at least 2 channels, got {channels}.")
     return x[..., :channels // 2], x[..., channels // 2:]
 
-  def _augmented_forward(self, z, **kwargs):
+  def _augmented_forward(self, z: tf.Tensor, **kwargs: Any
+                         ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     factored, kept = self._split(z)
     x = tf.concat([factored, self._bijector.forward(kept, **kwargs)], axis=-1)
     fldj = self._bijector.forward_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS,
                                                    **kwargs)
     return x, _cached_log_det.log_dets(-fldj)
 
-  def _augmented_inverse(self, x, **kwargs):
+  def _augmented_inverse(self, x: tf.Tensor, **kwargs: Any
+                         ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     factored, kept = self._split(x)
     z = tf.concat([factored, self._bijector.inverse(kept, **kwargs)], axis=-1)
     ildj = self._bijector.inverse_log_det_jacobian(kept, event_ndims=_checks.EVENT_NDIMS,

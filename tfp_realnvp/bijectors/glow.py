@@ -1,8 +1,14 @@
 """The multi-scale architecture of Glow, as one bijector `[H, W, C] -> [H, W, C]`."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
+from tfp_realnvp._types import ConditionerFactory
+from tfp_realnvp._types import StepFactory
 from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import conditional
 from tfp_realnvp.bijectors import coupling as coupling_lib
@@ -21,16 +27,16 @@ __all__ = ["multiscale_glow"]
 COUPLING_PARITY = 1
 
 
-def multiscale_glow(event_shape,
-                    num_levels,
-                    num_steps,
-                    make_actnorm,
-                    make_conv1x1,
-                    make_conditioner,
-                    make_prior_conditioner,
-                    transform="affine",
-                    validate_args=False,
-                    name="glow"):
+def multiscale_glow(event_shape: Sequence[int],
+                    num_levels: int,
+                    num_steps: int,
+                    make_actnorm: StepFactory,
+                    make_conv1x1: StepFactory,
+                    make_conditioner: ConditionerFactory,
+                    make_prior_conditioner: ConditionerFactory,
+                    transform: str | transforms_lib.CouplingTransform | dict[str, Any] = "affine",
+                    validate_args: bool = False,
+                    name: str = "glow") -> conditional.ConditionalChain:
   """Builds the multi-scale Glow bijector of Kingma & Dhariwal (2018, Sec. 3 and Fig. 2).
 
   In the data -> latent direction (`inverse`), every level squeezes
@@ -86,7 +92,7 @@ def multiscale_glow(event_shape,
   num_steps = _validation.positive_int(num_steps, "num_steps")
   transform = transforms_lib.make_transform(transform)
 
-  def step(shape, prefix):
+  def step(shape: tuple[int, int, int], prefix: str) -> list[tfp.bijectors.Bijector]:
     coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
     input_shape, output_channels = coupling_mask.conditioner_shape(shape)
     return [
@@ -100,7 +106,7 @@ def multiscale_glow(event_shape,
             validate_args=validate_args, name=f"{prefix}_coupling"),
     ]
 
-  def level(index):
+  def level(index: int) -> conditional.ConditionalChain:
     height, width, channels = shapes[index]
     squeezed = (height // 2, width // 2, 4 * channels)
     prefix = f"{name}_level{index}"

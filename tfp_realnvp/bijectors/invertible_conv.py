@@ -1,10 +1,15 @@
 """Glow's invertible 1x1 convolution as a bijector, with its kernel in a Keras 3 layer."""
 
+from __future__ import annotations
+
+from typing import Any, cast
+
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
@@ -42,13 +47,13 @@ class InvertibleConv1x1Parameters(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, lu=True, seed=None, **kwargs):
+  def __init__(self, lu: bool = True, seed: int | None = None, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.lu = bool(lu)
     self.seed = seed
 
-  def build(self, input_shape):
-    channels = input_shape[-1]
+  def build(self, input_shape: LayerShape) -> None:
+    channels = cast(int, input_shape[-1])  # Known: the channels that the kernel mixes.
     rotation, _ = np.linalg.qr(np.random.default_rng(self.seed).standard_normal(
         (channels, channels)))
     if not self.lu:
@@ -69,11 +74,11 @@ class InvertibleConv1x1Parameters(keras.layers.Layer):
     self._strictly_lower = np.tril(np.ones((channels, channels)), -1)
     self._strictly_upper = self._strictly_lower.T
 
-  def _add_matrix(self, name, value):
+  def _add_matrix(self, name: str, value: np.ndarray) -> keras.Variable:
     return self.add_weight(name=name, shape=value.shape,
                            initializer=lambda shape, dtype: value)
 
-  def _lower_upper(self, dtype):
+  def _lower_upper(self, dtype: tf.DType) -> tf.Tensor:
     """`L - I + U + diag(sign * exp(log_scale))`, TensorFlow's packed LU of `W`, in `dtype`."""
     lower, upper, sign, log_scale = (
         tf.cast(v, dtype) for v in (self.lower, self.upper, self.sign, self.log_scale))
@@ -81,19 +86,19 @@ class InvertibleConv1x1Parameters(keras.layers.Layer):
             + upper * self._strictly_upper.astype(dtype.as_numpy_dtype)
             + tf.linalg.diag(sign * tf.exp(log_scale)))
 
-  def kernel(self, dtype):
+  def kernel(self, dtype: tf.DType) -> tf.Tensor:
     """`W`, `[C, C]` in `dtype`."""
     if not self.lu:
       return tf.cast(self.kernel_variable, dtype)
     return tfp.math.lu_reconstruct(self._lower_upper(dtype), self.permutation)
 
-  def inverse_kernel(self, dtype):
+  def inverse_kernel(self, dtype: tf.DType) -> tf.Tensor:
     """`W^{-1}`, `[C, C]` in `dtype`: from the LU factors, or `tf.linalg.inv(W)`."""
     if not self.lu:
       return tf.linalg.inv(self.kernel(dtype))
     return tfp.math.lu_matrix_inverse(self._lower_upper(dtype), self.permutation)
 
-  def log_abs_det(self, dtype):
+  def log_abs_det(self, dtype: tf.DType) -> tf.Tensor:
     """`log|det W|`, a scalar in `dtype`: `sum(log_scale)`, or from the QR decomposition of W."""
     if self.lu:
       return tf.reduce_sum(tf.cast(self.log_scale, dtype))
@@ -101,7 +106,7 @@ class InvertibleConv1x1Parameters(keras.layers.Layer):
     r = tf.linalg.qr(self.kernel(dtype))[1]
     return tf.reduce_sum(tf.math.log(tf.abs(tf.linalg.diag_part(r))))
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(lu=self.lu, seed=self.seed)
     return config
@@ -144,7 +149,8 @@ class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
 
   LAYER_CLASS = InvertibleConv1x1Parameters
 
-  def __init__(self, layer, validate_args=False, name="invertible_conv1x1"):
+  def __init__(self, layer: InvertibleConv1x1Parameters, validate_args: bool = False,
+               name: str = "invertible_conv1x1") -> None:
     """Builds the bijector.
 
     Args:
@@ -156,7 +162,7 @@ class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
     parameters = dict(locals())
     super().__init__(layer, "layer", validate_args, parameters, name)
 
-  def _mix_channels(self, x, matrix):
+  def _mix_channels(self, x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """`matrix @ x` at every pixel of `x` `[..., C]`.
 
     One `[pixels, C] x [C, C]` matrix product (`tf.tensordot`): the equivalent
@@ -165,13 +171,13 @@ class InvertibleConv1x1(_pixelwise.PixelwiseBijector):
     """
     return tf.tensordot(x, matrix, [[-1], [1]])
 
-  def _augmented_inverse(self, x):
+  def _augmented_inverse(self, x: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     z = self._mix_channels(x, self._layer.kernel(x.dtype))
     ildj = _pixelwise.log_det_per_example(x, self._layer.log_abs_det(x.dtype))
     return z, _cached_log_det.log_dets(ildj)
 
-  def _augmented_forward(self, z):
+  def _augmented_forward(self, z: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     z = _checks.check_image_event(z, self.name, validate_args=self.validate_args)
     x = self._mix_channels(z, self._layer.inverse_kernel(z.dtype))
     ildj = _pixelwise.log_det_per_example(z, self._layer.log_abs_det(z.dtype))

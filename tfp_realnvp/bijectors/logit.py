@@ -1,5 +1,9 @@
 """Logit preprocessing of Real NVP: pixels in [0, 1) to the real line."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -46,7 +50,8 @@ class Logit(tfp.bijectors.Bijector):
       https://arxiv.org/abs/1605.08803
   """
 
-  def __init__(self, alpha=0.05, validate_args=False, name="logit"):
+  def __init__(self, alpha: float = 0.05, validate_args: bool = False,
+               name: str = "logit") -> None:
     """Builds the logit preprocessing.
 
     Args:
@@ -63,24 +68,24 @@ class Logit(tfp.bijectors.Bijector):
                        parameters=parameters, name=name)
 
   @classmethod
-  def _parameter_properties(cls, dtype):
+  def _parameter_properties(cls, dtype: tf.DType | None) -> dict[str, Any]:
     return dict()
 
   @property
-  def alpha(self):
+  def alpha(self) -> float:
     return self._alpha
 
-  def _check_float(self, x):
+  def _check_float(self, x: tf.Tensor) -> tf.Tensor:
     if not x.dtype.is_floating:
       raise errors.InvalidTypeError(
           f"{self.name}: expected a floating-point tensor, got dtype {x.dtype.name}. "
           "Dequantize 8-bit images first (tfp_realnvp.data.dequantize).")
     return x
 
-  def _check_logits(self, y):
+  def _check_logits(self, y: tf.Tensor) -> tf.Tensor:
     return _checks.check_finite(self._check_float(y), self.name, self.validate_args)
 
-  def _check_pixels(self, x):
+  def _check_pixels(self, x: tf.Tensor) -> tf.Tensor:
     x = self._check_float(x)
     if not self.validate_args:
       return x
@@ -90,18 +95,18 @@ class Logit(tfp.bijectors.Bijector):
         tf.debugging.assert_less_equal(x, tf.ones([], x.dtype), message=message)]):
       return tf.identity(x)
 
-  def _forward(self, y):
+  def _forward(self, y: tf.Tensor) -> tf.Tensor:
     y = self._check_logits(y)
     return (tf.sigmoid(y) - self._alpha) / (1.0 - 2.0 * self._alpha)
 
-  def _inverse(self, x):
+  def _inverse(self, x: tf.Tensor) -> tf.Tensor:
     p = self._alpha + (1.0 - 2.0 * self._alpha) * self._check_pixels(x)
     return tf.math.log(p) - tf.math.log1p(-p)
 
-  def _forward_log_det_jacobian(self, y):
+  def _forward_log_det_jacobian(self, y: tf.Tensor) -> tf.Tensor:
     y = self._check_logits(y)
     return -tf.nn.softplus(-y) - tf.nn.softplus(y) - np.log1p(-2.0 * self._alpha)
 
-  def _inverse_log_det_jacobian(self, x):
+  def _inverse_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
     p = self._alpha + (1.0 - 2.0 * self._alpha) * self._check_pixels(x)
     return np.log1p(-2.0 * self._alpha) - tf.math.log(p) - tf.math.log1p(-p)

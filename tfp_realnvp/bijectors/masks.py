@@ -8,7 +8,10 @@ transforms half of the channels. Both expose the same operations (`conditioner_s
 written once for any mask.
 """
 
+from __future__ import annotations
+
 import functools
+from typing import Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +22,8 @@ __all__ = ["CheckerboardMask", "ChannelMask", "get_mask"]
 
 
 @functools.lru_cache(maxsize=None)
-def _packing(height, width, parity):
+def _packing(height: int, width: int, parity: int
+             ) -> tuple[np.ndarray, np.ndarray | None]:
   """Constants of the half-width packing of a checkerboard on `[H, W]` images.
 
   Returns `(second, valid)`: `second[i]` (numpy bool `[H, 1, 1]`) says whether row `i`'s
@@ -50,18 +54,18 @@ class CheckerboardMask:
 
   kind = "checkerboard"
 
-  def __init__(self, parity):
+  def __init__(self, parity: int) -> None:
     self.parity = parity
 
-  def conditioner_shape(self, event_shape):
+  def conditioner_shape(self, event_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
     """Returns `(input_shape, output_channels)` of the conditioner for events `[H, W, C]`."""
     height, width, channels = event_shape
     return (height, (width + 1) // 2, channels), channels
 
-  def _constants(self, x):
+  def _constants(self, x: tf.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
     return _packing(x.shape[-3], x.shape[-2], self.parity)
 
-  def split(self, x):
+  def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Returns `(conditioning, transformed)` pixels of images `x` `[N, H, W, C]`, packed."""
     height, width, channels = x.shape[-3:]
     takes_second = self._constants(x)[0]
@@ -71,12 +75,12 @@ class CheckerboardMask:
     first, second = pairs[..., 0, :], pairs[..., 1, :]
     return tf.where(takes_second, first, second), tf.where(takes_second, second, first)
 
-  def restrict(self, x, values):
+  def restrict(self, x: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
     """Zeros the padding column's slots of packed `values` (odd widths only), e.g. log-dets."""
     valid = self._constants(x)[1]
     return values if valid is None else values * tf.constant(valid, dtype=values.dtype)
 
-  def pack_features(self, features):
+  def pack_features(self, features: tf.Tensor) -> tf.Tensor:
     """Features `[N, H, W, F]` at every pixel, packed like `split`: `[N, H, ceil(W / 2), 2F]`.
 
     Each slot of the packed image gets the features of both pixels of its pair (those of the
@@ -85,11 +89,12 @@ class CheckerboardMask:
     return tf.concat(self.split(features), axis=-1)
 
   @staticmethod
-  def feature_channels(channels):
+  def feature_channels(channels: int) -> int:
     """Channels of `pack_features` of a `channels`-channel feature map."""
     return 2 * channels
 
-  def merge(self, x, conditioning, y_transformed):
+  def merge(self, x: tf.Tensor, conditioning: tf.Tensor, y_transformed: tf.Tensor
+            ) -> tf.Tensor:
     """Rebuilds `[N, H, W, C]` images like `x` from packed conditioning and transformed pixels."""
     height, width, channels = x.shape[-3:]
     takes_second = self._constants(x)[0]
@@ -103,50 +108,54 @@ class ChannelMask:
 
   kind = "channel"
 
-  def __init__(self, parity):
+  def __init__(self, parity: int) -> None:
     self.parity = parity
 
   @staticmethod
-  def _halves(channels):
+  def _halves(channels: int) -> tuple[int, int]:
     if channels < 2:
       raise errors.InvalidValueError(
           f"A channel mask needs at least 2 channels to split, got {channels}.")
     return channels // 2, channels - channels // 2
 
-  def conditioner_shape(self, event_shape):
+  def conditioner_shape(self, event_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
     first, second = self._halves(event_shape[-1])
     conditioning, transformed = (second, first) if self.parity == 0 else (first, second)
     return tuple(event_shape[:-1]) + (conditioning,), transformed
 
-  def split(self, x):
+  def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     first = self._halves(x.shape[-1])[0]
     head, tail = x[..., :first], x[..., first:]
     return (tail, head) if self.parity == 0 else (head, tail)
 
-  def restrict(self, x, values):
+  def restrict(self, x: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
     del x
     return values
 
   @staticmethod
-  def pack_features(features):
+  def pack_features(features: tf.Tensor) -> tf.Tensor:
     """Features `[N, H, W, F]` at every pixel: unchanged, the conditioner sees every pixel."""
     return features
 
   @staticmethod
-  def feature_channels(channels):
+  def feature_channels(channels: int) -> int:
     """Channels of `pack_features` of a `channels`-channel feature map."""
     return channels
 
-  def merge(self, x, conditioning, y_transformed):
+  def merge(self, x: tf.Tensor, conditioning: tf.Tensor, y_transformed: tf.Tensor
+            ) -> tf.Tensor:
     del x  # The channels are all in the two parts.
     parts = [y_transformed, conditioning] if self.parity == 0 else [conditioning, y_transformed]
     return tf.concat(parts, axis=-1)
 
 
-_MASKS = {"checkerboard": CheckerboardMask, "channel": ChannelMask}
+Mask = Union[CheckerboardMask, ChannelMask]
+"""Either mask: both have the same operations."""
+
+_MASKS: dict[str, type[Mask]] = {"checkerboard": CheckerboardMask, "channel": ChannelMask}
 
 
-def get_mask(kind, parity):
+def get_mask(kind: str, parity: int) -> Mask:
   """Returns the mask named `kind` (`"checkerboard"` or `"channel"`) with the given parity."""
   if kind not in _MASKS:
     raise errors.InvalidValueError(f"mask must be one of {sorted(_MASKS)}, got {kind!r}.")

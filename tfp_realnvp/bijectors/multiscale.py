@@ -1,9 +1,15 @@
 """The multi-scale architecture of Real NVP, as one bijector `[H, W, C] -> [H, W, C]`."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import tensorflow_probability as tfp
 
 from tfp_realnvp import errors
 from tfp_realnvp import _validation
+from tfp_realnvp._types import ConditionerFactory
+from tfp_realnvp._types import StepFactory
 from tfp_realnvp.bijectors import conditional
 from tfp_realnvp.bijectors import coupling as coupling_lib
 from tfp_realnvp.bijectors import factor_out as factor_out_lib
@@ -18,7 +24,8 @@ CHANNEL_COUPLINGS = 3
 FINAL_CHECKERBOARD_COUPLINGS = 4
 
 
-def scale_shapes(event_shape, num_scales, squeeze_last=False):
+def scale_shapes(event_shape: Sequence[int], num_scales: int, squeeze_last: bool = False
+                 ) -> list[tuple[int, int, int]]:
   """Returns the event shape `(H, W, C)` that enters each scale.
 
   Every scale but the last squeezes and factors out half of the channels, so scale `i + 1`
@@ -50,13 +57,14 @@ def scale_shapes(event_shape, num_scales, squeeze_last=False):
   return shapes[:num_scales]
 
 
-def multiscale_real_nvp(event_shape,
-                        num_scales,
-                        make_conditioner,
-                        make_batch_norm=None,
-                        transform="affine",
-                        validate_args=False,
-                        name="real_nvp"):
+def multiscale_real_nvp(event_shape: Sequence[int],
+                        num_scales: int,
+                        make_conditioner: ConditionerFactory,
+                        make_batch_norm: StepFactory | None = None,
+                        transform: (str | transforms_lib.CouplingTransform
+                                    | dict[str, Any]) = "affine",
+                        validate_args: bool = False,
+                        name: str = "real_nvp") -> conditional.ConditionalChain:
   """Builds the multi-scale Real NVP bijector of Dinh et al. (2017, Sec. 3.6).
 
   In the data -> latent direction (`inverse`), every scale but the last applies 3 checkerboard
@@ -102,8 +110,9 @@ def multiscale_real_nvp(event_shape,
   shapes = scale_shapes(event_shape, num_scales)
   transform = transforms_lib.make_transform(transform)
 
-  def couplings(kind, count, shape, prefix):
-    steps = []
+  def couplings(kind: str, count: int, shape: tuple[int, int, int],
+                prefix: str) -> list[tfp.bijectors.Bijector]:
+    steps: list[tfp.bijectors.Bijector] = []
     for index in range(count):
       parity = index % 2
       input_shape, output_channels = masks_lib.get_mask(kind, parity).conditioner_shape(shape)
@@ -115,7 +124,7 @@ def multiscale_real_nvp(event_shape,
         steps.append(make_batch_norm(shape, f"{step_name}_batch_norm"))
     return steps
 
-  def scale(index):
+  def scale(index: int) -> conditional.ConditionalChain:
     shape = shapes[index]
     prefix = f"{name}_scale{index}"
     if index == num_scales - 1:

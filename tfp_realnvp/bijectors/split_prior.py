@@ -1,5 +1,9 @@
 """Glow's learned prior of a factored-out half, as a coupling onto a standard-normal base."""
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 from tfp_realnvp.bijectors import coupling
 
 __all__ = ["SplitPrior"]
@@ -44,7 +48,8 @@ class SplitPrior(coupling.Coupling):
       `split2d`. https://arxiv.org/abs/1807.03039
   """
 
-  def __init__(self, conditioner, event_shape=None, validate_args=False, name="split_prior"):
+  def __init__(self, conditioner: Callable[..., Any], event_shape: Sequence[int] | None = None,
+               validate_args: bool = False, name: str = "split_prior") -> None:
     """Builds a split prior.
 
     Args:

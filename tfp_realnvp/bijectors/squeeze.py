@@ -1,5 +1,9 @@
 """Squeeze: trade spatial resolution for channels, `[H, W, C] <-> [H/2, W/2, 4C]`."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -10,7 +14,7 @@ from tfp_realnvp.bijectors import _checks
 __all__ = ["Squeeze"]
 
 
-def _check_even(height, width, owner):
+def _check_even(height: int | None, width: int | None, owner: str) -> None:
   for label, size in (("height", height), ("width", width)):
     if size is not None and size % 2:
       raise errors.InvalidValueError(
@@ -18,7 +22,7 @@ def _check_even(height, width, owner):
           f"channels, got {label} {size}.")
 
 
-def _check_channels(channels, owner):
+def _check_channels(channels: int | None, owner: str) -> None:
   if channels is not None and channels % 4:
     raise errors.InvalidValueError(
         f"{owner}: unsqueezing needs a number of channels divisible by 4, got {channels}.")
@@ -59,7 +63,8 @@ class Squeeze(tfp.bijectors.Bijector):
       https://arxiv.org/abs/1605.08803
   """
 
-  def __init__(self, event_shape=None, validate_args=False, name="squeeze"):
+  def __init__(self, event_shape: Sequence[int] | None = None, validate_args: bool = False,
+               name: str = "squeeze") -> None:
     """Builds a squeeze.
 
     Args:
@@ -81,36 +86,36 @@ class Squeeze(tfp.bijectors.Bijector):
           name=name)
 
   @classmethod
-  def _parameter_properties(cls, dtype):
+  def _parameter_properties(cls, dtype: tf.DType | None) -> dict[str, Any]:
     return dict()
 
-  def _squeezed_shape(self):
+  def _squeezed_shape(self) -> tuple[int, int, int] | None:
     if self._event_shape is None:
       return None
     height, width, channels = self._event_shape
     return (height // 2, width // 2, 4 * channels)
 
-  def _forward(self, x):
+  def _forward(self, x: tf.Tensor) -> tf.Tensor:
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     _check_even(x.shape[-3], x.shape[-2], self.name)
     x4, batch_shape = _checks.flatten_batch(x)
     return _checks.unflatten_batch(tf.nn.space_to_depth(x4, 2), batch_shape)
 
-  def _inverse(self, y):
+  def _inverse(self, y: tf.Tensor) -> tf.Tensor:
     y = _checks.check_image_event(y, self.name, self._squeezed_shape(), self.validate_args)
     _check_channels(y.shape[-1], self.name)
     y4, batch_shape = _checks.flatten_batch(y)
     return _checks.unflatten_batch(tf.nn.depth_to_space(y4, 2), batch_shape)
 
-  def _forward_log_det_jacobian(self, x):
+  def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
     x = _checks.check_image_event(x, self.name, self._event_shape, self.validate_args)
     return tf.zeros(tf.shape(x)[:-_checks.EVENT_NDIMS], dtype=x.dtype)
 
-  def _inverse_log_det_jacobian(self, y):
+  def _inverse_log_det_jacobian(self, y: tf.Tensor) -> tf.Tensor:
     y = _checks.check_image_event(y, self.name, self._squeezed_shape(), self.validate_args)
     return tf.zeros(tf.shape(y)[:-_checks.EVENT_NDIMS], dtype=y.dtype)
 
-  def _forward_event_shape(self, input_shape):
+  def _forward_event_shape(self, input_shape: tf.TensorShape) -> tf.TensorShape:
     input_shape = tf.TensorShape(input_shape).with_rank_at_least(_checks.EVENT_NDIMS)
     height, width, channels = input_shape[-3:].as_list()
     _check_even(height, width, self.name)
@@ -119,7 +124,7 @@ class Squeeze(tfp.bijectors.Bijector):
         None if width is None else width // 2,
         None if channels is None else 4 * channels])
 
-  def _inverse_event_shape(self, output_shape):
+  def _inverse_event_shape(self, output_shape: tf.TensorShape) -> tf.TensorShape:
     output_shape = tf.TensorShape(output_shape).with_rank_at_least(_checks.EVENT_NDIMS)
     height, width, channels = output_shape[-3:].as_list()
     _check_channels(channels, self.name)
@@ -128,7 +133,7 @@ class Squeeze(tfp.bijectors.Bijector):
         None if width is None else 2 * width,
         None if channels is None else channels // 4])
 
-  def _forward_event_shape_tensor(self, input_shape):
+  def _forward_event_shape_tensor(self, input_shape: tf.Tensor) -> tf.Tensor:
     input_shape = tf.convert_to_tensor(input_shape, dtype=tf.int32)
     event = input_shape[-3:]
     assertions = []
@@ -138,7 +143,7 @@ class Squeeze(tfp.bijectors.Bijector):
     with tf.control_dependencies(assertions):
       return tf.concat([input_shape[:-3], event[:2] // 2, event[2:] * 4], axis=0)
 
-  def _inverse_event_shape_tensor(self, output_shape):
+  def _inverse_event_shape_tensor(self, output_shape: tf.Tensor) -> tf.Tensor:
     output_shape = tf.convert_to_tensor(output_shape, dtype=tf.int32)
     event = output_shape[-3:]
     assertions = []

@@ -285,10 +285,12 @@ class SplineTransform(CouplingTransform):
 
   def inverse(self, x: tf.Tensor, params: Params) -> tuple[tf.Tensor, tf.Tensor]:
     # The data -> latent map (the bijector's inverse) is the spline itself.
-    return _spline.rational_quadratic(x, *params, self.bound, inverse=False)
+    widths, heights, slopes = params
+    return _spline.rational_quadratic(x, widths, heights, slopes, self.bound, inverse=False)
 
   def forward(self, z: tf.Tensor, params: Params) -> tuple[tf.Tensor, tf.Tensor]:
-    return _spline.rational_quadratic(z, *params, self.bound, inverse=True)
+    widths, heights, slopes = params
+    return _spline.rational_quadratic(z, widths, heights, slopes, self.bound, inverse=True)
 
   def get_config(self) -> dict[str, Any]:
     return {"num_bins": self.num_bins, "bound": self.bound}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfp_realnvp import _seam
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import LayerShape
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import transforms as transforms_lib
 from tfp_realnvp.networks import weight_norm
@@ -62,26 +65,26 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
 
   _bijector = _seam.Untracked("The flow's bijector, untracked: its variables are the layer's.")
 
-  def __init__(self, event_shape, **kwargs):
+  def __init__(self, event_shape: Sequence[int], **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.event_shape = tuple(int(d) for d in event_shape)
 
-  def _set_bijector(self, bijector):
+  def _set_bijector(self, bijector: tfp.bijectors.Bijector) -> None:
     """Sets the flow's bijector, which only refers to networks that this layer owns."""
     self._bijector = bijector
     self.built = True
 
   @property
-  def bijector(self):
+  def bijector(self) -> tfp.bijectors.Bijector:
     """The flow's bijector (`forward`: latent -> data, `inverse`: data -> latent)."""
     return self._bijector
 
   @property
-  def condition_spec(self):
+  def condition_spec(self) -> tf.TensorSpec | None:
     """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow."""
     return None
 
-  def bijector_kwargs(self, condition=None):
+  def bijector_kwargs(self, condition: TensorLike | None = None) -> dict[str, Any]:
     """The keyword arguments of `.bijector` for `condition`: `{}` for an unconditional flow.
 
     Use them as `bijector.forward(z, **kwargs)` or
@@ -102,16 +105,16 @@ class FlowLayer(_seam.HoldsUntracked, keras.layers.Layer):
           f"but got a condition; use a flow built to take one.")
     return {}
 
-  def call(self, inputs, conditional_input=None):
+  def call(self, inputs: tf.Tensor, conditional_input: TensorLike | None = None) -> tf.Tensor:
     return self._bijector.inverse(inputs, **self.bijector_kwargs(conditional_input))
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> tuple[int | None, ...]:
     """The latent shape of data of shape `input_shape` (batch dims, then `event_shape`)."""
     data_ndims = len(self._bijector.forward_event_shape(self.event_shape))
     return tuple(input_shape[:len(input_shape) - data_ndims]) + self.event_shape
 
   @property
-  def weight_scales(self):
+  def weight_scales(self) -> list[keras.Variable]:
     """The weight-norm scales of every network of the flow (the paper's L2 targets)."""
     return weight_norm.weight_scales(self)
 
@@ -144,8 +147,9 @@ class ConditionalFlowLayer(FlowLayer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, event_shape, conditional_size=None, num_classes=None, validate_args=False,
-               **kwargs):
+  def __init__(self, event_shape: Sequence[int], conditional_size: int | None = None,
+               num_classes: int | None = None, validate_args: bool = False,
+               **kwargs: Any) -> None:
     super().__init__(event_shape, **kwargs)
     self.validate_args = bool(validate_args)
     conditional_size = _validation.positive_int(conditional_size, "conditional_size", True)
@@ -159,7 +163,7 @@ class ConditionalFlowLayer(FlowLayer):
                              else int(conditional_size))
 
   @property
-  def condition_spec(self):
+  def condition_spec(self) -> tf.TensorSpec | None:
     """`tf.TensorSpec` of the condition of one example, or `None` for an unconditional flow.
 
     An int32 label `[]` with `num_classes`, else a float vector `[conditional_size]`.
@@ -171,7 +175,7 @@ class ConditionalFlowLayer(FlowLayer):
                            name="condition")
     return None
 
-  def bijector_kwargs(self, condition=None):
+  def bijector_kwargs(self, condition: TensorLike | None = None) -> dict[str, Any]:
     """The keyword arguments of `.bijector` for a condition: `{"conditional_input": c}` or `{}`.
 
     Use them as `bijector.forward(z, **kwargs)` or
@@ -200,13 +204,13 @@ class ConditionalFlowLayer(FlowLayer):
           f"model.sample(n, condition=...), and fit on (x, condition) pairs.")
     return {"conditional_input": self._condition_vectors(condition)}
 
-  def _condition_description(self):
+  def _condition_description(self) -> str:
     if self.num_classes is not None:
       return f"integer class labels in 0..{self.num_classes - 1} (num_classes={self.num_classes})"
     return (f"float vectors [..., {self.conditional_size}] "
             f"(conditional_size={self.conditional_size})")
 
-  def _condition_vectors(self, condition):
+  def _condition_vectors(self, condition: TensorLike) -> tf.Tensor:
     """The float vectors `[..., K]` of a condition: one-hot labels, or the vectors cast."""
     condition = tf.convert_to_tensor(condition)
     owner = f"{type(self).__name__} {self.name!r}"
@@ -236,7 +240,7 @@ class ConditionalFlowLayer(FlowLayer):
           f"{owner}: class labels must lie in 0..{self.num_classes - 1}")
     return tf.one_hot(condition, self.num_classes, dtype=dtype)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(validate_args=self.validate_args, conditional_size=self.conditional_size,
                   num_classes=self.num_classes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -90,7 +90,7 @@ class Glow(base.ConditionalFlowLayer):
   """
 
   def __init__(self,
-               event_shape: tuple[int, int, int],
+               event_shape: Sequence[int],
                num_levels: int = 3,
                num_steps: int = 32,
                num_filters: int = 512,
@@ -98,7 +98,7 @@ class Glow(base.ConditionalFlowLayer):
                conditional_size: int | None = None,
                num_classes: int | None = None,
                validate_args: bool = False,
-               coupling: str | transforms_lib.CouplingTransform = "affine",
+               coupling: str | transforms_lib.CouplingTransform | dict[str, Any] = "affine",
                num_bins: int = 8,
                spline_bound: float = 3.0,
                **kwargs: Any) -> None:
@@ -111,31 +111,38 @@ class Glow(base.ConditionalFlowLayer):
     self.coupling_network = coupling_network
     self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound)
-    self.actnorms, self.convs, self.conditioners, self.priors = [], [], [], []
+    self.actnorms: list[actnorm.ActNormParameters] = []
+    self.convs: list[invertible_conv.InvertibleConv1x1Parameters] = []
+    self.conditioners: list[keras.layers.Layer] = []
+    self.priors: list[glow_network.SplitPriorNetwork] = []
     # Parameters of the bijectors stay in the variable dtype (float32 under mixed precision).
     variable_dtype = self.dtype_policy.variable_dtype
 
-    def built(layers, layer, input_shape):
+    def built(layers: list[Any], layer: keras.layers.Layer,
+              input_shape: tuple[int, ...]) -> keras.layers.Layer:
       layer.build((None,) + tuple(input_shape))
       layers.append(layer)
       return layer
 
-    def make_actnorm(shape, name):
+    def make_actnorm(shape: tuple[int, ...], name: str) -> actnorm.ActNormParameters:
       return built(self.actnorms, actnorm.ActNormParameters(
           dtype=variable_dtype, name=name), shape)
 
-    def make_conv1x1(shape, name):
+    def make_conv1x1(shape: tuple[int, ...],
+                     name: str) -> invertible_conv.InvertibleConv1x1Parameters:
       seed = int(np.random.randint(2 ** 31 - 1))
       return built(self.convs, invertible_conv.InvertibleConv1x1Parameters(
           seed=seed, dtype=variable_dtype, name=name), shape)
 
-    def make_conditioner(input_shape, output_channels, name):
+    def make_conditioner(input_shape: tuple[int, ...], output_channels: int,
+                         name: str) -> keras.layers.Layer:
       network = network_class(
           output_channels, num_filters=self.num_filters, conditional_size=self.conditional_size,
           params_per_unit=transform.params_per_unit, dtype=self.dtype_policy, name=name)
       return built(self.conditioners, network, input_shape)
 
-    def make_prior_conditioner(input_shape, output_channels, name):
+    def make_prior_conditioner(input_shape: tuple[int, ...], output_channels: int,
+                               name: str) -> glow_network.SplitPriorNetwork:
       return built(self.priors, glow_network.SplitPriorNetwork(
           output_channels, conditional_size=self.conditional_size, dtype=self.dtype_policy,
           name=name), input_shape)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 
@@ -101,7 +101,7 @@ class RealNVP(base.ConditionalFlowLayer):
   """
 
   def __init__(self,
-               event_shape: tuple[int, int, int],
+               event_shape: Sequence[int],
                num_scales: int = 2,
                num_filters: int = 64,
                num_blocks: int = 4,
@@ -111,7 +111,7 @@ class RealNVP(base.ConditionalFlowLayer):
                validate_args: bool = False,
                conditional_size: int | None = None,
                num_classes: int | None = None,
-               coupling: str | transforms_lib.CouplingTransform = "affine",
+               coupling: str | transforms_lib.CouplingTransform | dict[str, Any] = "affine",
                num_bins: int = 8,
                spline_bound: float = 3.0,
                **kwargs: Any) -> None:
@@ -127,10 +127,11 @@ class RealNVP(base.ConditionalFlowLayer):
     self.coupling, self.num_bins, self.spline_bound = coupling, num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound, self.additive)
     multiscale.scale_shapes(self.event_shape, self.num_scales)  # Fails early on a bad shape.
-    self.conditioners = []
-    self.batch_norms = []
+    self.conditioners: list[resnet.CouplingResNet] = []
+    self.batch_norms: list[batch_norm_lib.BatchNormStatistics] = []
 
-    def make_conditioner(input_shape, output_channels, name):
+    def make_conditioner(input_shape: tuple[int, ...], output_channels: int,
+                         name: str) -> resnet.CouplingResNet:
       network = resnet.CouplingResNet(
           output_channels, num_filters=self.num_filters, num_blocks=self.num_blocks,
           conditional_size=self.conditional_size, batch_norm_momentum=self.batch_norm_momentum,
@@ -139,7 +140,7 @@ class RealNVP(base.ConditionalFlowLayer):
       self.conditioners.append(network)
       return network
 
-    def make_batch_norm(shape, name):
+    def make_batch_norm(shape: tuple[int, ...], name: str) -> batch_norm_lib.BatchNorm:
       # Statistics stay in the variable dtype (float32 under mixed precision).
       statistics = batch_norm_lib.BatchNormStatistics(
           momentum=self.batch_norm_momentum, dtype=self.dtype_policy.variable_dtype, name=name)

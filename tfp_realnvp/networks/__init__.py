@@ -1,5 +1,8 @@
 """Keras 3 networks: the conditioners of the couplings and split priors, and their layers."""
 
+from __future__ import annotations
+
+from typing import Any
 import warnings
 
 from tfp_realnvp.networks.actnorm import ActNormalization
@@ -28,7 +31,7 @@ _MOVED = {"ActNormParameters": "actnorm", "BatchNormStatistics": "batch_norm",
           "InvertibleConv1x1Parameters": "invertible_conv"}
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
   if name in _MOVED:
     warnings.warn(f"tfp_realnvp.networks.{name} is now tfp_realnvp.bijectors.{name}; the old "
                   "name will be removed.", DeprecationWarning, stacklevel=2)

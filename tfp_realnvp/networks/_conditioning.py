@@ -4,16 +4,23 @@ A condition is a vector per example, `[N, K]`, or a feature map per example, `[N
 (aligned with the network's input pixels, e.g. features of the image a dequantizer works on).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
+import tensorflow as tf
 
 from tfp_realnvp import errors
+from tfp_realnvp._types import TensorLike
 
 __all__ = ["add_condition", "build_condition_projection", "checked_condition",
            "condition_projection"]
 
 
-def checked_condition(network, conditional_input):
+def checked_condition(network: keras.layers.Layer, conditional_input: TensorLike | None
+                      ) -> tf.Tensor | None:
   """Checks the condition of a network call and returns it in the network's compute dtype.
 
   Conditional networks of this package (`CouplingResNet`, `GlowCouplingNetwork`,
@@ -61,7 +68,8 @@ def checked_condition(network, conditional_input):
   return ops.cast(condition, network.compute_dtype)
 
 
-def condition_projection(network, filters, initializer="glorot_uniform"):
+def condition_projection(network: keras.layers.Layer, filters: int,
+                         initializer: Any = "glorot_uniform") -> keras.layers.Dense | None:
   """The dense layer mapping a condition `[N, K]` to `[N, filters]`, or `None`.
 
   Args:
@@ -76,13 +84,14 @@ def condition_projection(network, filters, initializer="glorot_uniform"):
                             name="condition_projection")
 
 
-def build_condition_projection(network):
+def build_condition_projection(network: keras.layers.Layer) -> None:
   """Builds `network.condition_projection`, if any (from the network's `build`)."""
   if network.condition_projection is not None:
     network.condition_projection.build((None, network.conditional_size))
 
 
-def add_condition(network, features, conditional_input):
+def add_condition(network: keras.layers.Layer, features: tf.Tensor,
+                  conditional_input: TensorLike | None) -> tf.Tensor:
   """`features + network.condition_projection(c)` at every pixel; `features` if unconditional.
 
   A vector condition `[N, K]` adds the same projection at every pixel, a feature map

@@ -1,5 +1,9 @@
 """The degrees and masks of MADE (Germain et al., 2015): which inputs each unit may see."""
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import numpy as np
 
 from tfp_realnvp import errors
@@ -10,7 +14,8 @@ NAMED_ORDERS = ("left-to-right", "right-to-left", "random")
 HIDDEN_DEGREES = ("equal", "random")
 
 
-def _input_degrees(event_size, input_order, rng):
+def _input_degrees(event_size: int, input_order: str | Sequence[int],
+                   rng: np.random.Generator) -> np.ndarray:
   """The degree (1-based position in the autoregressive order) of every input."""
   if isinstance(input_order, str):
     if input_order == "left-to-right":
@@ -42,7 +47,8 @@ def _input_degrees(event_size, input_order, rng):
       f"{list(degrees)}.")
 
 
-def _hidden_degrees(event_size, hidden_units, method, previous_min, rng):
+def _hidden_degrees(event_size: int, hidden_units: Sequence[int], method: str, previous_min: int,
+                    rng: np.random.Generator) -> list[np.ndarray]:
   """Degrees of the units of every hidden layer (Germain et al., 2015, Sec. 4)."""
   degrees = []
   high = event_size - 1  # No hidden unit may see every input.
@@ -60,8 +66,9 @@ def _hidden_degrees(event_size, hidden_units, method, previous_min, rng):
   return degrees
 
 
-def made_masks(event_size, hidden_units, input_order="left-to-right", hidden_degrees="equal",
-               seed=None):
+def made_masks(event_size: int, hidden_units: Sequence[int],
+               input_order: str | Sequence[int] = "left-to-right", hidden_degrees: str = "equal",
+               seed: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
   """Connectivity masks of a dense MADE network, as NumPy arrays.
 
   A hidden unit of degree `m` sees the units of the layer below of degree `<= m`; the outputs of

@@ -1,7 +1,14 @@
 """`ActNormalization`: Glow's activation normalisation as a plain Keras 3 layer."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
+import tensorflow as tf
+
+from tfp_realnvp._types import LayerShape
 
 from tfp_realnvp import _validation
 from tfp_realnvp.bijectors.actnorm import ActNormParameters
@@ -43,24 +50,24 @@ class ActNormalization(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, epsilon=1e-6, **kwargs):
+  def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
     self.parameters_layer = ActNormParameters(
         epsilon=self.epsilon, dtype=self.dtype_policy.variable_dtype, name="parameters")
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     self.parameters_layer.build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     # The parameters layer reads Keras's training flag from the call context.
     log_scale, shift = (ops.cast(v, self.compute_dtype) for v in self.parameters_layer(inputs))
     return (inputs + shift) * ops.exp(log_scale)
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> LayerShape:
     return input_shape
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(epsilon=self.epsilon)
     return config

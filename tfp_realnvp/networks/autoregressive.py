@@ -1,5 +1,9 @@
 """`AutoregressiveNetwork`: MADE, the masked network behind MAF and IAF, with TFP's arguments."""
 
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, cast
+
 import keras
 from keras import ops
 import numpy as np
@@ -7,12 +11,14 @@ import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import LayerShape
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import _made_masks
 
 __all__ = ["AutoregressiveNetwork"]
 
 
-def _shape_1d(value, name):
+def _shape_1d(value: Any, name: str) -> tuple[int] | None:
   """`value` (an int or a rank-1 shape) as a one-element tuple `(size,)`, or `None`."""
   if value is None:
     return None
@@ -30,7 +36,7 @@ def _shape_1d(value, name):
   return (_validation.positive_int(shape[0], f"{name}[0]"),)
 
 
-def _maybe_serialize(module, value):
+def _maybe_serialize(module: Any, value: Any) -> Any:
   return None if value is None else module.serialize(value)
 
 
@@ -134,13 +140,18 @@ class AutoregressiveNetwork(keras.layers.Layer):
     https://arxiv.org/abs/1606.04934
   """
 
-  def __init__(self, params, event_shape=None, conditional=False, conditional_event_shape=None,
-               conditional_input_layers="all_layers", hidden_units=None,
-               input_order="left-to-right", hidden_degrees="equal", activation=None,
-               use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-               kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
-               bias_constraint=None, validate_args=False, seed=None,
-               output_kernel_initializer=None, **kwargs):
+  def __init__(self, params: int, event_shape: int | Sequence[int] | None = None,
+               conditional: bool = False,
+               conditional_event_shape: int | Sequence[int] | None = None,
+               conditional_input_layers: str = "all_layers",
+               hidden_units: Sequence[int] | None = None,
+               input_order: str | Sequence[int] = "left-to-right",
+               hidden_degrees: str = "equal", activation: Any = None, use_bias: bool = True,
+               kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+               kernel_regularizer: Any = None, bias_regularizer: Any = None,
+               kernel_constraint: Any = None, bias_constraint: Any = None,
+               validate_args: bool = False, seed: int | None = None,
+               output_kernel_initializer: Any = None, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.params = _validation.positive_int(params, "params")
     self.event_shape = _shape_1d(event_shape, "event_shape")
@@ -161,6 +172,7 @@ class AutoregressiveNetwork(keras.layers.Layer):
     self.conditional_input_layers = conditional_input_layers
     self.hidden_units = _validation.widths(() if hidden_units is None else hidden_units,
                                            "hidden_units")
+    self.input_order: str | tuple[int, ...]
     if isinstance(input_order, str):
       self.input_order = input_order
     elif isinstance(input_order, (list, tuple, np.ndarray)):
@@ -198,31 +210,32 @@ class AutoregressiveNetwork(keras.layers.Layer):
       self._make_masks()
 
   @property
-  def event_size(self):
+  def event_size(self) -> int | None:
     """`D`, the size of the input vectors (`None` until known)."""
     return None if self.event_shape is None else self.event_shape[0]
 
   @property
-  def conditional_size(self):
+  def conditional_size(self) -> int | None:
     """`K`, the size of the conditional input, or `None` for an unconditional network."""
     return None if self.conditional_event_shape is None else self.conditional_event_shape[0]
 
-  def _make_masks(self):
+  def _make_masks(self) -> None:
     """The NumPy masks of the event size `D` (tuples, which Keras's tracker leaves alone)."""
+    event_size = cast(int, self.event_size)  # Known: the masks are made once it is.
     input_degrees, masks = _made_masks.made_masks(
-        self.event_size, self.hidden_units, self.input_order, self.hidden_degrees, self.seed)
+        event_size, self.hidden_units, self.input_order, self.hidden_degrees, self.seed)
     self._input_degrees = input_degrees
     self._hidden_masks = tuple(masks[:-1])
     # Parameter-major output columns: column p * D + i is parameter p of input i.
     self._output_mask = np.tile(masks[-1], (1, self.params))
 
   @property
-  def input_degrees(self):
+  def input_degrees(self) -> np.ndarray:
     """`[D]` NumPy array: the 1-based position of every input in the autoregressive order."""
     return self._input_degrees.copy()
 
   @property
-  def masks(self):
+  def masks(self) -> list[np.ndarray]:
     """The boolean NumPy masks `[fan_in, fan_out]` of the hidden layers and the output layer.
 
     The output mask has `params * D` columns, parameter-major: column `p * D + i` is
@@ -230,10 +243,10 @@ class AutoregressiveNetwork(keras.layers.Layer):
     """
     return [m.copy() for m in self._hidden_masks] + [self._output_mask.copy()]
 
-  def _conditions_layer(self, index):
+  def _conditions_layer(self, index: int) -> bool:
     return self.conditional and (self.conditional_input_layers == "all_layers" or index == 0)
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: LayerShape | None = None) -> None:
     if self.event_shape is None:
       if input_shape is None or input_shape[-1] is None:
         raise errors.InvalidValueError(
@@ -243,8 +256,9 @@ class AutoregressiveNetwork(keras.layers.Layer):
       self._make_masks()
     self._hidden_kernels, self._hidden_biases, self._hidden_conditional_kernels = [], [], []
     masks = self._hidden_masks + (self._output_mask,)
-    sizes = self.hidden_units + (self.params * self.event_size,)
-    fan_in = self.event_size
+    event_size = cast(int, self.event_size)  # Known since the masks are.
+    sizes = self.hidden_units + (self.params * event_size,)
+    fan_in = event_size
     for i, (units, mask) in enumerate(zip(sizes, masks, strict=True)):
       prefix = "output" if i == len(self.hidden_units) else f"hidden_{i}"
       initializer = self.kernel_initializer
@@ -275,7 +289,8 @@ class AutoregressiveNetwork(keras.layers.Layer):
         self._hidden_conditional_kernels.append(conditional_kernel)
       fan_in = units
 
-  def call(self, x, conditional_input=None, **kwargs):
+  def call(self, x: TensorLike, conditional_input: TensorLike | None = None,
+           **kwargs: Any) -> tf.Tensor:
     if kwargs:
       raise errors.InvalidValueError(
           f"{self.name}: unexpected keyword arguments {sorted(kwargs)}; {type(self).__name__} "
@@ -313,17 +328,17 @@ class AutoregressiveNetwork(keras.layers.Layer):
     # [..., params * D] (parameter-major) -> [..., D, params].
     return ops.stack(ops.split(h, self.params, axis=-1), axis=-1)
 
-  def _checked(self, tensor, name):
+  def _checked(self, tensor: tf.Tensor, name: str) -> tf.Tensor:
     if not self.validate_args:
       return tensor
     return tf.debugging.assert_all_finite(
         tensor, f"{self.name}: {name} has a NaN or infinite value.")
 
-  def _condition_arguments(self, size="K"):
+  def _condition_arguments(self, size: int | str | None = "K") -> str:
     """The constructor arguments that condition the network on `[..., size]`, for messages."""
     return f"conditional=True, conditional_event_shape=[{size}]"
 
-  def _conditional(self, conditional_input, dtype):
+  def _conditional(self, conditional_input: TensorLike | None, dtype: str) -> tf.Tensor | None:
     """Checks the conditional input against the conditional size and casts it."""
     if not self.conditional:
       if conditional_input is not None:
@@ -347,7 +362,7 @@ class AutoregressiveNetwork(keras.layers.Layer):
           f"({self._condition_arguments(self.conditional_size)}).")
     return self._checked(ops.cast(c, dtype), "conditional_input")
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         params=self.params,
@@ -375,14 +390,15 @@ class AutoregressiveNetwork(keras.layers.Layer):
     return config
 
 
-def _masked_initializer(initializer, mask):
+def _masked_initializer(initializer: Callable[..., tf.Tensor], mask: np.ndarray
+                        ) -> Callable[..., tf.Tensor]:
   """`initializer` with the entries outside the boolean `mask` set to zero."""
 
-  def masked(shape, dtype=None):
+  def masked(shape: Sequence[int], dtype: Any = None) -> tf.Tensor:
     return initializer(shape, dtype) * ops.cast(mask, dtype)
 
   return masked
 
 
-def _is_floating(dtype):
+def _is_floating(dtype: Any) -> bool:
   return "float" in keras.backend.standardize_dtype(dtype)

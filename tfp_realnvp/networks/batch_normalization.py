@@ -1,5 +1,7 @@
 """Batch normalisation of images as TensorFlow's fused kernel."""
 
+from __future__ import annotations
+
 import keras
 from keras import ops
 import tensorflow as tf
@@ -52,7 +54,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       `synchronized`, `dtype`, `name`, ...).
   """
 
-  def _fuses(self, inputs, training, mask):
+  def _fuses(self, inputs: tf.Tensor, training: bool, mask: tf.Tensor | None) -> bool:
     """Whether this call can run as the fused kernel (`training`: batch statistics)."""
     if mask is not None or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3):
       return False
@@ -60,7 +62,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       return False
     return not (training and self.synchronized and replicas_in_sync() > 1)
 
-  def call(self, inputs, training=None, mask=None):
+  def call(self, inputs: tf.Tensor, training: bool | None = None,
+           mask: tf.Tensor | None = None) -> tf.Tensor:
     training = bool(training) and self.trainable
     if not self._fuses(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)

@@ -1,9 +1,16 @@
 """Glow's networks: the shift and log-scale network of a coupling, and that of a split prior."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
+import tensorflow as tf
 
 from tfp_realnvp import _validation
+from tfp_realnvp._types import LayerShape
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import actnorm
 from tfp_realnvp.networks import _conditioning
 from tfp_realnvp.networks import _coupling_networks
@@ -15,7 +22,7 @@ __all__ = ["GlowCouplingNetwork", "SplitPriorNetwork"]
 SCALE_OFFSET = 2.0
 
 
-def _zero_conv(filters, kernel_size, dtype, name):
+def _zero_conv(filters: int, kernel_size: int, dtype: Any, name: str) -> keras.layers.Conv2D:
   """A convolution whose weights and bias start at zero (Glow's `conv2d_zeros`)."""
   return keras.layers.Conv2D(filters, kernel_size, padding="same", kernel_initializer="zeros",
                              bias_initializer="zeros", dtype=dtype, name=name)
@@ -81,8 +88,9 @@ class GlowCouplingNetwork(keras.layers.Layer):
     raw parameters `[N, h, w, output_channels, P]`, in the layer's compute dtype.
   """
 
-  def __init__(self, output_channels, num_filters=512, conditional_size=None,
-               params_per_unit=None, **kwargs):
+  def __init__(self, output_channels: int, num_filters: int = 512,
+               conditional_size: int | None = None, params_per_unit: int | None = None,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.output_channels = _validation.positive_int(output_channels, "output_channels")
     self.num_filters = _validation.positive_int(num_filters, "num_filters")
@@ -102,7 +110,7 @@ class GlowCouplingNetwork(keras.layers.Layer):
         "head")
     self.condition_projection = _conditioning.condition_projection(self, self.num_filters)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     input_shape = tuple(input_shape)
     hidden_shape = input_shape[:-1] + (self.num_filters,)
     self.conv_in.build(input_shape)
@@ -110,7 +118,8 @@ class GlowCouplingNetwork(keras.layers.Layer):
       layer.build(hidden_shape)
     _conditioning.build_condition_projection(self)
 
-  def call(self, inputs, conditional_input=None):
+  def call(self, inputs: tf.Tensor, conditional_input: TensorLike | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor] | tf.Tensor:
     h = _conditioning.add_condition(self, self.norm_in(self.conv_in(inputs)), conditional_input)
     h = ops.relu(self.norm_hidden(self.conv_hidden(ops.relu(h))))
     if self.params_per_unit is not None:
@@ -119,10 +128,10 @@ class GlowCouplingNetwork(keras.layers.Layer):
     shift, raw = ops.split(self.head(h), 2, axis=-1)
     return shift, ops.log_sigmoid(raw + SCALE_OFFSET)
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> _coupling_outputs.OutputShape:
     return _coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(output_channels=self.output_channels, num_filters=self.num_filters,
                   conditional_size=self.conditional_size, params_per_unit=self.params_per_unit)
@@ -163,7 +172,8 @@ class SplitPriorNetwork(keras.layers.Layer):
     `(shift, log_scale)`, each `[N, h, w, output_channels]`, in the layer's compute dtype.
   """
 
-  def __init__(self, output_channels, conditional_size=None, **kwargs):
+  def __init__(self, output_channels: int, conditional_size: int | None = None,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.output_channels = _validation.positive_int(output_channels, "output_channels")
     self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
@@ -172,20 +182,22 @@ class SplitPriorNetwork(keras.layers.Layer):
     self.condition_projection = _conditioning.condition_projection(
         self, 2 * self.output_channels, initializer="zeros")
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     self.conv.build(tuple(input_shape))
     _conditioning.build_condition_projection(self)
 
-  def call(self, inputs, conditional_input=None):
+  def call(self, inputs: tf.Tensor, conditional_input: TensorLike | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     h = _conditioning.add_condition(self, self.conv(inputs), conditional_input)
     shift, log_scale = ops.split(h, 2, axis=-1)
     return shift, log_scale
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape
+                           ) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
     shape = tuple(input_shape[:-1]) + (self.output_channels,)
     return shape, shape
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(output_channels=self.output_channels, conditional_size=self.conditional_size)
     return config

@@ -1,13 +1,18 @@
 """`MADE`: an `AutoregressiveNetwork` returning `(shift, log_scale)` for TFP's MAF and IAF."""
 
+from __future__ import annotations
+
 import numbers
+from typing import Any, Sequence
 
 import keras
 from keras import ops
 import numpy as np
+import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import autoregressive
 
 __all__ = ["MADE"]
@@ -81,9 +86,11 @@ class MADE(autoregressive.AutoregressiveNetwork):
     for Distribution Estimation. ICML 2015. https://arxiv.org/abs/1502.03509
   """
 
-  def __init__(self, event_size, hidden_units=(64, 64), activation="relu",
-               input_order="left-to-right", hidden_degrees="equal", conditional_size=None,
-               log_scale_bound=None, kernel_initializer="glorot_uniform", seed=None, **kwargs):
+  def __init__(self, event_size: int, hidden_units: Sequence[int] = (64, 64),
+               activation: Any = "relu", input_order: str | Sequence[int] = "left-to-right",
+               hidden_degrees: str = "equal", conditional_size: int | None = None,
+               log_scale_bound: float | None = None, kernel_initializer: Any = "glorot_uniform",
+               seed: int | None = None, **kwargs: Any) -> None:
     event_size = _validation.positive_int(event_size, "event_size")
     conditional_size = _validation.positive_int(conditional_size, "conditional_size",
                                                 allow_none=True)
@@ -100,10 +107,11 @@ class MADE(autoregressive.AutoregressiveNetwork):
         **kwargs)
     self.log_scale_bound = None if log_scale_bound is None else float(log_scale_bound)
 
-  def _condition_arguments(self, size="K"):
+  def _condition_arguments(self, size: int | str | None = "K") -> str:
     return f"conditional_size={size}"
 
-  def call(self, x, conditional_input=None, **kwargs):
+  def call(self, x: TensorLike, conditional_input: TensorLike | None = None,
+           **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     out = super().call(x, conditional_input, **kwargs)
     shift, log_scale = out[..., 0], out[..., 1]
     if self.log_scale_bound is not None:
@@ -111,7 +119,7 @@ class MADE(autoregressive.AutoregressiveNetwork):
       log_scale = bound * ops.tanh(log_scale / bound)
     return shift, log_scale
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     for key in ("params", "event_shape", "conditional", "conditional_event_shape",
                 "output_kernel_initializer"):

@@ -1,9 +1,16 @@
 """The Real NVP coupling network: a ResNet of weight-normalised convolutions."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
+import tensorflow as tf
 
 from tfp_realnvp import _validation
+from tfp_realnvp._types import LayerShape
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import batch_normalization
 from tfp_realnvp.networks import _conditioning
 from tfp_realnvp.networks import _coupling_networks
@@ -19,7 +26,8 @@ __all__ = ["CouplingResNet", "ResidualBlock"]
 BATCH_NORM_MOMENTUM = 0.9
 
 
-def _batch_normalization(dtype, name, momentum):
+def _batch_normalization(dtype: Any, name: str, momentum: float
+                         ) -> batch_normalization.FusedBatchNormalization:
   # Synchronised across replicas, so a global batch gives the same statistics (and so the same
   # loss and gradients) on one device and under a tf.distribute strategy; otherwise (one
   # replica, and inference) it runs as TensorFlow's fused kernel.
@@ -37,7 +45,8 @@ class ResidualBlock(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments.
   """
 
-  def __init__(self, filters, batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
+  def __init__(self, filters: int, batch_norm_momentum: float = BATCH_NORM_MOMENTUM,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.filters = int(filters)
     self.batch_norm_momentum = float(batch_norm_momentum)
@@ -48,18 +57,18 @@ class ResidualBlock(keras.layers.Layer):
     self.conv_out = weight_norm.WeightNormConv2D(self.filters, dtype=self.dtype_policy,
                                                  name="conv_out")
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     for layer in (self.norm_in, self.conv_in, self.norm_out, self.conv_out):
       layer.build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     h = self.conv_in(ops.relu(self.norm_in(inputs)))
     return inputs + self.conv_out(ops.relu(self.norm_out(h)))
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> LayerShape:
     return input_shape
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(filters=self.filters, batch_norm_momentum=self.batch_norm_momentum)
     return config
@@ -121,8 +130,10 @@ class CouplingResNet(keras.layers.Layer):
     ValueError: a missing or unexpected `conditional_input`, or one of the wrong shape.
   """
 
-  def __init__(self, output_channels, num_filters=64, num_blocks=4, conditional_size=None,
-               batch_norm_momentum=BATCH_NORM_MOMENTUM, params_per_unit=None, **kwargs):
+  def __init__(self, output_channels: int, num_filters: int = 64, num_blocks: int = 4,
+               conditional_size: int | None = None,
+               batch_norm_momentum: float = BATCH_NORM_MOMENTUM,
+               params_per_unit: int | None = None, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.output_channels = _validation.positive_int(output_channels, "output_channels")
     self.num_filters = _validation.positive_int(num_filters, "num_filters")
@@ -144,7 +155,7 @@ class CouplingResNet(keras.layers.Layer):
         scale_initializer="zeros", dtype=policy, name="head")
     self.condition_projection = _conditioning.condition_projection(self, self.num_filters)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     input_shape = tuple(input_shape)
     hidden_shape = input_shape[:-1] + (self.num_filters,)
     self.input_norm.build(input_shape)
@@ -157,11 +168,12 @@ class CouplingResNet(keras.layers.Layer):
           name="log_scale_factor", shape=(self.output_channels,), initializer="ones")
 
   @property
-  def weight_scales(self):
+  def weight_scales(self) -> list[keras.Variable]:
     """The weight-norm scales of every convolution."""
     return weight_norm.weight_scales(self)
 
-  def call(self, inputs, conditional_input=None):
+  def call(self, inputs: tf.Tensor, conditional_input: TensorLike | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor] | tf.Tensor:
     h = _conditioning.add_condition(self, self.stem(self.input_norm(inputs)), conditional_input)
     for block in self.blocks:
       h = block(h)
@@ -171,10 +183,10 @@ class CouplingResNet(keras.layers.Layer):
     shift, raw = ops.split(h, 2, axis=-1)
     return shift, self.log_scale_factor * ops.tanh(raw)
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> _coupling_outputs.OutputShape:
     return _coupling_outputs.output_shape(input_shape, self.output_channels, self.params_per_unit)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(output_channels=self.output_channels, num_filters=self.num_filters,
                   num_blocks=self.num_blocks, conditional_size=self.conditional_size,

@@ -2,11 +2,18 @@
 `masked_autoregressive_default_template` (functions that return `tf.make_template` closures
 over Keras 2 layers, which a Keras 3 model can neither track nor train)."""
 
+from __future__ import annotations
+
+from typing import Any, Sequence, cast
+
 import keras
 from keras import ops
+import tensorflow as tf
 
 from tfp_realnvp import errors
 from tfp_realnvp import _validation
+from tfp_realnvp._types import LayerShape
+from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import autoregressive
 
 __all__ = ["MaskedAutoregressiveDefaultTemplate", "RealNVPDefaultTemplate",
@@ -68,10 +75,12 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
     ICLR 2017. https://arxiv.org/abs/1605.08803
   """
 
-  def __init__(self, hidden_layers=(512, 512), shift_only=False, activation="relu",
-               output_units=None, use_bias=True, kernel_initializer="glorot_uniform",
-               bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-               kernel_constraint=None, bias_constraint=None, **kwargs):
+  def __init__(self, hidden_layers: Sequence[int] = (512, 512), shift_only: bool = False,
+               activation: Any = "relu", output_units: int | None = None, use_bias: bool = True,
+               kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+               kernel_regularizer: Any = None, bias_regularizer: Any = None,
+               kernel_constraint: Any = None, bias_constraint: Any = None,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.hidden_layers = _validation.widths(hidden_layers, "hidden_layers", "[512, 512]")
     self.shift_only = bool(shift_only)
@@ -86,7 +95,8 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
                                       dtype=self.dtype_policy, **self._dense_arguments)
                    for i, units in enumerate(self.hidden_layers)]
 
-  def __call__(self, x, output_units=None, **kwargs):
+  def __call__(self, x: TensorLike, output_units: int | None = None,
+               **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Fixes `output_units` (TFP passes it positionally, which Keras 3's `call` refuses)."""
     if output_units is not None:
       output_units = _validation.positive_int(output_units, "output_units")
@@ -102,17 +112,18 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
           f"(tfb.RealNVP does), on the first call or to the constructor.")
     return super().__call__(x, **kwargs)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     shape = tuple(input_shape)
     for layer in self.hidden:
       layer.build(shape)
       shape = shape[:-1] + (layer.units,)
-    self.out = keras.layers.Dense((1 if self.shift_only else 2) * self.output_units,
+    output_units = cast(int, self.output_units)  # Set by the first `__call__`, at the latest.
+    self.out = keras.layers.Dense((1 if self.shift_only else 2) * output_units,
                                   name="output", dtype=self.dtype_policy,
                                   **self._dense_arguments)
     self.out.build(shape)
 
-  def call(self, x, **condition_kwargs):
+  def call(self, x: tf.Tensor, **condition_kwargs: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
     if condition_kwargs:
       raise NotImplementedError(
           f"{self.name}: the default Real NVP template takes no condition, got "
@@ -128,7 +139,7 @@ class RealNVPDefaultTemplate(keras.layers.Layer):
     shift, log_scale = ops.split(out, 2, axis=-1)
     return shift, log_scale
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         hidden_layers=list(self.hidden_layers), shift_only=self.shift_only,
@@ -185,9 +196,10 @@ class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
     for Distribution Estimation. ICML 2015. https://arxiv.org/abs/1502.03509
   """
 
-  def __init__(self, hidden_layers=(512, 512), shift_only=False, activation="relu",
-               log_scale_min_clip=-5.0, log_scale_max_clip=3.0, log_scale_clip_gradient=False,
-               **kwargs):
+  def __init__(self, hidden_layers: Sequence[int] = (512, 512), shift_only: bool = False,
+               activation: Any = "relu", log_scale_min_clip: float = -5.0,
+               log_scale_max_clip: float = 3.0, log_scale_clip_gradient: bool = False,
+               **kwargs: Any) -> None:
     kwargs.setdefault("kernel_initializer", "glorot_normal")
     hidden_units = _validation.widths(hidden_layers, "hidden_layers", "[512, 512]")
     super().__init__(params=1 if shift_only else 2, hidden_units=hidden_units,
@@ -200,7 +212,8 @@ class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
                                      f"log_scale_max_clip ({log_scale_max_clip}).")
     self.log_scale_clip_gradient = bool(log_scale_clip_gradient)
 
-  def call(self, x, conditional_input=None, **kwargs):
+  def call(self, x: TensorLike, conditional_input: TensorLike | None = None,
+           **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
     out = super().call(x, conditional_input, **kwargs)
     if self.shift_only:
       return out[..., 0], None
@@ -210,7 +223,7 @@ class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
       clipped = log_scale + ops.stop_gradient(clipped - log_scale)
     return out[..., 0], clipped
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     del config["params"]
     config["hidden_layers"] = config.pop("hidden_units")
@@ -220,8 +233,9 @@ class MaskedAutoregressiveDefaultTemplate(autoregressive.AutoregressiveNetwork):
     return config
 
 
-def real_nvp_default_template(hidden_layers, shift_only=False, activation="relu", name=None,
-                              **kwargs):
+def real_nvp_default_template(hidden_layers: Sequence[int], shift_only: bool = False,
+                              activation: Any = "relu", name: str | None = None,
+                              **kwargs: Any) -> RealNVPDefaultTemplate:
   """TFP's `tfb.real_nvp_default_template`, returning a Keras 3 `RealNVPDefaultTemplate`.
 
   Args:
@@ -238,9 +252,13 @@ def real_nvp_default_template(hidden_layers, shift_only=False, activation="relu"
                                 name=name, **kwargs)
 
 
-def masked_autoregressive_default_template(hidden_layers, shift_only=False, activation="relu",
-                                           log_scale_min_clip=-5.0, log_scale_max_clip=3.0,
-                                           log_scale_clip_gradient=False, name=None, **kwargs):
+def masked_autoregressive_default_template(hidden_layers: Sequence[int], shift_only: bool = False,
+                                           activation: Any = "relu",
+                                           log_scale_min_clip: float = -5.0,
+                                           log_scale_max_clip: float = 3.0,
+                                           log_scale_clip_gradient: bool = False,
+                                           name: str | None = None,
+                                           **kwargs: Any) -> MaskedAutoregressiveDefaultTemplate:
   """TFP's `tfb.masked_autoregressive_default_template`, returning a Keras 3 layer.
 
   Args:

@@ -1,16 +1,21 @@
 """A 2-D convolution with weight normalisation, as a Keras 3 layer."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp._types import LayerShape
 
 __all__ = ["WeightNormConv2D", "weight_scales"]
 
 
-def weight_scales(layer):
+def weight_scales(layer: keras.layers.Layer) -> list[keras.Variable]:
   """The weight-norm scales `g` of every `WeightNormConv2D` inside `layer` (and itself)."""
   return [g for sublayer in layer._flatten_layers()  # pylint: disable=protected-access
           if isinstance(sublayer, WeightNormConv2D) for g in sublayer.weight_scales]
@@ -39,8 +44,9 @@ class WeightNormConv2D(keras.layers.Layer):
     Accelerate Training of Deep Neural Networks. NeurIPS 2016. https://arxiv.org/abs/1602.07868
   """
 
-  def __init__(self, filters, kernel_size=3, scale_initializer="ones",
-               kernel_initializer="he_normal", epsilon=1e-12, **kwargs):
+  def __init__(self, filters: int, kernel_size: int = 3, scale_initializer: Any = "ones",
+               kernel_initializer: Any = "he_normal", epsilon: float = 1e-12,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if kernel_size % 2 != 1:
       raise errors.InvalidValueError(f"kernel_size must be odd, got {kernel_size}.")
@@ -50,7 +56,7 @@ class WeightNormConv2D(keras.layers.Layer):
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
     self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
-  def build(self, input_shape):
+  def build(self, input_shape: LayerShape) -> None:
     in_channels = input_shape[-1]
     # The kernel is normalised in the variables' dtype (float32 under mixed precision) and cast
     # to the compute dtype once, so the direction and scale are read without autocasting.
@@ -62,11 +68,11 @@ class WeightNormConv2D(keras.layers.Layer):
     self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
   @property
-  def weight_scales(self):
+  def weight_scales(self) -> list[keras.Variable]:
     """The weight-norm scales `g`, the variables an L2 penalty applies to."""
     return [self.scale]
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     squared_norm = ops.sum(ops.square(self.kernel), axis=(0, 1, 2))
     kernel = ops.cast(self.kernel * (self.scale * ops.rsqrt(squared_norm + self.epsilon)),
                       self.compute_dtype)
@@ -74,10 +80,10 @@ class WeightNormConv2D(keras.layers.Layer):
     # convolution, and its gradient is one reduction kernel.
     return tf.nn.bias_add(ops.conv(inputs, kernel, strides=1, padding="same"), self.bias)
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(self, input_shape: LayerShape) -> tuple[int | None, ...]:
     return tuple(input_shape[:-1]) + (self.filters,)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         filters=self.filters,

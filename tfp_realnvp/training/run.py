@@ -258,7 +258,7 @@ def train(data: str | os.PathLike[str] = "digits",
         source, train_split, batch_size=config["batch_size"], shuffle=True, seed=seed,
         repeat=steps_per_epoch is not None, drop_remainder=tpu, dequantize=uniform)
     validation_ds = None
-    if validation_freq:
+    if validation_split is not None:  # Held out exactly when validation_freq > 0.
       validation_ds = data_lib.load_images(source, validation_split,
                                            batch_size=config["batch_size"], shuffle=False,
                                            seed=seed + 1, drop_remainder=tpu, dequantize=uniform)
