@@ -9,15 +9,22 @@ reader sees the old file or the new one, never a truncated mix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
 import secrets
+import shutil
 from typing import Any, Iterator
 
 from tfp_realnvp import errors
 
-__all__ = ["DamagedFileError", "atomic_path", "read_json", "write_json"]
+__all__ = ["DamagedFileError", "atomic_path", "read_json", "write_bytes", "write_json"]
+
+# The errors of a write that found no room: no space left, or the user's quota exceeded.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Room kept free beside a file written by `write_bytes`, for the small files written with it.
+_MARGIN = 1 << 20
 
 
 class DamagedFileError(errors.DataError):
@@ -42,8 +49,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
     with open(temporary, "rb") as written:  # Flushed to disk before it becomes `path`.
       os.fsync(written.fileno())
     os.replace(temporary, path)
+  except OSError as error:
+    if error.errno not in _NO_SPACE or isinstance(error, errors.OutOfSpaceError):
+      raise
+    raise errors.OutOfSpaceError(
+        f"No space left on the device of {path} while writing it ({error.strerror}); "
+        "nothing was left half-written.") from error
   finally:
     temporary.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+  """Writes `data` to `path` atomically, after checking that the disk has room for it.
+
+  Raises:
+    OutOfSpaceError: the disk has less free space than `data` needs (with a margin of 1 MB),
+      or the write found none; `path` is untouched.
+  """
+  path = pathlib.Path(os.fspath(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  free = shutil.disk_usage(path.parent).free
+  if free < len(data) + _MARGIN:
+    raise errors.OutOfSpaceError(
+        f"No space left on the device of {path}: it needs {_megabytes(len(data))} and "
+        f"{_megabytes(free)} are free; nothing was written.")
+  with atomic_path(path) as temporary:
+    temporary.write_bytes(data)
+
+
+def _megabytes(size: int) -> str:
+  return f"{size / 1e6:.1f} MB"
 
 
 def write_json(path: str | os.PathLike[str], value: Any) -> None:

@@ -7,10 +7,13 @@ upgrade that moves it touches this file alone:
   instead of applying them) is active;
 * `training_context`: the call context through which nested layers read Keras's `training`
   flag, entered outside any layer call (in a gradient function run after the call returned);
-* `adam_moments`: the moment variables that `keras.optimizers.Adam` keeps for a model variable.
+* `adam_moments`: the moment variables that `keras.optimizers.Adam` keeps for a model variable;
+* `weights_file_bytes`: the `.weights.h5` file of a model, written in memory.
 """
 
 from __future__ import annotations
+
+import io
 
 import contextlib
 from typing import Iterator
@@ -19,9 +22,10 @@ import keras
 from keras.src.backend.common import global_state
 from keras.src.backend.common import stateless_scope
 from keras.src.layers import layer as layer_lib
+from keras.src.saving import saving_lib
 import tensorflow as tf
 
-__all__ = ["adam_moments", "in_stateless_scope", "training_context"]
+__all__ = ["adam_moments", "in_stateless_scope", "training_context", "weights_file_bytes"]
 
 _CALL_CONTEXT = "current_call_ctx"
 
@@ -57,3 +61,18 @@ def adam_moments(optimizer: keras.optimizers.Adam, variable: keras.Variable
   index = optimizer._get_variable_index(variable)  # pylint: disable=protected-access
   return (optimizer._momentums[index].value,  # pylint: disable=protected-access
           optimizer._velocities[index].value)  # pylint: disable=protected-access
+
+
+def weights_file_bytes(model: keras.Model) -> bytes:
+  """The bytes of the file `model.save_weights(path)` writes (a `.weights.h5`), in memory.
+
+  HDF5 writes its files itself: a write that fails (a full disk) leaves the library with a
+  file it cannot close, and the process crashes when it exits. Written to memory first, the
+  file reaches the disk through Python's own writes, whose failure is an ordinary `OSError`.
+  """
+  buffer = io.BytesIO()
+  store = saving_lib.H5IOStore(buffer, mode="w")
+  saving_lib._save_state(  # pylint: disable=protected-access
+      model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+  store.h5_file.close()
+  return buffer.getvalue()

@@ -85,6 +85,7 @@ class DiscreteBounds(_ModelBase):
       ValueError: for a model without a dequantizer, or a bad `num_samples`.
       TypeError: `x` is neither floating-point nor integer.
     """
+    self.check_inputs(x, condition)
     if self.dequantizer is None:
       raise errors.InvalidValueError(
           f"FlowModel {self.name!r} has no dequantizer; build it with "

@@ -27,9 +27,9 @@ class LikelihoodTraining(_ModelBase):
   """The maximum-likelihood training of a `keras.Model` whose outputs are log-likelihoods.
 
   A mixin of `tfp_realnvp.FlowModel`, which provides `flow`, `dequantizer`, `l2`,
-  `condition_spec`, `bits_from_log_prob` and `bits_per_dim_tracker`. Keras reads a pair
-  `(x, c)` as inputs and targets and calls a model on the inputs alone, so the steps repack a
-  conditional model's batch as inputs `(x, c)` without targets and hand it to Keras's own
+  `condition_spec`, `check_inputs`, `bits_from_log_prob` and `bits_per_dim_tracker`. Keras
+  reads a pair `(x, c)` as inputs and targets and calls a model on the inputs alone, so the steps
+  repack a conditional model's batch as inputs `(x, c)` without targets and hand it to Keras's own
   steps, which keep the loss tracking, the per-replica loss scaling and the metrics.
   """
 
@@ -37,6 +37,34 @@ class LikelihoodTraining(_ModelBase):
   dequantizer: dequantization.VariationalDequantizer | None
   l2: float
   bits_per_dim_tracker: keras.metrics.Mean
+
+
+  def _check_host_data(self, x: Any, y: Any = None) -> None:
+    """`check_inputs` of the arrays given to `fit`, `evaluate` or `predict` (on the host)."""
+    conditional = self.condition_spec is not None
+    if conditional and isinstance(x, (tuple, list)) and len(x) == 2:
+      x, y = x
+    self.check_inputs(x, y if conditional else None)
+
+  def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """Keras's `fit`, after checking the data given as arrays (see `FlowModel.check_inputs`)."""
+    self._check_host_data(x, y)
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)):
+      self._check_host_data(*validation[:2])
+    elif validation is not None:
+      self._check_host_data(validation)
+    return super().fit(x, y, *args, **kwargs)
+
+  def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """Keras's `evaluate`, after checking the data given as arrays."""
+    self._check_host_data(x, y)
+    return super().evaluate(x, y, *args, **kwargs)
+
+  def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """Keras's `predict` (per-example log-likelihoods), after checking array data."""
+    self._check_host_data(x)
+    return super().predict(x, *args, **kwargs)
 
   def make_train_function(self, force: bool = False) -> Any:
     """Builds the optimizer's variables eagerly, then Keras's training function.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Iterable, Literal, overload
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from tfp_realnvp import errors
 
-__all__ = ["image_shape", "is_integer", "positive_int", "widths"]
+__all__ = ["image_shape", "is_integer", "number_in", "positive_int", "widths"]
 
 
 def is_integer(value: object) -> bool:
@@ -39,6 +40,34 @@ def positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
     expected = "None or a positive integer" if allow_none else "a positive integer"
     raise errors.InvalidValueError(f"{name} must be {expected}, got {value!r}.")
   return int(value)
+
+
+def number_in(value: Any, name: str, low: float | None = None, high: float | None = None,
+              low_open: bool = False, high_open: bool = False) -> float:
+  """Returns `value` as a `float`, checked to be a finite real number in the given interval.
+
+  Args:
+    value: the argument.
+    name: its name, for the message.
+    low, high: the bounds (`None`: unbounded on that side).
+    low_open, high_open: whether the interval excludes the bound.
+
+  Raises:
+    InvalidValueError: naming the argument, its value and the interval, for anything else
+      (NaN, infinities, bools and strings included).
+  """
+  ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if not ok:
+    interval = (f"{'(' if low_open or low is None else '['}"
+                f"{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}"
+                f"{')' if high_open or high is None else ']'}")
+    raise errors.InvalidValueError(
+        f"{name} must be a finite number in {interval}, got {value!r}.")
+  return float(value)
 
 
 def widths(value: Iterable[int], name: str, example: str = "(64, 64)") -> tuple[int, ...]:

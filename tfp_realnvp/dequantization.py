@@ -25,13 +25,10 @@ tfb = tfp.bijectors
 
 __all__ = ["VariationalDequantizer", "dequantize", "quantized_pixels", "stateless_seed"]
 
-# Largest noise used by `dequantize`: `k + u` must stay below `k + 1` after float32 rounding for
-# every k in 0..255 (the spacing of float32 numbers in [128, 256) is 2**-16).
-_MAX_NOISE = 1.0 - 2.0**-15
-
 
 def dequantize(pixels: tf.Tensor | np.ndarray | list,
-               seed: int | tf.Tensor | Sequence[int] | None = None) -> tf.Tensor:
+               seed: int | tf.Tensor | Sequence[int] | None = None,
+               num_levels: int = 256) -> tf.Tensor:
   """Dequantizes 8-bit pixels: `k -> (k + u) / 256` with `u ~ U[0, 1)`, as float32.
 
   Adding uniform noise inside each of the 256 bins turns the discrete pixels into a continuous
@@ -61,6 +58,8 @@ def dequantize(pixels: tf.Tensor | np.ndarray | list,
     pixels: integer tensor or array (uint8, int32, ...) of pixel values in `0..255`, any shape.
     seed: optional seed. An int or a shape `[2]` integer tensor makes the noise stateless and
       deterministic (`tf.random.stateless_uniform`); `None` draws fresh noise on every call.
+    num_levels: `L`, the number of pixel values (256 for 8-bit pixels, at most 2 ** 16):
+      `k -> (k + u) / L` for `k` in `0..L-1`.
 
   Returns:
     A float32 tensor of the shape of `pixels`, with values in `[0, 1)`.
@@ -72,23 +71,29 @@ def dequantize(pixels: tf.Tensor | np.ndarray | list,
       `0..255`.
   """
   pixels = tf.convert_to_tensor(pixels)
+  num_levels = _validation.positive_int(num_levels, "num_levels")
+  if not 2 <= num_levels <= 2 ** 16:
+    raise errors.InvalidValueError(f"num_levels must lie in 2..65536, got {num_levels}.")
+  top = num_levels - 1
   if not pixels.dtype.is_integer:
     raise errors.InvalidTypeError(
-        f"dequantize expects integer pixels in 0..255 (e.g. uint8), got dtype {pixels.dtype.name}."
-        " Float images that are already in [0, 1) should not be dequantized again.")
+        f"dequantize expects integer pixels in 0..{top} (e.g. uint8), got dtype "
+        f"{pixels.dtype.name}. Float images that are already in [0, 1) should not be "
+        "dequantized again.")
   k = tf.cast(pixels, tf.float32)
-  if pixels.dtype != tf.uint8:
+  if pixels.dtype != tf.uint8 or num_levels < 256:
     value = tf.get_static_value(pixels)
     if value is not None:
       value = np.asarray(value)
-      if value.size and (value.min() < 0 or value.max() > 255):
-        raise errors.InvalidValueError(f"dequantize expects pixel values in 0..255, got values in "
-                                       f"{value.min()}..{value.max()} (dtype {pixels.dtype.name}).")
+      if value.size and (value.min() < 0 or value.max() > top):
+        raise errors.InvalidValueError(
+            f"dequantize expects pixel values in 0..{top}, got values in "
+            f"{value.min()}..{value.max()} (dtype {pixels.dtype.name}).")
     else:
-      message = f"dequantize expects pixel values in 0..255 (dtype {pixels.dtype.name})"
+      message = f"dequantize expects pixel values in 0..{top} (dtype {pixels.dtype.name})"
       checks = [tf.debugging.assert_greater_equal(pixels, tf.zeros([], pixels.dtype),
                                                   message=message),
-                tf.debugging.assert_less_equal(pixels, tf.constant(255, pixels.dtype),
+                tf.debugging.assert_less_equal(pixels, tf.constant(top, pixels.dtype),
                                                message=message)]
       with tf.control_dependencies(checks):
         k = tf.identity(k)
@@ -98,8 +103,10 @@ def dequantize(pixels: tf.Tensor | np.ndarray | list,
     if isinstance(seed, (int, np.integer)):
       seed = [int(seed), 0]
     u = tf.random.stateless_uniform(tf.shape(k), seed=seed, dtype=tf.float32)
-  u = tf.minimum(u, _MAX_NOISE)
-  return (k + u) / 256.0
+  # The noise stays below 1 by twice the float32 spacing of the largest pixels (2**-16 in
+  # [128, 256) for 8-bit pixels), so that `floor(L * x) == k` survives rounding.
+  u = tf.minimum(u, 1.0 - 2.0 ** (math.ceil(math.log2(num_levels)) - 23))
+  return (k + u) / float(num_levels)
 
 
 def quantized_pixels(x: tf.Tensor | np.ndarray, num_levels: int, dtype: tf.DType, owner: str,

@@ -6,8 +6,8 @@ Each also subclasses the built-in exception that Python code expects for its kin
 prints these as one line; any other exception is a bug and shows its traceback.
 """
 
-__all__ = ["BackendError", "DataError", "Error", "InvalidTypeError", "InvalidValueError",
-           "RunError"]
+__all__ = ["BackendError", "BusyFolderError", "DataError", "DivergenceError", "Error",
+           "InvalidTypeError", "InvalidValueError", "OutOfSpaceError", "RunError"]
 
 
 class Error(Exception):
@@ -36,3 +36,15 @@ class RunError(InvalidValueError):
 
 class BackendError(Error, ImportError):
   """Keras is not running on its TensorFlow backend, which tfp_realnvp needs."""
+
+
+class BusyFolderError(RunError):
+  """A run's output folder is in use by another process that is still running."""
+
+
+class DivergenceError(Error, FloatingPointError):
+  """Training stopped at a non-finite loss; the run's last finished epoch is kept."""
+
+
+class OutOfSpaceError(Error, OSError):
+  """A file could not be written for lack of disk space (or quota); nothing is half-written."""

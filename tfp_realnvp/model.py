@@ -147,9 +147,12 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     self.flow = flow
     self.event_shape = tuple(int(d) for d in event_shape)
     self.preprocessing = preprocessing
-    self.alpha = float(alpha)
-    self.l2 = float(l2)
-    self.num_levels = int(num_levels)
+    self.alpha = _validation.number_in(alpha, "alpha", 0.0, 0.5, high_open=True)
+    self.l2 = _validation.number_in(l2, "l2", 0.0)
+    self.num_levels = _validation.positive_int(num_levels, "num_levels")
+    if self.num_levels < 2:
+      raise errors.InvalidValueError(
+          f"num_levels must be an integer >= 2 (the values a pixel takes), got {num_levels!r}.")
     self.validate_args = bool(validate_args)
     self.dequantizer = dequantizer
     self.remat = remat
@@ -206,28 +209,58 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     return functions[name]
 
   def _as_data(self, x: TensorLike) -> tf.Tensor:
-    """`x` as a tensor of the model's dtype.
+    """`x` as a tensor of the model's dtype; integer pixels dequantized with uniform noise.
 
     Raises:
-      TypeError: `x` is not floating-point.
+      InvalidTypeError: `x` is neither floating-point nor (with the logit preprocessing)
+        integer.
     """
     x = tf.convert_to_tensor(x)
+    if x.dtype.is_integer and self.preprocessing == "logit":
+      # Pixels k: the model takes x = (k + u) / L as the data pipeline makes it.
+      return tf.cast(dequantization.dequantize(x, num_levels=self.num_levels),
+                     self.compute_dtype)
     if not x.dtype.is_floating:
       raise errors.InvalidTypeError(
           f"FlowModel {self.name!r} takes floating-point data (e.g. dequantized images in "
-          f"[0, 1), see tfp_realnvp.data), got dtype {x.dtype.name}.")
+          f"[0, 1), see tfp_realnvp.data), or integer pixels with the logit preprocessing; got "
+          f"dtype {x.dtype.name}.")
     return tf.cast(x, self.compute_dtype)
+
+  def check_inputs(self, x: Any, condition: Any = None) -> None:
+    """Raises if data or a condition known on the host lie outside what the model takes.
+
+    NumPy arrays, Python values and eager tensors are checked here, at no cost to the graph:
+    with the logit preprocessing, images must lie in `[0, 1]` and integer pixels in
+    `0..num_levels-1`; a condition must be one the flow takes (class labels in range, vectors
+    of its size). `log_prob`, `bits_per_dim`, `sample`, `fit`, `evaluate` and `predict` call
+    it; data that only a traced function sees (a `tf.data` pipeline) is checked there only with
+    `validate_args=True`.
+
+    Raises:
+      InvalidValueError: out-of-range images or pixels, or a condition the flow refuses.
+    """
+    if self.preprocessing == "logit":
+      _arguments.check_images(x, f"FlowModel {self.name!r}", self.num_levels,
+                              quantized=self.dequantizer is not None)
+    known = _arguments.host_values(condition)
+    if known is not None:
+      self.bijector_kwargs(known)
 
   def log_prob(self, x: TensorLike, condition: TensorLike | None = None) -> tf.Tensor:
     """Log-density of `x` per example (nats), given `condition` for a conditional model.
 
-    Floating-point `x` is cast to the model's dtype; an empty batch gives an empty result.
-    Called eagerly, it runs as a `tf.function` traced once per input shape (rather than TFP's
-    bijectors op by op); inside a traced function it is inlined.
+    Floating-point `x` is cast to the model's dtype. With the logit preprocessing, integer
+    pixels `k` (e.g. uint8 images) are dequantized first, `x = (k + u) / num_levels` with
+    fresh uniform noise `u`, as `tfp_realnvp.data.load_images` does. An empty batch gives an
+    empty result. Called eagerly, it runs as a `tf.function` traced once per input shape
+    (rather than TFP's bijectors op by op); inside a traced function it is inlined.
 
     Raises:
-      TypeError: `x` is not floating-point.
+      InvalidTypeError: `x` is neither floating-point nor integer pixels.
+      InvalidValueError: values known on the host out of range (`check_inputs`).
     """
+    self.check_inputs(x, condition)
     return self._call_log_prob(x, condition, training=None)
 
   def _call_log_prob(self, x: TensorLike, condition: TensorLike | None, training: bool | None
@@ -275,7 +308,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       n: number of samples, an integer >= 0.
       condition: for a conditional model, one condition for all samples (a class label, or a
         vector `[K]`) or one per sample (`[n]` labels, `[n, K]` vectors); else `None`.
-      temperature: scale of the base distribution's standard deviation.
+      temperature: scale of the base distribution's standard deviation, a finite number
+        >= 0 (0 gives the image of the base distribution's mode).
       seed: `None`, an int (the same int gives the same samples), or a stateless seed
         `[2]` int tensor.
 
@@ -283,13 +317,14 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
     seed); `temperature` and the seed's value do not retrace it.
 
     Raises:
-      TypeError: `n` is not an integer (floats and bools included).
-      ValueError: `n` is negative.
+      InvalidTypeError: `n` is not an integer (floats and bools included).
+      InvalidValueError: `n` or `temperature` out of range, or a condition the flow refuses.
     """
     n = _arguments.sample_count(n)
+    self.check_inputs(None, condition)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
-    temperature = tf.convert_to_tensor(temperature, dtype=self.compute_dtype)
+    temperature = _arguments.temperature(temperature, self.compute_dtype)
     if tf.executing_eagerly():
       return self._graph_function("sample", self._sample)(
           n, _arguments.as_tensor_or_none(condition), temperature, seed)
@@ -325,6 +360,8 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
           f"fit, evaluate and predict (x, condition) pairs; got {type(inputs).__name__}.")
     else:
       x, condition = inputs
+    if tf.executing_eagerly():  # `model(x)` on host data; `fit` and `predict` check theirs.
+      self.check_inputs(x, condition)
     if self.dequantizer is not None:
       return self._call_log_prob_bound(x, condition, 1, None, training)
     return self._call_log_prob(x, condition, training)
@@ -374,6 +411,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       ValueError: for another number of images or a bad `steps`.
     """
     steps = _validation.positive_int(steps, "steps")
+    self.check_inputs(corners, condition)
     corners = tf.convert_to_tensor(corners, self.compute_dtype)
     if corners.shape[0] != 4 or tuple(corners.shape[1:]) != self.event_shape:
       raise errors.InvalidValueError(

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfp_realnvp import _keras_internals
+from tfp_realnvp import _validation
 
 __all__ = ["FusedAdam"]
 
@@ -59,6 +60,12 @@ class FusedAdam(keras.optimizers.Adam):
 
   def __init__(self, *args: Any, **kwargs: Any) -> None:
     super().__init__(*args, **kwargs)
+    _validation.number_in(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
+    _validation.number_in(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
+    _validation.number_in(self.epsilon, "epsilon", 0.0)
+    if isinstance(self.learning_rate, keras.Variable):  # A schedule is checked by its maker.
+      _validation.number_in(float(self.learning_rate.numpy()), "learning_rate", 0.0,
+                            low_open=True)
     # The scalars of the step being applied, by dtype (`apply` sets it; None outside a step).
     self._step_scalars: dict[tf.DType, dict[str, tf.Tensor]] | None = None
 

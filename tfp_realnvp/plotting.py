@@ -171,8 +171,18 @@ def save_bits_per_dim_plot(history_dict: Mapping[str, Sequence[Any]], path: str 
   Raises:
     ValueError: if the dict has neither curve, or a curve's length differs from the epochs'.
   """
+  fig = _bits_per_dim_figure(history_dict, title)
+  with _files.atomic_path(path) as temporary:
+    fig.savefig(temporary, format="png")
+  return pathlib.Path(os.fspath(path))
+
+
+def _bits_per_dim_figure(history_dict: Mapping[str, Sequence[Any]],
+                         title: str | None) -> Any:
+  """The figure of `save_bits_per_dim_plot` (whole epochs on the horizontal axis)."""
   from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
   from matplotlib import figure  # pylint: disable=g-import-not-at-top
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
   curves = [(key, label) for key, label in
             (("bits_per_dim", "training"), ("val_bits_per_dim", "validation"))
@@ -193,6 +203,7 @@ def save_bits_per_dim_plot(history_dict: Mapping[str, Sequence[Any]], path: str 
           f"history_dict[{key!r}] has {len(values)} values for {len(epochs)} "
           "epochs.")
     axes.plot(epochs, values, marker="o", markersize=3, label=label)
+  axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # Epochs are whole numbers.
   axes.set_xlabel("epoch")
   axes.set_ylabel("bits/dim")
   if title:
@@ -200,6 +211,4 @@ def save_bits_per_dim_plot(history_dict: Mapping[str, Sequence[Any]], path: str 
   axes.grid(True, alpha=0.3)
   axes.legend()
   fig.tight_layout()
-  with _files.atomic_path(path) as temporary:
-    fig.savefig(temporary, format="png")
-  return pathlib.Path(os.fspath(path))
+  return fig

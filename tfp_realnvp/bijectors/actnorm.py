@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _keras_internals
 from tfp_realnvp import _distribute
+from tfp_realnvp import _validation
 from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
@@ -58,7 +59,7 @@ class ActNormParameters(keras.layers.Layer):
 
   def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
     super().__init__(**kwargs)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape: LayerShape) -> None:
     channels = (input_shape[-1],)

@@ -9,6 +9,7 @@ from keras import ops
 import tensorflow as tf
 
 from tfp_realnvp import _distribute
+from tfp_realnvp import _validation
 from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
@@ -38,8 +39,8 @@ class BatchNormStatistics(keras.layers.Layer):
 
   def __init__(self, momentum: float = 0.9, epsilon: float = 1e-4, **kwargs: Any) -> None:
     super().__init__(**kwargs)
-    self.momentum = float(momentum)
-    self.epsilon = float(epsilon)
+    self.momentum = _validation.number_in(momentum, "momentum", 0.0, 1.0, high_open=True)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape: LayerShape) -> None:
     channels = (input_shape[-1],)

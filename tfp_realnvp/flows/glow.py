@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import glow as glow_lib
 from tfp_realnvp.bijectors import invertible_conv
@@ -104,9 +105,9 @@ class Glow(base.ConditionalFlowLayer):
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
     network_class = _coupling_networks.COUPLING_NETWORKS.lookup(coupling_network)
-    self.num_levels = int(num_levels)
-    self.num_steps = int(num_steps)
-    self.num_filters = int(num_filters)
+    self.num_levels = _validation.positive_int(num_levels, "num_levels")
+    self.num_steps = _validation.positive_int(num_steps, "num_steps")
+    self.num_filters = _validation.positive_int(num_filters, "num_filters")
     self.coupling_network = coupling_network
     self.num_bins, self.spline_bound = num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound)

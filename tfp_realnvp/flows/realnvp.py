@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import batch_norm as batch_norm_lib
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.bijectors import transforms as transforms_lib
@@ -116,12 +117,13 @@ class RealNVP(base.ConditionalFlowLayer):
                **kwargs: Any) -> None:
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
-    self.num_scales = int(num_scales)
-    self.num_filters = int(num_filters)
-    self.num_blocks = int(num_blocks)
+    self.num_scales = _validation.positive_int(num_scales, "num_scales")
+    self.num_filters = _validation.positive_int(num_filters, "num_filters")
+    self.num_blocks = _validation.positive_int(num_blocks, "num_blocks")
     self.additive = bool(additive)
     self.batch_norm = bool(batch_norm)
-    self.batch_norm_momentum = float(batch_norm_momentum)
+    self.batch_norm_momentum = _validation.number_in(
+        batch_norm_momentum, "batch_norm_momentum", 0.0, 1.0, high_open=True)
     self.num_bins, self.spline_bound = num_bins, spline_bound
     transform = base.coupling_transform(coupling, num_bins, spline_bound, self.additive)
     # A name as given (configs stay as they were); a transform (or its config) as the object.

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfp_realnvp._types import LayerShape
 
+from tfp_realnvp import _validation
 from tfp_realnvp.bijectors.actnorm import ActNormParameters
 
 __all__ = ["ActNormalization"]
@@ -51,7 +52,7 @@ class ActNormalization(keras.layers.Layer):
 
   def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
     super().__init__(**kwargs)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
     self.parameters_layer = ActNormParameters(
         epsilon=self.epsilon, dtype=self.dtype_policy.variable_dtype, name="parameters")
 

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from tfp_realnvp import _validation
 from tfp_realnvp import errors
 from tfp_realnvp._types import LayerShape
 
@@ -53,7 +54,7 @@ class WeightNormConv2D(keras.layers.Layer):
     self.kernel_size = int(kernel_size)
     self.scale_initializer = keras.initializers.get(scale_initializer)
     self.kernel_initializer = keras.initializers.get(kernel_initializer)
-    self.epsilon = float(epsilon)
+    self.epsilon = _validation.number_in(epsilon, "epsilon", 0.0)
 
   def build(self, input_shape: LayerShape) -> None:
     in_channels = input_shape[-1]

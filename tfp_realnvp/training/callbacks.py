@@ -1,8 +1,9 @@
-"""The callbacks of a run (`EpochCheckpoint`, `SampleGrid`) and `averaged_weights` (EMA)."""
+"""A run's callbacks (`EpochCheckpoint`, `SampleGrid`, `StopOnDivergence`), `averaged_weights`."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pathlib
 import time
@@ -10,12 +11,13 @@ from typing import Any, Iterator
 
 import keras
 
+from tfp_realnvp import errors
 from tfp_realnvp import plotting
 from tfp_realnvp.training.folder import Backup
 from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
 
-__all__ = ["EpochCheckpoint", "SampleGrid", "averaged_weights"]
+__all__ = ["EpochCheckpoint", "SampleGrid", "StopOnDivergence", "averaged_weights"]
 
 
 @contextlib.contextmanager
@@ -91,3 +93,46 @@ class SampleGrid(keras.callbacks.Callback):
     with averaged_weights(self.model):
       images = self.model.sample(self.count, seed=self.seed)
     plotting.save_image_grid(images.numpy(), self.folder / f"epoch_{epoch + 1:03d}.png")
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+  """Stops training at the first non-finite loss, before the epoch writes anything.
+
+  Keras's `TerminateOnNaN` lets the epoch end, so its backup, sample grid and model would hold
+  the non-finite weights. This callback raises `DivergenceError` from the batch whose running
+  loss is not finite: `fit` stops there, no later callback of the epoch runs, and the backup of
+  the last finished epoch stays as it was, for a corrected command to resume from. The record
+  says where (`RunRecord.diverged`, status `"diverged"` in `metrics.json`). The check reads the
+  loss that Keras already brings back to the host after each step: nothing runs in the graph.
+
+  Args:
+    record: the `RunRecord` of the run.
+    metrics_path: where the record is written (`RunFolder.metrics`).
+    advice: what the error message suggests, e.g. how to resume with a lower learning rate.
+  """
+
+  def __init__(self, record: RunRecord, metrics_path: str | os.PathLike[str],
+               advice: str) -> None:
+    super().__init__()
+    self.record, self.metrics_path, self.advice = record, metrics_path, advice
+    self._epoch = 0
+    self._steps = 0
+
+  def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    del logs
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    self._steps += 1
+    loss = (logs or {}).get("loss")
+    if loss is None or math.isfinite(float(loss)):
+      return
+    self.record.diverged = {"epoch": self._epoch + 1, "step": batch + 1, "loss": str(float(loss)),
+                            "steps_this_attempt": self._steps}
+    self.record.write(self.metrics_path)
+    done = self.record.epochs_done
+    kept = (f"the state after epoch {done} is kept, and the run resumes from it" if done
+            else "no epoch had finished: the run starts afresh")
+    raise errors.DivergenceError(
+        f"Training diverged: the loss was {float(loss)} at step {batch + 1} of epoch "
+        f"{self._epoch + 1}; stopped without saving that epoch. {self.advice} ({kept}).")

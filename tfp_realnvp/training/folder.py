@@ -11,6 +11,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from tfp_realnvp import _files
+from tfp_realnvp import _keras_internals
 from tfp_realnvp import plotting
 from tfp_realnvp.errors import RunError
 
@@ -140,7 +141,9 @@ class Backup:
   writes are not atomic and it recovers only from weights that raise `OSError`, not from a
   damaged JSON file. A save writes the new weights to a temporary file, then moves the current
   files to `.bkp` and the new ones in place, so that at every instant one metadata file and
-  one weights file with the same checksum are sound.
+  one weights file with the same checksum are sound. The weights are written from memory after
+  a check of the free space (`OutOfSpaceError` when it is short), so that a full disk never
+  leaves HDF5 with a file it cannot close.
 
   Args:
     folder: the backup folder (`RunFolder.backup`); created by the first save.
@@ -213,6 +216,15 @@ class Backup:
       self._fail(self._path(self.METADATA), "is missing")
     self._fail(damaged[0], "is damaged or missing, and has no sound copy")
 
+  def saved_epoch(self) -> int:
+    """The epoch of the newest state whose metadata reads (0 if none): where a run resumes."""
+    for previous in (False, True):
+      try:
+        return int(_files.read_json(self._path(self.METADATA, previous))["epoch"])
+      except (OSError, ValueError, KeyError, TypeError):
+        continue
+    return 0
+
   def _best_path(self, epoch: int) -> pathlib.Path:
     return self.folder / f"best-epoch-{epoch:03d}.weights.h5"
 
@@ -224,10 +236,9 @@ class Backup:
 
   def save_best(self, model: keras.Model, epoch: int) -> str:
     """Writes the weights of `epoch` as the best ones; returns their SHA-256."""
-    path = self._best_path(epoch)
-    with _files.atomic_path(path) as temporary:
-      model.save_weights(temporary)
-    return _sha256(path)
+    data = _keras_internals.weights_file_bytes(model)
+    _files.write_bytes(self._best_path(epoch), data)
+    return hashlib.sha256(data).hexdigest()
 
   def load_best(self, model: keras.Model, best: dict[str, Any]) -> None:
     """Loads the best weights recorded in the metadata's `best` entry.
@@ -242,9 +253,9 @@ class Backup:
   def save(self, model: keras.Model, metadata: dict[str, Any]) -> None:
     """Saves the weights and `metadata` (a dict with `"epoch"`) as the newest state."""
     staged = self.folder / "next.weights.h5"
-    with _files.atomic_path(staged) as temporary:
-      model.save_weights(temporary)
-    metadata = dict(metadata, weights_sha256=_sha256(staged))
+    data = _keras_internals.weights_file_bytes(model)
+    _files.write_bytes(staged, data)
+    metadata = dict(metadata, weights_sha256=hashlib.sha256(data).hexdigest())
     for name in (self.WEIGHTS, self.METADATA):
       if self._path(name).exists():
         os.replace(self._path(name), self._path(name, previous=True))

@@ -7,7 +7,7 @@ import keras
 from tfp_realnvp import configs
 from tfp_realnvp import optimizers
 
-__all__ = ["make_optimizer"]
+__all__ = ["make_optimizer", "set_learning_rate"]
 
 
 def make_optimizer(settings: configs.TrainingSettings) -> optimizers.FusedAdam:
@@ -32,3 +32,16 @@ def make_optimizer(settings: configs.TrainingSettings) -> optimizers.FusedAdam:
         warmup_steps=settings.warmup_steps)
   return optimizers.FusedAdam(learning_rate, global_clipnorm=settings.clipnorm,
                               use_ema=settings.ema > 0, ema_momentum=settings.ema)
+
+
+def set_learning_rate(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:
+  """Sets the constant learning rate of `optimizer` (inside a `LossScaleOptimizer` too).
+
+  Keras keeps a constant learning rate in a variable, which a backup restores with the other
+  optimizer variables: a run resumed with another learning rate sets it again here. A schedule
+  (the warm-up) is part of the optimizer's configuration, not of its variables, so nothing is
+  set then.
+  """
+  optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+  if isinstance(optimizer.learning_rate, keras.Variable):
+    optimizer.learning_rate.assign(learning_rate)

@@ -42,6 +42,8 @@ class RunRecord:
     results: what the finished run adds to `metrics.json` (test bits/dim, file names, ...).
     state: the JSON dict that the run's callbacks keep (see `train`): saved with every
       backup, and restored in place by `resume_from`.
+    diverged: `None`, or where training met a non-finite loss (`epoch`, `step`, `loss`), for
+      a run stopped by `StopOnDivergence`.
   """
 
   config: dict[str, Any]
@@ -50,6 +52,7 @@ class RunRecord:
   best: dict[str, Any] | None = None
   results: dict[str, Any] = dataclasses.field(default_factory=dict)
   state: dict[str, Any] = dataclasses.field(default_factory=dict)
+  diverged: dict[str, Any] | None = None
 
   @property
   def epochs_done(self) -> int:
@@ -108,12 +111,17 @@ class RunRecord:
             "history": self.history, "best": self.best, "state": self.state}
 
   def as_json(self) -> dict[str, Any]:
-    """The content of `metrics.json`: `status` (`"running"` or `"finished"`) and the record."""
-    status = "finished" if self.results else "running"
+    """The content of `metrics.json`: `status` and the record.
+
+    `status` is `"running"` (or interrupted), `"diverged"` (stopped at a non-finite loss,
+    `diverged` says where) or `"finished"`.
+    """
+    status = "finished" if self.results else "diverged" if self.diverged else "running"
     best = self.best or {}
     return {"status": status, "attempt": self.attempt, "config": self.config,
             "history": self.history, "best_epoch": best.get("epoch"),
-            f"best_{MONITOR}": best.get(MONITOR), "state": self.state, **self.results}
+            f"best_{MONITOR}": best.get(MONITOR), "state": self.state,
+            **({"diverged": self.diverged} if self.diverged else {}), **self.results}
 
   def write(self, path: str | os.PathLike[str]) -> None:
     """Writes `as_json()` to `path` atomically."""

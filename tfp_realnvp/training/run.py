@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
 import tensorflow as tf
@@ -19,10 +21,13 @@ from tfp_realnvp import plotting
 from tfp_realnvp import presets
 from tfp_realnvp.training.callbacks import EpochCheckpoint
 from tfp_realnvp.training.callbacks import SampleGrid
+from tfp_realnvp.training.callbacks import StopOnDivergence
 from tfp_realnvp.training.folder import Backup
 from tfp_realnvp.training.folder import RunFolder
 from tfp_realnvp.training.folder import save_model
+from tfp_realnvp.training.lock import FolderLock
 from tfp_realnvp.training.optimizer import make_optimizer
+from tfp_realnvp.training.optimizer import set_learning_rate
 from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
 from tfp_realnvp.training.record import finite_or_none
@@ -234,77 +239,118 @@ def train(data: str | os.PathLike[str] = "digits",
       validation=validation_freq > 0)
   plan = _plan(preset, shape, source.name, flow, settings)
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
-  record = RunRecord(config={
-      "data": os.fspath(data), "train_split": train_split,
-      "validation_split": validation_split, "test_split": test_split,
-      "event_shape": list(shape), **plan.config,
-      "mixed_precision": mixed_precision or "none", "remat": remat or "none",
-      "steps_per_epoch": steps_per_epoch, "num_replicas": strategy.num_replicas_in_sync,
-      "jit_compile": jit_compile, "seed": seed, "validation_freq": validation_freq},
-      state={} if state is None else state)
-  config = record.config
+  with FolderLock(folder.root) if folder.is_chief else contextlib.nullcontext():
+    record = RunRecord(config={
+        "data": os.fspath(data), "train_split": train_split,
+        "validation_split": validation_split, "test_split": test_split,
+        "event_shape": list(shape), **plan.config,
+        "mixed_precision": mixed_precision or "none", "remat": remat or "none",
+        "steps_per_epoch": steps_per_epoch, "num_replicas": strategy.num_replicas_in_sync,
+        "jit_compile": jit_compile, "seed": seed, "validation_freq": validation_freq},
+        state={} if state is None else state)
+    config = record.config
 
-  tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-  keras.utils.set_random_seed(seed)
-  # A variational dequantizer takes the quantized images and draws the noise itself.
-  uniform = config["dequantization"] == "uniform"
-  train_ds = data_lib.load_images(
-      source, train_split, batch_size=config["batch_size"], shuffle=True, seed=seed,
-      repeat=steps_per_epoch is not None, drop_remainder=tpu, dequantize=uniform)
-  validation_ds = None
-  if validation_split is not None:  # Held out exactly when validation_freq > 0.
-    validation_ds = data_lib.load_images(source, validation_split,
-                                         batch_size=config["batch_size"], shuffle=False,
-                                         seed=seed + 1, drop_remainder=tpu, dequantize=uniform)
-  # The model's own dtype policy rather than a new global one: a run leaves its caller's
-  # process as it found it.
-  precision = (f"mixed_{mixed_precision}" if mixed_precision
-               else keras.mixed_precision.global_policy().name)
-  with strategy.scope():
-    flow_bijector, dequantizer, optimizer = plan.build(precision)
-    model = model_lib.FlowModel(flow_bijector, dequantizer=dequantizer, remat=remat)
-    if mixed_precision == "float16":
-      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
-    backup = Backup(folder.backup)
-    metadata = backup.restore(
-        model, check=lambda found: record.check_resumable(found, folder.backup))
-  if metadata is not None:
-    record.resume_from(metadata, folder.backup)
-    say(f"Resuming from {folder.backup}: {record.epochs_done} of {config['epochs']} epochs "
-        "finished.")
-  else:
-    for old in folder.sample_grids():
-      old.unlink()
-  record.write(folder.metrics)
+    tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    keras.utils.set_random_seed(seed)
+    # A variational dequantizer takes the quantized images and draws the noise itself.
+    uniform = config["dequantization"] == "uniform"
+    train_ds = data_lib.load_images(
+        source, train_split, batch_size=config["batch_size"], shuffle=True, seed=seed,
+        repeat=steps_per_epoch is not None, drop_remainder=tpu, dequantize=uniform)
+    validation_ds = None
+    if validation_split is not None:  # Held out exactly when validation_freq > 0.
+      validation_ds = data_lib.load_images(source, validation_split,
+                                           batch_size=config["batch_size"], shuffle=False,
+                                           seed=seed + 1, drop_remainder=tpu, dequantize=uniform)
+    # The model's own dtype policy rather than a new global one: a run leaves its caller's
+    # process as it found it.
+    precision = (f"mixed_{mixed_precision}" if mixed_precision
+                 else keras.mixed_precision.global_policy().name)
+    with strategy.scope():
+      flow_bijector, dequantizer, optimizer = plan.build(precision)
+      model = model_lib.FlowModel(flow_bijector, dequantizer=dequantizer, remat=remat)
+      if mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      model.compile(optimizer=optimizer, jit_compile=jit_compile)
+      backup = Backup(folder.backup)
+      metadata = backup.restore(
+          model, check=lambda found: record.check_resumable(found, folder.backup))
+    if metadata is not None:
+      record.resume_from(metadata, folder.backup)
+      # The backup holds the interrupted run's learning rate: this command's is the one to use.
+      set_learning_rate(model.optimizer, config["learning_rate"])
+      say(f"Resuming from {folder.backup}: {record.epochs_done} of {config['epochs']} epochs "
+          "finished.")
+    else:
+      for old in folder.sample_grids():
+        old.unlink()
+    record.write(folder.metrics)
 
-  # With EMA, Keras swaps the averaged weights in around each validation, and puts them in the
-  # model for good at the end of `fit` (`finalize_variable_values`).
-  swap = [keras.callbacks.SwapEMAWeights()] if config["ema"] and validation_freq else []
-  run_callbacks = [*swap, SampleGrid(folder.samples, sample_count, seed=seed + 2),
-                   keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
-                   EpochCheckpoint(record, backup, folder.metrics)]
-  say(f"Training {plan.title} preset {config['preset']!r} ({plan.description}) on "
-      f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {config['epochs']} epochs, "
-      f"batch size {config['batch_size']}, learning rate {config['learning_rate']:g}"
-      f"{_optimizer_settings(config)}, "
-      f"{precision} networks, "
-      f"{'variational dequantization (bits/dim: the variational bound), ' if not uniform else ''}"
-      f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
-  start = time.time()
-  model.fit(train_ds, epochs=config["epochs"], initial_epoch=record.epochs_done,
-            steps_per_epoch=steps_per_epoch, validation_data=validation_ds,
-            validation_freq=validation_freq or 1, callbacks=run_callbacks, shuffle=False,
-            verbose=_fit_verbosity(verbose))
-  train_seconds = round(time.time() - start, 3)
-  if record.best is not None and record.best["epoch"] != record.epochs_done:
-    backup.load_best(model, record.best)
-  result = _finish(model, record, folder, source, f"{plan.title} '{config['preset']}'",
-                   train_seconds, resumed_at=0 if metadata is None else metadata["epoch"],
-                   tpu=tpu)
-  if folder.is_chief:
-    _report(result, say)
-  return result
+    # With EMA, Keras swaps the averaged weights in around each validation, and puts them in the
+    # model for good at the end of `fit` (`finalize_variable_values`).
+    swap = [keras.callbacks.SwapEMAWeights()] if config["ema"] and validation_freq else []
+    divergence = StopOnDivergence(record, folder.metrics, _DIVERGENCE_ADVICE.format(**config))
+    run_callbacks = [divergence, *swap, SampleGrid(folder.samples, sample_count, seed=seed + 2),
+                     keras.callbacks.TensorBoard(os.fspath(folder.logs)), *callbacks,
+                     EpochCheckpoint(record, backup, folder.metrics)]
+    say(f"Training {plan.title} preset {config['preset']!r} ({plan.description}) on "
+        f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {config['epochs']} epochs, "
+        f"batch size {config['batch_size']}, learning rate {config['learning_rate']:g}"
+        f"{_optimizer_settings(config)}, "
+        f"{precision} networks, "
+        f"{'variational dequantization (bits/dim: the variational bound), ' if not uniform else ''}"
+        f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
+    start = time.time()
+    with _resumable_when_out_of_space(backup):
+      model.fit(train_ds, epochs=config["epochs"], initial_epoch=record.epochs_done,
+                steps_per_epoch=steps_per_epoch, validation_data=validation_ds,
+                validation_freq=validation_freq or 1, callbacks=run_callbacks, shuffle=False,
+                verbose=_fit_verbosity(verbose))
+      train_seconds = round(time.time() - start, 3)
+      if record.best is not None and record.best["epoch"] != record.epochs_done:
+        backup.load_best(model, record.best)
+      result = _finish(model, record, folder, source, f"{plan.title} '{config['preset']}'",
+                       train_seconds, resumed_at=0 if metadata is None else metadata["epoch"],
+                       tpu=tpu)
+    if folder.is_chief:
+      _report(result, say)
+    return result
+
+
+# What a run stopped at a non-finite loss suggests (`StopOnDivergence`), filled from its config.
+_DIVERGENCE_ADVICE = (
+    "Run the same command again with a lower learning rate (--learning-rate; it was "
+    "{learning_rate:g}) or a clip of the gradients' global norm (--clipnorm); a learning-rate "
+    "warm-up (--warmup-steps) needs a new output folder")
+
+
+@contextlib.contextmanager
+def _resumable_when_out_of_space(backup: Backup) -> Iterator[None]:
+  """Reports a full disk as an `OutOfSpaceError` that says how to resume.
+
+  The run's own files are written from memory after a free-space check (`Backup`) or through
+  `atomic_path`, which both raise `OutOfSpaceError`; TensorFlow's own writes (TensorBoard's
+  event files) raise an `OpError` that names the device's error, converted here.
+  """
+  def hint() -> str:
+    done = backup.saved_epoch()
+    resume = (f"it resumes after epoch {done}, whose saved state is intact" if done
+              else "no epoch was saved yet, so it starts afresh")
+    return (f"Free some space (or choose another output folder) and run the same command "
+            f"again: {resume}.")
+
+  try:
+    yield
+  except errors.OutOfSpaceError as error:
+    raise errors.OutOfSpaceError(f"{error} {hint()}") from error
+  except (tf.errors.OpError, OSError) as error:
+    if getattr(error, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and (
+        "No space left on device" not in str(error)):
+      raise
+    raise errors.OutOfSpaceError(
+        f"No space left on the device of the run ({type(error).__name__}: "
+        f"{' '.join(str(error).split())[:300]}). {hint()}"
+    ) from error
 
 
 def _optimizer_settings(config: dict[str, Any]) -> str:
