@@ -99,8 +99,9 @@ class _ScanSteps:
     self.scan = scan
     self.kwargs = kwargs
     self.event_ndims = event_ndims
-    self.program = _walk(scan.step, kwargs, event_ndims)
-    if not all(type(instruction) is _Step for instruction in self.program):  # pylint: disable=unidiomatic-typecheck
+    program = _walk(scan.step, kwargs, event_ndims)
+    self.program = [instruction for instruction in program if isinstance(instruction, _Step)]
+    if len(self.program) != len(program):
       raise errors.InvalidValueError(
           f"{scan.name}: the step of a Scan cannot factor out or scan again in the remat modes.")
 
@@ -152,6 +153,7 @@ class _ScanSteps:
       value_sums: list[tf.Tensor | None] = [None] * len(values)
       extra = list(values) + list(conditions)
       with stacked.values_of(values):
+        replays: list[tuple[_Step | _Whole, tf.Tensor | None]]
         if kept is not None:  # Recompute: the whole step from its kept input.
           replays = [(_Whole(self.program), tf.gather(kept, k))]
         else:  # Reversible: each instruction of the step rebuilt from its output.
@@ -287,7 +289,8 @@ def _run_forward(program: Sequence[_Instruction], x: tf.Tensor, keep_inputs: boo
 
 
 def _run_backward(program: Sequence[_Instruction], carried: list[tf.Tensor],
-                  replay: Callable[[_Step, int, list[tf.Tensor]], list[tf.Tensor]],
+                  replay: Callable[[_Step | _ScanSteps, int, list[tf.Tensor]],
+                                   list[tf.Tensor]],
                   anchors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
   """Walks `program` from its end with tensors shaped like the latent (e.g. `[z, dz]`).
 

@@ -5,6 +5,8 @@ gradients (float64), train alike (ActNorm's initialisation included) in every me
 the scanned training step is traced once per level, however many steps the levels have.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ import tensorflow as tf
 
 import tfp_realnvp
 from tfp_realnvp import data
+from tfp_realnvp import training
 
-from helpers import randomize
+from helpers import Interrupted, randomize, stop_before_finish
 
 SHAPE = (8, 8, 1)
 
@@ -147,3 +150,24 @@ def test_a_glow_saved_without_scan_loads_unrolled_and_a_scanned_one_scanned(tmp_
   config = tfp_realnvp.Glow(SHAPE, num_levels=1, num_steps=1, num_filters=4).get_config()
   del config["scan"]  # A config written before scanned levels existed.
   assert tfp_realnvp.Glow.from_config(config).scan is False
+
+
+def test_a_glow_run_begun_before_scanned_levels_resumes_with_its_own_layout(tmp_path):
+  """An interrupted run whose record has no `scan` (its flow was unrolled) resumes unrolled;
+  asking for the other layout is refused as a different flow."""
+  output = tmp_path / "run"
+  run = dict(data="digits", flow="glow", num_levels=1, num_steps=2, num_filters=4,
+             steps_per_epoch=2, sample_count=4, verbose=0)
+  with pytest.MonkeyPatch.context() as patch:
+    stop_before_finish(patch)
+    with pytest.raises(Interrupted):
+      training.train(output_dir=output, epochs=1, scan=False, **run)
+  recorded = json.loads((output / "backup" / "training_metadata.json").read_text())
+  assert "scan" not in recorded["config"]["flow"]  # The record of a run from before.
+  with pytest.raises(training.RunError, match="different flow"):
+    training.train(output_dir=output, epochs=2, scan=True, **run)
+  result = training.train(output_dir=output, epochs=2, **run)
+  assert result.resumed_at == 1 and result.model.flow.scan is False
+  assert [r["epoch"] for r in result.metrics["history"]] == [1, 2]
+  fresh = training.train(output_dir=tmp_path / "fresh", epochs=1, **run)
+  assert fresh.model.flow.scan is True and fresh.metrics["config"]["flow"]["scan"] is True
