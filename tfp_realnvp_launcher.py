@@ -34,7 +34,7 @@ PROG = "tfp-realnvp"
 # kinds (flows, coupling transforms and networks) are read from the entry points that
 # `tfp_realnvp._registry` loads, so a plugin's appear here too.
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-MIXED_PRECISIONS = ("none", "bfloat16", "float16")
+MIXED_PRECISIONS = ("auto", "none", "bfloat16", "float16")
 REMAT_MODES = ("none", "recompute", "reversible")
 JIT_MODES = ("auto", "on", "off")
 DEQUANTIZATIONS = ("uniform", "variational")
@@ -142,15 +142,20 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
   train.add_argument("--strategy", choices=STRATEGIES, default="default",
                      help="tf.distribute strategy: the default one, MirroredStrategy (all local "
                           "GPUs), MultiWorkerMirroredStrategy (reads TF_CONFIG) or TPUStrategy")
-  train.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default="none",
-                     help="Keras mixed-precision policy of the networks (densities stay float32)")
+  train.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default="auto",
+                     help="Keras mixed-precision policy of the networks (densities stay "
+                          "float32): auto (bfloat16 on TPUs, GPUs of compute capability 8.0 "
+                          "and up and CPUs with AMX or AVX-512 BF16, float32 elsewhere; an "
+                          "interrupted run resumes in its own), none (float32), bfloat16, "
+                          "float16 (default: auto)")
   train.add_argument("--remat", choices=REMAT_MODES, default="none",
                      help="training memory: recompute each coupling's network activations in "
                           "the backward pass, or rebuild every step's input from its output "
                           "with the exact inverse (reversible: memory that does not grow with "
                           "depth); same gradients, slower steps (default: none)")
   train.add_argument("--jit", choices=JIT_MODES, default="auto",
-                     help="XLA compilation: auto (GPU hosts without tf.distribute only), on, off")
+                     help="XLA compilation of the training step: auto (on TPUs and on a GPU "
+                          "without tf.distribute, off on CPUs), on, off (default: auto)")
   train.add_argument("--output-dir", default=None, help="output folder (default: runs/<data>)")
   train.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seed of the initial weights, data order and noise (default: 0)")

@@ -13,6 +13,7 @@ from tfp_realnvp import configs
 from tfp_realnvp import data
 from tfp_realnvp import errors
 from tfp_realnvp import flows
+from tfp_realnvp import hardware
 from tfp_realnvp import networks
 from tfp_realnvp import optimizers
 from tfp_realnvp import presets
@@ -35,6 +36,6 @@ __version__ = "0.2.0"
 
 __all__ = ["AutoregressiveNetwork", "ConditionalFlowLayer", "FlowLayer", "FlowModel", "FusedAdam",
            "Glow", "RealNVP", "Untracked", "VariationalDequantizer", "__version__", "bijectors",
-           "configs", "data", "errors", "export_saved_model", "flows",
+           "configs", "data", "errors", "export_saved_model", "flows", "hardware",
            "masked_autoregressive_default_template", "networks", "optimizers", "presets",
            "real_nvp_default_template", "remat", "training"]

@@ -73,6 +73,7 @@ def test_launcher_choices_are_the_library_s():
   from tfp_realnvp import configs  # pylint: disable=g-import-not-at-top
   from tfp_realnvp import networks  # pylint: disable=g-import-not-at-top
   from tfp_realnvp import remat  # pylint: disable=g-import-not-at-top
+  from tfp_realnvp import training  # pylint: disable=g-import-not-at-top
   from tfp_realnvp.bijectors import transforms  # pylint: disable=g-import-not-at-top
 
   for group, registry in (("tfp_realnvp.flows", configs.FLOWS),
@@ -82,6 +83,8 @@ def test_launcher_choices_are_the_library_s():
     assert registry.group == group
   assert tfp_realnvp_launcher.DEQUANTIZATIONS == configs.DEQUANTIZATIONS
   assert tfp_realnvp_launcher.REMAT_MODES == ("none", *remat.MODES)
+  assert tfp_realnvp_launcher.MIXED_PRECISIONS == tuple(
+      "none" if value is None else value for value in training.MIXED_PRECISIONS)
   parser = tfp_realnvp_launcher.build_parser()
   assert parser.parse_args(["train", "--coupling", "additive"]).coupling == "additive"
 

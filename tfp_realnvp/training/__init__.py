@@ -1,7 +1,7 @@
 """A complete, resumable training run of a preset's flow: `train`, and the pieces it is made of.
 
 * `run`: `train` (what `tfp-realnvp train` and the image examples run), `evaluate_test`,
-  `RunResult`, `TEST_NOISE_SEED`;
+  `RunResult`, `TEST_NOISE_SEED`, `MIXED_PRECISIONS`;
 * `folder`: `RunFolder` (where a process of a run writes), `Backup` (the training state of an
   unfinished run, recovered from its second copy when damaged), `save_model`;
 * `record`: `RunRecord` (`metrics.json`, the best epoch and the checks before a run resumes),
@@ -28,12 +28,13 @@ from tfp_realnvp.training.optimizer import set_learning_rate
 from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
 from tfp_realnvp.training.record import finite_or_none
+from tfp_realnvp.training.run import MIXED_PRECISIONS
 from tfp_realnvp.training.run import TEST_NOISE_SEED
 from tfp_realnvp.training.run import RunResult
 from tfp_realnvp.training.run import evaluate_test
 from tfp_realnvp.training.run import train
 
-__all__ = ["MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint", "FolderLock", "RunError",
-           "RunFolder", "RunRecord", "RunResult", "SampleGrid", "StopOnDivergence",
-           "averaged_weights", "evaluate_test", "finite_or_none", "make_optimizer", "save_model",
-           "set_learning_rate", "train"]
+__all__ = ["MIXED_PRECISIONS", "MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint",
+           "FolderLock", "RunError", "RunFolder", "RunRecord", "RunResult", "SampleGrid",
+           "StopOnDivergence", "averaged_weights", "evaluate_test", "finite_or_none",
+           "make_optimizer", "save_model", "set_learning_rate", "train"]

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tfp_realnvp import data as data_lib
 from tfp_realnvp import errors
+from tfp_realnvp import hardware
 from tfp_realnvp import model as model_lib
 from tfp_realnvp import plotting
 from tfp_realnvp import presets
@@ -32,7 +33,10 @@ from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
 from tfp_realnvp.training.record import finite_or_none
 
-__all__ = ["TEST_NOISE_SEED", "RunResult", "evaluate_test", "train"]
+__all__ = ["MIXED_PRECISIONS", "TEST_NOISE_SEED", "RunResult", "evaluate_test", "train"]
+
+MIXED_PRECISIONS = ("auto", None, "bfloat16", "float16")
+"""The values of `train`'s `mixed_precision`."""
 
 # Seed of the dequantization noise of the test split when computing test bits/dim.
 TEST_NOISE_SEED = 0
@@ -163,9 +167,35 @@ def _check_arguments(steps_per_epoch: int | None, sample_count: int, validation_
       optional = "None or " if name == "steps_per_epoch" else ""
       raise errors.InvalidValueError(
           f"{name} must be {optional}a {kind} integer, got {value!r}.")
-  if mixed_precision not in (None, "bfloat16", "float16"):
+  if mixed_precision not in MIXED_PRECISIONS:
     raise errors.InvalidValueError(
-        f"mixed_precision must be None, 'bfloat16' or 'float16', got {mixed_precision!r}.")
+        f"mixed_precision must be 'auto', None, 'bfloat16' or 'float16', got "
+        f"{mixed_precision!r}.")
+
+
+def _choose_precision(mixed_precision: str | None, strategy: tf.distribute.Strategy,
+                      interrupted: dict[str, Any] | None) -> hardware.Choice:
+  """The run's `mixed_precision` (`None` for the caller's policy) and why.
+
+  `"auto"` resumes an interrupted run in its own precision, and chooses a new run's for the
+  hardware (`hardware.choose_precision`).
+  """
+  if mixed_precision != "auto":
+    return hardware.Choice(mixed_precision or "none", "as asked")
+  if interrupted is not None and "mixed_precision" in interrupted:
+    return hardware.Choice(interrupted["mixed_precision"], "the interrupted run's")
+  choice = hardware.choose_precision(strategy)
+  return hardware.Choice("bfloat16" if choice.value == "bfloat16" else "none",
+                         f"auto: {choice.reason}")
+
+
+def _choose_jit_compile(jit_compile: bool | str, strategy: tf.distribute.Strategy
+                        ) -> hardware.Choice:
+  """The run's `jit_compile` and why: `"auto"` is `hardware.choose_jit_compile`'s."""
+  if jit_compile != "auto":
+    return hardware.Choice(bool(jit_compile), "as asked")
+  choice = hardware.choose_jit_compile(strategy)
+  return hardware.Choice(choice.value, f"auto: {choice.reason}")
 
 
 def _fit_verbosity(verbose: int | str) -> int | str:
@@ -179,7 +209,7 @@ def train(data: str | os.PathLike[str] = "digits",
           output_dir: str | os.PathLike[str] | None = None,
           preset: str | presets.Preset | None = None, *, flow: str | None = None,
           steps_per_epoch: int | None = None, seed: int = 0,
-          strategy: tf.distribute.Strategy | None = None, mixed_precision: str | None = None,
+          strategy: tf.distribute.Strategy | None = None, mixed_precision: str | None = "auto",
           remat: str | None = None, jit_compile: bool | str = "auto", sample_count: int = 64,
           data_dir: str | os.PathLike[str] | None = None, download: bool = False,
           verbose: int | str = "auto", callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -201,12 +231,16 @@ def train(data: str | os.PathLike[str] = "digits",
     seed: seed of the initial weights, data order and noise.
     strategy: a `tf.distribute.Strategy` (default: the current one); create it before any
       other TensorFlow work (MultiWorkerMirroredStrategy requires it).
-    mixed_precision: `None`, `"bfloat16"` or `"float16"` (Keras mixed-precision policy of the
-      networks; densities stay float32).
+    mixed_precision: the networks' Keras mixed-precision policy (densities stay float32):
+      `"auto"` (bfloat16 where the hardware computes it natively, float32 elsewhere:
+      `tfp_realnvp.hardware.choose_precision`; an interrupted run resumes in its own),
+      `None` (Keras's global policy, float32 unless set), `"bfloat16"` or `"float16"`.
     remat: `None`, `"recompute"` or `"reversible"`: how the backward pass gets the flow's
       activations (`FlowModel(remat=...)`, `tfp_realnvp.remat`): less training memory, the
       same gradients. Not part of the architecture: a run may resume in another mode.
-    jit_compile: `"auto"`, `True` or `False`, as for `keras.Model.compile`.
+    jit_compile: whether the training step is compiled with XLA: `"auto"` (on TPUs and
+      single GPUs, off on CPUs: `tfp_realnvp.hardware.choose_jit_compile`), `True` or
+      `False`.
     sample_count: images in each epoch's sample grid.
     data_dir: TensorFlow Datasets data directory.
     download: whether TensorFlow Datasets may download and prepare the data set.
@@ -250,17 +284,22 @@ def train(data: str | os.PathLike[str] = "digits",
   train_split, validation_split, test_split = source.training_splits(
       validation=validation_freq > 0)
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
-  interrupted = Backup(folder.backup).peek()
-  plan = _plan(preset, shape, source.name, flow, settings,
-               None if interrupted is None else interrupted.get("config"))
+  peeked = Backup(folder.backup).peek()
+  interrupted = None if peeked is None else peeked.get("config")
+  plan = _plan(preset, shape, source.name, flow, settings, interrupted)
+  precision_choice = _choose_precision(mixed_precision, strategy, interrupted)
+  mixed_precision = None if precision_choice.value == "none" else precision_choice.precision
+  jit_choice = _choose_jit_compile(jit_compile, strategy)
   with FolderLock(folder.root) if folder.is_chief else contextlib.nullcontext():
     record = RunRecord(config={
         "data": os.fspath(data), "train_split": train_split,
         "validation_split": validation_split, "test_split": test_split,
         "event_shape": list(shape), **plan.config,
-        "mixed_precision": mixed_precision or "none", "remat": remat or "none",
-        "steps_per_epoch": steps_per_epoch, "num_replicas": strategy.num_replicas_in_sync,
-        "jit_compile": jit_compile, "seed": seed, "validation_freq": validation_freq},
+        "mixed_precision": precision_choice.value, "precision_choice": precision_choice.reason,
+        "remat": remat or "none", "steps_per_epoch": steps_per_epoch,
+        "num_replicas": strategy.num_replicas_in_sync, "jit_compile": jit_choice.value,
+        "jit_compile_choice": jit_choice.reason, "seed": seed,
+        "validation_freq": validation_freq},
         state={} if state is None else state)
     config = record.config
 
@@ -285,7 +324,7 @@ def train(data: str | os.PathLike[str] = "digits",
       model = model_lib.FlowModel(flow_bijector, dequantizer=dequantizer, remat=remat)
       if mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-      model.compile(optimizer=optimizer, jit_compile=jit_compile)
+      model.compile(optimizer=optimizer, jit_compile=jit_choice.value)
       backup = Backup(folder.backup)
       metadata = backup.restore(
           model, check=lambda found: record.check_resumable(found, folder.backup))
@@ -311,7 +350,8 @@ def train(data: str | os.PathLike[str] = "digits",
         f"{os.fspath(data)!r} {shape[0]}x{shape[1]}x{shape[2]} for {config['epochs']} epochs, "
         f"batch size {config['batch_size']}, learning rate {config['learning_rate']:g}"
         f"{_optimizer_settings(config)}, "
-        f"{precision} networks, "
+        f"{precision} networks ({precision_choice.reason}), XLA "
+        f"{'on' if jit_choice.value else 'off'} ({jit_choice.reason}), "
         f"{'variational dequantization (bits/dim: the variational bound), ' if not uniform else ''}"
         f"{strategy.num_replicas_in_sync} replica(s); output in {folder.root}", flush=True)
     start = time.time()
