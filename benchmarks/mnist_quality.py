@@ -261,7 +261,7 @@ def main(argv=None):
   try:
     preset = presets.resolve(
         args.preset, tfp_realnvp.data.get_source(str(data_path)).shape,
-        **{name: getattr(args, name) for name in tfp_realnvp.configs.all_settings()
+        **{name: getattr(args, name, None) for name in tfp_realnvp.configs.all_settings()
            if name != "epochs"})
   except ValueError as error:
     sys.exit(f"error: {error}")

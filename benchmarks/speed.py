@@ -109,6 +109,11 @@ def parse_args(argv=None):
   parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
   parser.add_argument("--remat", default=None, choices=("recompute", "reversible"),
                       help=argparse.SUPPRESS)  # Our worker's `FlowModel(remat=...)`.
+  parser.add_argument("--scan", default="on", choices=("on", "off"),
+                      help="Our Glow's levels as loops over stacked steps (`Glow(scan=True)`, "
+                           "the default) or a layer per step.")
+  parser.add_argument("--jit", action="store_true",
+                      help="Compile our model's steps with XLA (`compile(jit_compile=True)`).")
   return parser.parse_args(argv)
 
 
@@ -137,14 +142,14 @@ def run_worker(args):
   if config["flow"] == "glow":
     flow = tfp_realnvp.Glow(config["image_shape"], num_levels=config["num_levels"],
                             num_steps=config["num_steps"], num_filters=config["num_filters"],
-                            coupling_network="glow", dtype=dtype)
+                            coupling_network="glow", scan=args.scan == "on", dtype=dtype)
   else:
     flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
                                num_filters=config["num_filters"],
                                num_blocks=config["num_blocks"], dtype=dtype)
   model = tfp_realnvp.FlowModel(flow, remat=args.remat)
   adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
-  model.compile(optimizer=adam(1e-3))
+  model.compile(optimizer=adam(1e-3), jit_compile=args.jit)
   rng = np.random.default_rng(args.seed)
   x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
 
@@ -250,9 +255,13 @@ def worker_commands(args, config, mode="speed"):
   common = ["--config", config, "--batch-size", str(args.batch_size), "--mode", mode,
             "--memory-steps", str(args.memory_steps), "--precision", args.precision]
   common += _configs.override_flags(args)
+  ours = ["--scan", getattr(args, "scan", "on")]
+  if getattr(args, "jit", False):
+    ours.append("--jit")
   return {
       "tfp_realnvp": [sys.executable, str(_HERE / "speed.py"), "--worker",
-                      "--threads", str(args.threads), "--optimizer", args.optimizer] + common,
+                      "--threads", str(args.threads), "--optimizer", args.optimizer] + ours
+                     + common,
       "normflows": [args.torch_python, str(_HERE / "normflows_worker.py")] + common,
   }
 
@@ -271,6 +280,30 @@ def summarize(seconds):
   return {"median_ms": 1e3 * median, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3, "calls": len(seconds)}
 
 
+def interleave(workers, ops, rounds, reps, label):
+  """Times `ops` on every worker, round by round, alternating the workers' order.
+
+  In every round, each operation is called `reps` times on each worker in turn; the order of
+  the workers is reversed every other round, so that a shared machine's load falls on all
+  alike.
+
+  Returns:
+    `(times, loads)`: `times[name][op]`, the seconds of every call, and the 1-minute load
+    average after each round.
+  """
+  times = {name: {op: [] for op in ops} for name in workers}
+  loads = []
+  for round_index in range(rounds):
+    order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
+    for op in ops:
+      for name in order:
+        times[name][op].extend(workers[name].ask({"op": op, "reps": reps})["seconds"])
+    loads.append(os.getloadavg()[0])
+    print(f"[{label}] round {round_index + 1}/{rounds} done (load {loads[-1]:.1f})",
+          flush=True)
+  return times, loads
+
+
 def measure_config(args, config):
   """Interleaved timings of both libraries on `config`; returns the config's results."""
   commands = worker_commands(args, config)
@@ -279,17 +312,7 @@ def measure_config(args, config):
     for library, command in commands.items():
       print(f"[{config}] starting {library} ...", flush=True)
       workers[library] = Worker(command, worker_env(args))
-    times = {library: {op: [] for op in OPS} for library in workers}
-    loads = []
-    for round_index in range(args.rounds):
-      order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
-      for op in OPS:
-        for library in order:
-          reply = workers[library].ask({"op": op, "reps": args.reps})
-          times[library][op].extend(reply["seconds"])
-      loads.append(os.getloadavg()[0])
-      print(f"[{config}] round {round_index + 1}/{args.rounds} done "
-            f"(load {loads[-1]:.1f})", flush=True)
+    times, loads = interleave(workers, OPS, args.rounds, args.reps, label=config)
     profiles = {library: {op: worker.ask({"op": "profile", "target": op,
                                           "calls": args.profile})
                           for op in OPS} if args.profile else {}

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 import tfp_realnvp
 from tfp_realnvp import bijectors as rb
+from tfp_realnvp.bijectors.glow import StepLayers
 
 from helpers import assert_close_relative, autodiff_log_abs_det, fresh, normal, randomize
 from helpers import resnet_conditioner, uniform
@@ -262,7 +263,7 @@ def real_nvp_case(event_shape, num_scales, batch_norm=False, condition=None, cou
 
 
 def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condition=None,
-              coupling="affine"):
+              coupling="affine", scan=True):
   """A randomised `Glow` with 4 filters per coupling network.
 
   Randomised less than Real NVP: a sigmoid scale can shrink (so sampling can expand) without
@@ -272,12 +273,44 @@ def glow_case(event_shape, num_levels, num_steps, coupling_network="glow", condi
     return tfp_realnvp.Glow(
         event_shape, num_levels=num_levels, num_steps=num_steps, num_filters=4,
         coupling_network=coupling_network, validate_args=validate_args, dtype=dtype,
-        coupling=coupling, num_bins=SPLINE_BINS, spline_bound=SPLINE_BOUND, **condition_args)
+        coupling=coupling, num_bins=SPLINE_BINS, spline_bound=SPLINE_BOUND, scan=scan,
+        **condition_args)
   label = coupling if isinstance(coupling, str) else type(coupling).__name__
-  suffix = "" if coupling == "affine" else f"-{label}"
+  suffix = ("" if coupling == "affine" else f"-{label}") + ("" if scan else "-unrolled")
   return flow_case(f"glow-{coupling_network}", f"{num_levels}levels-{num_steps}steps{suffix}",
                    make_flow, event_shape, seed=num_levels + 10, condition=condition,
                    stddev=0.05)
+
+
+def scan_case(event_shape, num_steps, conditional_size=None):
+  """A `Scan` of Glow's step (actnorm, 1x1 convolution, channel coupling), randomised."""
+  def build(dtype="float64", validate_args=False):
+    input_shape, output_channels = rb.ChannelMask(1).conditioner_shape(event_shape)
+
+    def make_layer():
+      actnorm = rb.ActNormParameters(dtype=dtype)
+      actnorm.build((None,) + event_shape)
+      conv = rb.InvertibleConv1x1Parameters(seed=int(np.random.randint(2 ** 31 - 1)),
+                                            dtype=dtype)
+      conv.build((None,) + event_shape)
+      network = resnet_conditioner(input_shape, output_channels, dtype=dtype,
+                                   conditional_size=conditional_size)
+      return StepLayers(actnorm, conv, network)
+
+    np.random.seed(7)
+    stacked = randomize(rb.StackedParameters(make_layer, num_steps, dtype=dtype), seed=7,
+                        stddev=0.1)
+    template = stacked.template
+    step = rb.ConditionalChain(
+        [rb.ActNorm(template.actnorm), rb.InvertibleConv1x1(template.conv),
+         rb.Coupling(template.network, "affine", mask="channel", parity=1,
+                     event_shape=event_shape)], validate_args=validate_args)
+    return rb.Scan(step, stacked, validate_args=validate_args)
+
+  prefix = "conditional-" if conditional_size else ""
+  return Case(f"{prefix}scan-{num_steps}steps-{_shape_name(event_shape)}", rb.Scan, build,
+              event_shape,
+              bijector_kwargs=vector_condition if conditional_size else no_condition)
 
 
 # The checks: each takes a `Case`.

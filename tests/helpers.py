@@ -32,9 +32,18 @@ def randomize(layer, seed=0, stddev=0.2):
   1x1 convolutions are left alone.
   """
   rng = np.random.default_rng(seed)
-  fixed = {id(v) for sub in layer._flatten_layers()  # pylint: disable=protected-access
-           if isinstance(sub, bijectors.InvertibleConv1x1Parameters)
+  sublayers = list(layer._flatten_layers())  # pylint: disable=protected-access
+  fixed = {id(v) for sub in sublayers if isinstance(sub, bijectors.InvertibleConv1x1Parameters)
            for v in sub.non_trainable_variables}
+  for sub in sublayers:  # The stacked copies of the convolutions' fixed variables too.
+    if isinstance(sub, bijectors.StackedParameters):
+      inner_layers = sub.template._flatten_layers()  # pylint: disable=protected-access
+      template_fixed = {id(v) for inner in inner_layers
+                        if isinstance(inner, bijectors.InvertibleConv1x1Parameters)
+                        for v in inner.non_trainable_variables}
+      fixed |= {id(stacked) for template, stacked in zip(sub.template.weights, sub.stacked,
+                                                         strict=True)
+                if id(template) in template_fixed}
   for variable in layer.variables:
     if id(variable) in fixed:
       continue

@@ -16,7 +16,7 @@ def test_each_kind_of_flow_has_its_own_fields_and_is_registered():
   assert RealNVPConfig.settings() == (
       "num_filters", "coupling", "num_scales", "num_blocks", "batch_norm")
   assert GlowConfig.settings() == (
-      "num_filters", "coupling", "num_levels", "num_steps", "coupling_network")
+      "num_filters", "coupling", "num_levels", "num_steps", "coupling_network", "scan")
   assert (RealNVPConfig().num_filters, GlowConfig().num_filters) == (64, 512)
   assert {"realnvp": RealNVPConfig, "glow": GlowConfig}.items() <= dict(configs.FLOWS).items()
   for name, config in configs.FLOWS.items():
@@ -27,7 +27,7 @@ def test_each_kind_of_flow_has_its_own_fields_and_is_registered():
   # Every setting once: those of the flows, then the training settings.
   assert configs.all_settings() == (
       "num_filters", "coupling", "num_scales", "num_blocks", "batch_norm", "num_levels",
-      "num_steps", "coupling_network", *configs.TRAINING_SETTINGS)
+      "num_steps", "coupling_network", "scan", *configs.TRAINING_SETTINGS)
   with pytest.raises(dataclasses.FrozenInstanceError):
     RealNVPConfig().num_scales = 3
 
@@ -43,13 +43,14 @@ def test_describe_says_the_architecture_in_one_line():
       "1 level, 1 step, 512 filters, resnet coupling networks, additive couplings")
 
 
-def test_flow_kwargs_leave_out_an_affine_coupling():
+def test_flow_kwargs_leave_out_the_values_from_before_a_setting_existed():
   assert RealNVPConfig().flow_kwargs() == {"num_filters": 64, "num_scales": 2, "num_blocks": 4,
                                            "batch_norm": True}
   assert RealNVPConfig(coupling="spline").flow_kwargs()["coupling"] == "spline"
   assert GlowConfig(coupling="additive").flow_kwargs() == {
       "num_filters": 512, "coupling": "additive", "num_levels": 3, "num_steps": 32,
-      "coupling_network": "glow"}
+      "coupling_network": "glow", "scan": True}
+  assert "scan" not in GlowConfig(scan=False).flow_kwargs()  # Glow's layout before scanning.
 
 
 def test_build_makes_the_flow_of_the_configuration():

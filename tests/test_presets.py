@@ -96,7 +96,7 @@ def test_spline_couplings_through_the_presets_overrides(preset):
   assert resolved.describe().endswith(", spline couplings")
   flow = presets.build_flow(preset, (8, 8, 1), coupling="spline", num_filters=4)
   assert flow.coupling == "spline" and flow.get_config()["coupling"] == "spline"
-  assert isinstance(flow.conditioners[0].params_per_unit, int)
+  assert isinstance(flow.coupling_networks[0].params_per_unit, int)
   args = tfp_realnvp_launcher.build_parser().parse_args(
       ["train", "--preset", preset, "--coupling", "spline"])
   assert cli.train_options(args)["coupling"] == "spline"

@@ -7,7 +7,7 @@ from typing import Sequence
 from keras import ops
 import tensorflow as tf
 
-__all__ = ["batch_moments", "in_multi_worker_mode", "replicas_in_sync",
+__all__ = ["batch_moments", "in_multi_worker_mode", "loops_can_synchronize", "replicas_in_sync",
            "scale_loss_for_distribution"]
 
 
@@ -15,6 +15,17 @@ def replicas_in_sync() -> int:
   """Replicas whose batches make up the global batch (1 outside a `tf.distribute` strategy)."""
   context = tf.distribute.get_replica_context()
   return 1 if context is None else context.num_replicas_in_sync
+
+
+def loops_can_synchronize() -> bool:
+  """Whether an all-reduce may run inside a `tf.while_loop` of the current replica context.
+
+  One replica has nothing to synchronise, and a TPU's replicas reduce with XLA's collectives,
+  which loops may hold; the other strategies with several replicas (MirroredStrategy,
+  MultiWorkerMirroredStrategy) all-reduce through `merge_call`, which control flow may not hold.
+  """
+  return replicas_in_sync() == 1 or isinstance(tf.distribute.get_strategy(),
+                                               tf.distribute.TPUStrategy)
 
 
 def batch_moments(x: tf.Tensor, axes: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:

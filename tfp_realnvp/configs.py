@@ -55,6 +55,8 @@ class FlowConfig:
 
   kind: ClassVar[str]
   title: ClassVar[str]
+  # The values of the settings before they existed, which run records leave out.
+  LEGACY: ClassVar[dict[str, Any]] = {"coupling": "affine"}
 
   num_filters: int = 64
   coupling: str = "affine"
@@ -98,18 +100,19 @@ class FlowConfig:
     raise NotImplementedError
 
   def flow_kwargs(self) -> dict[str, Any]:
-    """The keyword arguments of the flow layer.
+    """The keyword arguments of the flow layer, as a run's record keeps them.
 
-    `coupling` is left out when it is the flows' default `"affine"`, so that the run records
-    of affine flows keep the form they had before spline couplings existed, and their
-    interrupted runs still resume.
+    A setting is left out when it has the value that flows had before the setting existed
+    (`LEGACY`: `coupling="affine"`; Glow's `scan=False`), so that the records of those flows
+    keep their form and their interrupted runs still resume.
     """
     return {name: getattr(self, name) for name in self.settings()
-            if name != "coupling" or self.coupling != "affine"}
+            if name not in self.LEGACY or getattr(self, name) != self.LEGACY[name]}
 
   def build(self, event_shape: Sequence[int], **layer_kwargs: Any) -> base.FlowLayer:
     """The flow layer of this configuration for images `(H, W, C)`."""
-    return self.flow_class(_validation.image_shape(event_shape), **self.flow_kwargs(),
+    settings = {name: getattr(self, name) for name in self.settings()}
+    return self.flow_class(_validation.image_shape(event_shape), **settings,
                            **layer_kwargs)
 
   def supports(self, event_shape: Sequence[int]) -> bool:
@@ -172,15 +175,19 @@ class GlowConfig(FlowConfig):
     coupling_network: a name in `tfp_realnvp.networks.COUPLING_NETWORKS` (`"glow"`,
       `"resnet"`).
     coupling: the couplings' elementwise map (`"affine"`, `"spline"`, ...).
+    scan: each level's steps as one loop over stacked variables (`tfp_realnvp.Glow`'s
+      `scan`); `False`, a layer per step, is how Glow flows were built before.
   """
 
   kind: ClassVar[str] = "glow"
   title: ClassVar[str] = "Glow"
+  LEGACY: ClassVar[dict[str, Any]] = {"coupling": "affine", "scan": False}
 
   num_levels: int = 3
   num_steps: int = 32
   num_filters: int = 512
   coupling_network: str = "glow"
+  scan: bool = True
 
   def check_names(self) -> None:
     super().check_names()

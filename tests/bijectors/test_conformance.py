@@ -19,7 +19,7 @@ import conformance
 from conformance import K, actnorm_case, affine_coupling_case, batch_norm_case
 from conformance import conditional_chain_case, conv1x1_case, factor_out_case, glow_case
 from conformance import logit_case, real_nvp_case, spline_coupling_case, split_prior_case
-from conformance import squeeze_case, transform_cases
+from conformance import scan_case, squeeze_case, transform_cases
 
 # Exported bijectors that have no case of their own, with the reason and where they are
 # checked instead. (None today: `ConditionalChain`, the bijector of every flow, has its own
@@ -57,7 +57,10 @@ CASES = [
     real_nvp_case((8, 8, 1), 2, batch_norm=True, condition="vectors"),
     real_nvp_case((8, 8, 1), 3, condition="vectors"),
     real_nvp_case((8, 8, 1), 2, condition="labels"),
+    scan_case((4, 4, 4), 3),
+    scan_case((4, 4, 2), 2, conditional_size=K),
     glow_case((8, 8, 1), 2, 2),
+    glow_case((8, 8, 1), 2, 2, scan=False),
     glow_case((4, 4, 3), 1, 1, coupling_network="resnet"),
     glow_case((8, 8, 1), 2, 1, condition="labels"),
     glow_case((8, 8, 1), 2, 2, coupling="spline"),

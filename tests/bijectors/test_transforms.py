@@ -147,7 +147,7 @@ def test_a_registered_transform_is_found_by_name_by_the_flows_and_the_presets(re
   glow = tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=1, num_filters=4,
                           coupling=registered, dtype="float64")
   for flow in (real_nvp, glow):
-    assert {network.params_per_unit for network in flow.conditioners} == {2}
+    assert {network.params_per_unit for network in flow.coupling_networks} == {2}
     assert {type(coupling.transform) for coupling in couplings(flow.bijector)} == {
         SoftplusAffine}
     assert flow.get_config()["coupling"] == registered
@@ -172,7 +172,8 @@ def couplings(bijector):
   if isinstance(bijector, rb.Coupling):
     return [bijector]
   inner = getattr(bijector, "bijectors", None) or [
-      getattr(bijector, name) for name in ("bijector", "_bijector") if hasattr(bijector, name)]
+      getattr(bijector, name) for name in ("bijector", "_bijector", "step")
+      if hasattr(bijector, name)]
   return [c for b in inner if isinstance(b, tfp.bijectors.Bijector) for c in couplings(b)]
 
 

@@ -32,10 +32,14 @@ def small_glow(**kwargs):
   return tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=2, num_filters=16, **kwargs)
 
 
-def actnorm_layers(layer):
-  """Every `ActNormParameters` inside `layer`: the flow's steps' and the networks'."""
-  return [sub for sub in layer._flatten_layers()  # pylint: disable=protected-access
-          if isinstance(sub, tfp_realnvp.bijectors.ActNormParameters)]
+def initialized_flags(flow):
+  """Whether each ActNorm of `flow` (its steps' and its networks') is initialised.
+
+  One flag per ActNorm: the variables of the unrolled layers, or the slices of a scanned
+  level's stacked ones.
+  """
+  return [bool(flag) for variable in flow.variables if variable.path.endswith("initialized")
+          for flag in np.ravel(variable.numpy())]
 
 
 def digits(batch_size=64, seed=0, split="train"):
@@ -53,7 +57,7 @@ def test_shapes_that_the_levels_cannot_squeeze_are_refused():
 
 def test_flow_maps_images_to_latents_of_the_same_shape():
   flow = tfp_realnvp.Glow((16, 8, 3), num_levels=3, num_steps=1, num_filters=4)
-  assert len(flow.priors) == 2 and len(flow.actnorms) == len(flow.convs) == 3
+  assert len(flow.priors) == 2 and len(flow.steps) == 3 and not flow.actnorms
   x = tf.random.stateless_normal([2, 16, 8, 3], seed=[1, 1])
   z = flow(x)
   assert z.shape == x.shape
@@ -77,10 +81,10 @@ def test_config_round_trip(kwargs):
 def trained():
   """A small Glow trained for a few steps on the digits, and its losses and ActNorm flags."""
   model = tfp_realnvp.FlowModel(small_glow())
-  before = [bool(layer.initialized.numpy()) for layer in actnorm_layers(model.flow)]
+  before = initialized_flags(model.flow)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   model.fit(digits(seed=1), epochs=1, steps_per_epoch=1, verbose=0)
-  after_one = [bool(layer.initialized.numpy()) for layer in actnorm_layers(model.flow)]
+  after_one = initialized_flags(model.flow)
   history = model.fit(digits(seed=2), epochs=3, steps_per_epoch=8, verbose=0)
   return model, before, after_one, history.history["loss"]
 
@@ -103,7 +107,7 @@ def test_keras_file_reproduces_log_prob(trained, tmp_path):
   loaded = keras.models.load_model(tmp_path / "glow.keras", safe_mode=True)
   assert isinstance(loaded.flow, tfp_realnvp.Glow)
   np.testing.assert_allclose(loaded.log_prob(x).numpy(), model.log_prob(x).numpy(), rtol=1e-5)
-  assert all(layer.initialized.numpy() for layer in actnorm_layers(loaded.flow))
+  assert all(initialized_flags(loaded.flow)) and loaded.flow.scan
 
 
 def test_export_reloads_without_this_package_or_tfp(trained, tmp_path):
@@ -135,7 +139,7 @@ def test_mixed_bfloat16_gives_float32_densities():
   keras.utils.set_random_seed(0)
   model = tfp_realnvp.FlowModel(tfp_realnvp.Glow((8, 8, 1), num_levels=2, num_steps=1,
                                                  num_filters=8, dtype="mixed_bfloat16"))
-  assert model.flow.conditioners[0].compute_dtype == "bfloat16"
+  assert model.flow.steps[0].template.network.compute_dtype == "bfloat16"
   assert {v.dtype for v in model.trainable_variables} == {"float32"}
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   history = model.fit(digits(seed=1), epochs=1, steps_per_epoch=3, verbose=0)
@@ -168,7 +172,7 @@ def test_new_networks_start_spline_couplings_at_the_identity(coupling_network):
                           coupling_network=coupling_network, coupling="spline", num_bins=BINS,
                           dtype="float64")
   # The first level's coupling sees the first half of the squeezed [4, 4, 4] channels.
-  for network in flow.conditioners[:1]:
+  for network in flow.coupling_networks[:1]:
     raw = network(normal((2, 4, 4, 2), seed=2))
     assert raw.shape == (2, 4, 4, 2, rb.spline_params_per_unit(BINS))
     np.testing.assert_array_equal(raw.numpy(), 0.0)

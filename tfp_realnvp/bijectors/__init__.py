@@ -21,6 +21,8 @@ from tfp_realnvp.bijectors.masks import ChannelMask
 from tfp_realnvp.bijectors.masks import CheckerboardMask
 from tfp_realnvp.bijectors.multiscale import multiscale_real_nvp
 from tfp_realnvp.bijectors.multiscale import scale_shapes
+from tfp_realnvp.bijectors.scan import Scan
+from tfp_realnvp.bijectors.scan import StackedParameters
 from tfp_realnvp.bijectors.split_prior import SplitPrior
 from tfp_realnvp.bijectors.squeeze import Squeeze
 from tfp_realnvp.bijectors.transforms import COUPLING_TRANSFORMS
@@ -49,10 +51,12 @@ __all__ = [
     "InvertibleConv1x1",
     "InvertibleConv1x1Parameters",
     "Logit",
+    "Scan",
     "SplineCoupling",
     "SplineTransform",
     "SplitPrior",
     "Squeeze",
+    "StackedParameters",
     "make_transform",
     "multiscale_glow",
     "multiscale_real_nvp",

@@ -15,6 +15,7 @@ from tfp_realnvp._types import LayerShape
 from tfp_realnvp.bijectors import _cached_log_det
 from tfp_realnvp.bijectors import _checks
 from tfp_realnvp.bijectors import _pixelwise
+from tfp_realnvp.bijectors import scan as scan_lib
 
 __all__ = ["ActNorm", "ActNormParameters"]
 
@@ -86,19 +87,28 @@ class ActNormParameters(keras.layers.Layer):
     self.initialized.assign(True)
 
   def _initialize_synchronized(self, inputs: tf.Tensor) -> None:
-    """`_initialize` without control flow, for replicas that must all-reduce in step."""
+    """`_initialize` without control flow: for replicas that must all-reduce in step, and for
+    a `Scan`'s step, whose stateless scope records the assignments."""
     initialized = ops.convert_to_tensor(self.initialized)
     values = self._normalizing_parameters(inputs)
     for variable, value in zip((self.shift, self.log_scale), values, strict=True):
-      variable.assign(ops.where(initialized, variable, value))
+      old = ops.convert_to_tensor(variable)
+      # The chosen value exactly, with the gradient of a read of the variable (what `_initialize`
+      # gives): a stateless scope hands this tensor to the reads that follow.
+      chosen = ops.stop_gradient(ops.where(initialized, old, value))
+      variable.assign(chosen + (old - ops.stop_gradient(old)))
     self.initialized.assign(True)
 
   def call(self, inputs: tf.Tensor, training: bool | None = False
            ) -> tuple[tf.Tensor, tf.Tensor]:
-    # A stateless scope would discard the assignments (reversible training's backward pass
-    # replays calls so, see `tfp_realnvp.remat`): the layer is read as it is.
-    training = training and not _keras_internals.in_stateless_scope()
-    if training and _distribute.replicas_in_sync() > 1:
+    # A stateless scope records the assignments instead of applying them. In a `Scan`'s step
+    # they are written back to the step's slice, and a `tf.cond` could not return them: the
+    # initialisation is then the one without control flow. Any other stateless scope is a
+    # replay whose assignments are discarded (`tfp_realnvp.remat`): the layer is read as it is.
+    stateless = _keras_internals.in_stateless_scope()
+    in_scan = stateless and scan_lib.recording_updates()
+    training = training and (in_scan or not stateless)
+    if training and (in_scan or _distribute.replicas_in_sync() > 1):
       self._initialize_synchronized(inputs)
     elif training:
       tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import keras
 import tensorflow_probability as tfp
 
 from tfp_realnvp import _validation
@@ -16,15 +17,41 @@ from tfp_realnvp.bijectors import factor_out as factor_out_lib
 from tfp_realnvp.bijectors import invertible_conv
 from tfp_realnvp.bijectors import masks as masks_lib
 from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import scan as scan_lib
 from tfp_realnvp.bijectors import split_prior as split_prior_lib
 from tfp_realnvp.bijectors import squeeze as squeeze_lib
 from tfp_realnvp.bijectors import transforms as transforms_lib
 
-__all__ = ["multiscale_glow"]
+__all__ = ["StepLayers", "multiscale_glow"]
 
 # Glow's coupling transforms the second half of the channels, conditioned on the first; the
 # learned 1x1 convolution before it decides which units end up in which half.
 COUPLING_PARITY = 1
+
+
+class StepLayers(keras.layers.Layer):
+  """The layers of one step of Glow: its actnorm's, its 1x1 convolution's and its network.
+
+  The template whose variables `multiscale_glow` stacks over the steps of a level
+  (`StackedParameters`), when the steps run as one `Scan`.
+
+  Args:
+    actnorm: the step's built `ActNormParameters`.
+    conv: the step's built `InvertibleConv1x1Parameters`.
+    network: the step's built coupling network.
+    **kwargs: `keras.layers.Layer` arguments.
+  """
+
+  def __init__(self, actnorm: keras.layers.Layer, conv: keras.layers.Layer,
+               network: keras.layers.Layer, **kwargs: Any) -> None:
+    super().__init__(**kwargs)
+    self.actnorm, self.conv, self.network = actnorm, conv, network
+    self.built = True
+
+
+StackedFactory = Callable[[Callable[[], keras.layers.Layer], int, str],
+                          scan_lib.StackedParameters]
+"""`(make_layer, num_steps, name) -> StackedParameters` that the caller owns."""
 
 
 def multiscale_glow(event_shape: Sequence[int],
@@ -36,7 +63,8 @@ def multiscale_glow(event_shape: Sequence[int],
                     make_prior_conditioner: ConditionerFactory,
                     transform: str | transforms_lib.CouplingTransform | dict[str, Any] = "affine",
                     validate_args: bool = False,
-                    name: str = "glow") -> conditional.ConditionalChain:
+                    name: str = "glow",
+                    make_stacked: StackedFactory | None = None) -> conditional.ConditionalChain:
   """Builds the multi-scale Glow bijector of Kingma & Dhariwal (2018, Sec. 3 and Fig. 2).
 
   In the data -> latent direction (`inverse`), every level squeezes
@@ -75,12 +103,16 @@ def multiscale_glow(event_shape: Sequence[int],
       registered one (`"affine"`, Glow's; `"spline"`, ...).
     validate_args: passed to every bijector.
     name: prefix of the bijectors' names.
+    make_stacked: `None` for a bijector per step; else the steps of each level run as one
+      `Scan`, over the `StackedParameters` that `make_stacked(make_layer, num_steps, name)`
+      returns (and the caller owns), `make_layer` making a `StepLayers` of the step factories'
+      layers. A traced function then holds one step per level, however many there are.
 
   Returns:
     A `ConditionalChain` (a `tfb.Chain`) whose `forward` maps latent to data.
 
   Raises:
-    ValueError: `num_levels` squeezes that the height or width cannot take.
+    InvalidValueError: `num_levels` squeezes that the height or width cannot take.
 
   #### References
 
@@ -92,19 +124,37 @@ def multiscale_glow(event_shape: Sequence[int],
   num_steps = _validation.positive_int(num_steps, "num_steps")
   transform = transforms_lib.make_transform(transform)
 
-  def step(shape: tuple[int, int, int], prefix: str) -> list[tfp.bijectors.Bijector]:
-    coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
-    input_shape, output_channels = coupling_mask.conditioner_shape(shape)
+  coupling_mask = masks_lib.ChannelMask(COUPLING_PARITY)
+
+  def step(actnorm_layer: Any, conv_layer: Any, network: Any, shape: tuple[int, int, int],
+           prefix: str) -> list[tfp.bijectors.Bijector]:
     return [
-        actnorm.ActNorm(make_actnorm(shape, f"{prefix}_actnorm"), validate_args=validate_args,
-                        name=f"{prefix}_actnorm"),
-        invertible_conv.InvertibleConv1x1(make_conv1x1(shape, f"{prefix}_conv1x1"),
-                                          validate_args=validate_args, name=f"{prefix}_conv1x1"),
-        coupling_lib.Coupling(
-            make_conditioner(input_shape, output_channels, f"{prefix}_coupling"), transform,
-            mask="channel", parity=COUPLING_PARITY, event_shape=shape,
-            validate_args=validate_args, name=f"{prefix}_coupling"),
+        actnorm.ActNorm(actnorm_layer, validate_args=validate_args, name=f"{prefix}_actnorm"),
+        invertible_conv.InvertibleConv1x1(conv_layer, validate_args=validate_args,
+                                          name=f"{prefix}_conv1x1"),
+        coupling_lib.Coupling(network, transform, mask="channel", parity=COUPLING_PARITY,
+                              event_shape=shape, validate_args=validate_args,
+                              name=f"{prefix}_coupling"),
     ]
+
+  def layers(shape: tuple[int, int, int], prefix: str) -> tuple[Any, Any, Any]:
+    input_shape, output_channels = coupling_mask.conditioner_shape(shape)
+    return (make_actnorm(shape, f"{prefix}_actnorm"), make_conv1x1(shape, f"{prefix}_conv1x1"),
+            make_conditioner(input_shape, output_channels, f"{prefix}_coupling"))
+
+  def steps(shape: tuple[int, int, int], prefix: str) -> list[tfp.bijectors.Bijector]:
+    if make_stacked is None:
+      return [bijector for index in range(num_steps)
+              for bijector in step(*layers(shape, f"{prefix}_step{index}"), shape,
+                                   f"{prefix}_step{index}")]
+    stacked = make_stacked(lambda: StepLayers(*layers(shape, f"{prefix}_step")), num_steps,
+                           f"{prefix}_steps")
+    template = stacked.template
+    one_step = conditional.ConditionalChain(
+        step(template.actnorm, template.conv, template.network, shape, f"{prefix}_step"),
+        validate_args=validate_args, name=f"{prefix}_step")
+    return [scan_lib.Scan(one_step, stacked, validate_args=validate_args,
+                          name=f"{prefix}_steps")]
 
   def level(index: int) -> conditional.ConditionalChain:
     height, width, channels = shapes[index]
@@ -113,18 +163,17 @@ def multiscale_glow(event_shape: Sequence[int],
     squeeze = squeeze_lib.Squeeze(shapes[index], validate_args=validate_args,
                                   name=f"{prefix}_squeeze")
     # Chain lists the steps in the order `inverse` (data -> latent) applies them.
-    steps = [tfp.bijectors.Invert(squeeze, validate_args=validate_args)]
-    for index_step in range(num_steps):
-      steps += step(squeezed, f"{prefix}_step{index_step}")
+    chain = [tfp.bijectors.Invert(squeeze, validate_args=validate_args)]
+    chain += steps(squeezed, prefix)
     if index < len(shapes) - 1:
       input_shape, output_channels = masks_lib.ChannelMask(0).conditioner_shape(squeezed)
-      steps += [
+      chain += [
           split_prior_lib.SplitPrior(
               make_prior_conditioner(input_shape, output_channels, f"{prefix}_split_prior"),
               event_shape=squeezed, validate_args=validate_args, name=f"{prefix}_split_prior"),
           factor_out_lib.FactorOut(level(index + 1), validate_args=validate_args,
                                    name=f"{prefix}_factor_out")]
-    steps.append(squeeze)
-    return conditional.ConditionalChain(steps, validate_args=validate_args, name=prefix)
+    chain.append(squeeze)
+    return conditional.ConditionalChain(chain, validate_args=validate_args, name=prefix)
 
   return level(0)

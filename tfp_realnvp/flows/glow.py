@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -11,6 +11,7 @@ from tfp_realnvp import _validation
 from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import glow as glow_lib
 from tfp_realnvp.bijectors import invertible_conv
+from tfp_realnvp.bijectors import scan as scan_lib
 from tfp_realnvp.bijectors import transforms as transforms_lib
 from tfp_realnvp.flows import base
 from tfp_realnvp.networks import _coupling_networks
@@ -81,6 +82,11 @@ class Glow(base.ConditionalFlowLayer):
     conditional_size: size `K` of condition vectors, or `None`.
     num_classes: number `K` of classes, for a flow conditioned on integer class labels.
     validate_args: check bijector inputs at run time (finite values, class labels in range).
+    scan: run each level's steps as one `tfp_realnvp.bijectors.Scan` over stacked variables
+      (`steps`, one `StackedParameters` per level): a traced function (a training step, an
+      XLA compilation) then holds one step per level, however many steps there are. `False`
+      builds a layer and a bijector per step (`actnorms`, `convs`, `conditioners`), the layout
+      of the Glow flows saved before `scan` existed, which load so.
     **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
   Raises:
@@ -101,6 +107,7 @@ class Glow(base.ConditionalFlowLayer):
                coupling: str | transforms_lib.CouplingTransform | dict[str, Any] = "affine",
                num_bins: int = 8,
                spline_bound: float = 3.0,
+               scan: bool = True,
                **kwargs: Any) -> None:
     super().__init__(event_shape, conditional_size=conditional_size, num_classes=num_classes,
                      validate_args=validate_args, **kwargs)
@@ -113,18 +120,27 @@ class Glow(base.ConditionalFlowLayer):
     transform = base.coupling_transform(coupling, num_bins, spline_bound)
     # A name as given (configs stay as they were); a transform (or its config) as the object.
     self.coupling = coupling if isinstance(coupling, str) else transform
+    self.scan = bool(scan)
     self.actnorms: list[actnorm.ActNormParameters] = []
     self.convs: list[invertible_conv.InvertibleConv1x1Parameters] = []
     self.conditioners: list[keras.layers.Layer] = []
     self.priors: list[glow_network.SplitPriorNetwork] = []
+    self.steps: list[scan_lib.StackedParameters] = []
     # Parameters of the bijectors stay in the variable dtype (float32 under mixed precision).
     variable_dtype = self.dtype_policy.variable_dtype
 
     def built(layers: list[Any], layer: keras.layers.Layer,
               input_shape: tuple[int, ...]) -> keras.layers.Layer:
       layer.build((None,) + tuple(input_shape))
-      layers.append(layer)
+      if not self.scan or layers is self.priors:  # A scan's step layers are templates.
+        layers.append(layer)
       return layer
+
+    def make_stacked(make_layer: Callable[[], keras.layers.Layer], num_steps: int,
+                     name: str) -> scan_lib.StackedParameters:
+      stacked = scan_lib.StackedParameters(make_layer, num_steps, dtype=variable_dtype, name=name)
+      self.steps.append(stacked)
+      return stacked
 
     def make_actnorm(shape: tuple[int, ...], name: str) -> actnorm.ActNormParameters:
       return built(self.actnorms, actnorm.ActNormParameters(
@@ -152,7 +168,16 @@ class Glow(base.ConditionalFlowLayer):
     self._set_bijector(glow_lib.multiscale_glow(
         self.event_shape, self.num_levels, self.num_steps, make_actnorm, make_conv1x1,
         make_conditioner, make_prior_conditioner, transform=transform,
-        validate_args=self.validate_args, name=self.name))
+        validate_args=self.validate_args, name=self.name,
+        make_stacked=make_stacked if self.scan else None))
+
+  @property
+  def coupling_networks(self) -> list[keras.layers.Layer]:
+    """The coupling networks: every step's (`scan=False`), or each level's template (a scanned
+    level computes all its steps with it, each step's variables in `steps`)."""
+    if self.scan:
+      return [stacked.template.network for stacked in self.steps]
+    return list(self.conditioners)
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()
@@ -160,5 +185,10 @@ class Glow(base.ConditionalFlowLayer):
                   num_steps=self.num_steps, num_filters=self.num_filters,
                   coupling_network=self.coupling_network,
                   coupling=base.serialized_coupling(self.coupling),
-                  num_bins=self.num_bins, spline_bound=self.spline_bound)
+                  num_bins=self.num_bins, spline_bound=self.spline_bound, scan=self.scan)
     return config
+
+  @classmethod
+  def from_config(cls, config: dict[str, Any]) -> Glow:
+    # A Glow saved before `scan` existed has a layer per step, as `scan=False` builds it.
+    return cls(**{"scan": False, **config})

@@ -156,6 +156,11 @@ class RealNVP(base.ConditionalFlowLayer):
         transform=transform, validate_args=self.validate_args, name=self.name)
     self._set_bijector(bijector)
 
+  @property
+  def coupling_networks(self) -> list[keras.layers.Layer]:
+    """The coupling networks, one per coupling (`conditioners`)."""
+    return list(self.conditioners)
+
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(event_shape=list(self.event_shape), num_scales=self.num_scales,

@@ -216,14 +216,21 @@ class Backup:
       self._fail(self._path(self.METADATA), "is missing")
     self._fail(damaged[0], "is damaged or missing, and has no sound copy")
 
-  def saved_epoch(self) -> int:
-    """The epoch of the newest state whose metadata reads (0 if none): where a run resumes."""
+  def peek(self) -> dict[str, Any] | None:
+    """The metadata of the newest state that reads (its weights unchecked), or `None`."""
     for previous in (False, True):
       try:
-        return int(_files.read_json(self._path(self.METADATA, previous))["epoch"])
+        metadata = _files.read_json(self._path(self.METADATA, previous))
+        int(metadata["epoch"])
+        return metadata
       except (OSError, ValueError, KeyError, TypeError):
         continue
-    return 0
+    return None
+
+  def saved_epoch(self) -> int:
+    """The epoch of the newest state whose metadata reads (0 if none): where a run resumes."""
+    metadata = self.peek()
+    return 0 if metadata is None else int(metadata["epoch"])
 
   def _best_path(self, epoch: int) -> pathlib.Path:
     return self.folder / f"best-epoch-{epoch:03d}.weights.h5"

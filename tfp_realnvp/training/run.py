@@ -122,9 +122,21 @@ class _Plan:
 
 
 def _plan(preset: str | presets.Preset | None, shape: tuple[int, int, int], source_name: str,
-          flow: str | None, settings: dict[str, Any]) -> _Plan:
-  """Resolves the preset of a run (with its overrides); the one place that reads a preset."""
+          flow: str | None, settings: dict[str, Any], interrupted: dict[str, Any] | None
+          ) -> _Plan:
+  """Resolves the preset of a run (with its overrides); the one place that reads a preset.
+
+  `interrupted` is the configuration of the run that the folder's backup holds, if any: the
+  settings its record leaves out (`FlowConfig.LEGACY`, e.g. Glow's `scan` for a run begun
+  before scanned levels existed) take the values they had then, unless `settings` sets them,
+  so that its weights fit the rebuilt flow.
+  """
   resolved = presets.resolve(preset, shape, source=source_name, flow=flow, **settings)
+  if interrupted is not None and interrupted.get("flow_kind") == resolved.flow.kind:
+    recorded = interrupted.get("flow", {})
+    resolved = resolved.replace(**{
+        name: value for name, value in resolved.flow.LEGACY.items()
+        if name not in recorded and settings.get(name) is None})
   recipe = resolved.training
   return _Plan(
       config={"preset": resolved.name, "flow_kind": resolved.flow.kind,
@@ -237,8 +249,10 @@ def train(data: str | os.PathLike[str] = "digits",
   shape = source.shape
   train_split, validation_split, test_split = source.training_splits(
       validation=validation_freq > 0)
-  plan = _plan(preset, shape, source.name, flow, settings)
   folder = RunFolder.for_process(output_dir or pathlib.Path("runs") / source.run_name, strategy)
+  interrupted = Backup(folder.backup).peek()
+  plan = _plan(preset, shape, source.name, flow, settings,
+               None if interrupted is None else interrupted.get("config"))
   with FolderLock(folder.root) if folder.is_chief else contextlib.nullcontext():
     record = RunRecord(config={
         "data": os.fspath(data), "train_split": train_split,

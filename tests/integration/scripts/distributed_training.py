@@ -65,10 +65,8 @@ def build(strategy):
 
 
 def initialized(model):
-  """Whether every ActNorm layer of the model is initialised."""
-  layers = model._flatten_layers()  # pylint: disable=protected-access
-  return all(bool(layer.initialized.numpy()) for layer in layers
-             if isinstance(layer, tfp_realnvp.bijectors.ActNormParameters))
+  """Whether every ActNorm layer of the model (or step of a scanned level) is initialised."""
+  return all(bool(np.all(v.numpy())) for v in model.variables if v.path.endswith("initialized"))
 
 
 def one_step(model):
