@@ -450,7 +450,9 @@ def reconstruction_errors(bijector: tfp.bijectors.Bijector, x: tf.Tensor, event_
 
   Returns:
     A list, one float tensor per step in the data -> latent order: the largest absolute
-    difference between the rebuilt input of the step and its input in the forward pass.
+    difference between the rebuilt input of the step and its input in the forward pass. A
+    step of a `Scan` (e.g. a scanned Glow step: ActNorm, 1x1 convolution and coupling) is one
+    step, rebuilt as a whole.
   """
   program = _walk(bijector, kwargs, event_ndims)
   with _keras_internals.training_context(training):
