@@ -114,6 +114,49 @@ def parse_args(argv=None):
 
 # --- Worker: our library ----------------------------------------------------------------------
 
+def build_ours(args, config, **flow_options):
+  """Our model for the resolved `config`, built and compiled as the worker times it.
+
+  `FlowModel(RealNVP(...))` or `FlowModel(Glow(..., coupling_network="glow"))` with
+  `args.precision` (Keras's mixed_bfloat16 policy for bfloat16), `args.remat` and
+  `args.optimizer`, its weights seeded with `args.seed`, and the fixed batch of
+  `args.batch_size` uniform images. `flow_options` override the flow's keyword arguments
+  (`peak.py` counts the FLOPs of a Glow built with `scan=False` where it has that option).
+
+  Returns:
+    `(model, x, ops)`: the compiled `FlowModel`, the batch, and the timed operations, name ->
+    zero-argument callable (`train_step`, `log_prob`, `sample`; see the module docstring).
+  """
+  # pylint: disable=g-import-not-at-top
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  import tfp_realnvp
+  # pylint: enable=g-import-not-at-top
+
+  keras.utils.set_random_seed(args.seed)
+  dtype = "mixed_bfloat16" if args.precision == "bfloat16" else None
+  if config["flow"] == "glow":
+    options = dict(num_levels=config["num_levels"], num_steps=config["num_steps"],
+                   num_filters=config["num_filters"], coupling_network="glow", dtype=dtype)
+    flow = tfp_realnvp.Glow(config["image_shape"], **dict(options, **flow_options))
+  else:
+    options = dict(num_scales=config["num_scales"], num_filters=config["num_filters"],
+                   num_blocks=config["num_blocks"], dtype=dtype)
+    flow = tfp_realnvp.RealNVP(config["image_shape"], **dict(options, **flow_options))
+  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
+  adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
+  model.compile(optimizer=adam(1e-3))
+  rng = np.random.default_rng(args.seed)
+  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
+  ops = {
+      "train_step": lambda: model.train_on_batch(x),
+      "log_prob": lambda: model.log_prob(x).numpy(),
+      "sample": lambda: model.sample(SAMPLES).numpy(),
+  }
+  return model, x, ops
+
+
 def run_worker(args):
   """Builds our model for `args.config` and serves the driver's commands (`_worker.run`).
 
@@ -132,28 +175,8 @@ def run_worker(args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   config = _configs.resolve(args, args.config)
-  keras.utils.set_random_seed(args.seed)
-  dtype = "mixed_bfloat16" if args.precision == "bfloat16" else None
-  if config["flow"] == "glow":
-    flow = tfp_realnvp.Glow(config["image_shape"], num_levels=config["num_levels"],
-                            num_steps=config["num_steps"], num_filters=config["num_filters"],
-                            coupling_network="glow", dtype=dtype)
-  else:
-    flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
-                               num_filters=config["num_filters"],
-                               num_blocks=config["num_blocks"], dtype=dtype)
-  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
-  adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
-  model.compile(optimizer=adam(1e-3))
-  rng = np.random.default_rng(args.seed)
-  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
-
+  model, _, ops = build_ours(args, config)
   actnorm_flags = [v for v in model.non_trainable_variables if v.name == "initialized"]
-  ops = {
-      "train_step": lambda: model.train_on_batch(x),
-      "log_prob": lambda: model.log_prob(x).numpy(),
-      "sample": lambda: model.sample(SAMPLES).numpy(),
-  }
 
   def ready():
     return {"precision": args.precision, "optimizer": type(model.optimizer).__name__,
@@ -271,6 +294,30 @@ def summarize(seconds):
   return {"median_ms": 1e3 * median, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3, "calls": len(seconds)}
 
 
+def interleave(workers, ops, rounds, reps, label):
+  """Times `ops` on every worker, round by round, alternating the workers' order.
+
+  In every round, each operation is called `reps` times on each worker in turn; the order of
+  the workers is reversed every other round, so that a shared machine's load falls on all
+  alike.
+
+  Returns:
+    `(times, loads)`: `times[name][op]`, the seconds of every call, and the 1-minute load
+    average after each round.
+  """
+  times = {name: {op: [] for op in ops} for name in workers}
+  loads = []
+  for round_index in range(rounds):
+    order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
+    for op in ops:
+      for name in order:
+        times[name][op].extend(workers[name].ask({"op": op, "reps": reps})["seconds"])
+    loads.append(os.getloadavg()[0])
+    print(f"[{label}] round {round_index + 1}/{rounds} done (load {loads[-1]:.1f})",
+          flush=True)
+  return times, loads
+
+
 def measure_config(args, config):
   """Interleaved timings of both libraries on `config`; returns the config's results."""
   commands = worker_commands(args, config)
@@ -279,17 +326,7 @@ def measure_config(args, config):
     for library, command in commands.items():
       print(f"[{config}] starting {library} ...", flush=True)
       workers[library] = Worker(command, worker_env(args))
-    times = {library: {op: [] for op in OPS} for library in workers}
-    loads = []
-    for round_index in range(args.rounds):
-      order = list(workers) if round_index % 2 == 0 else list(reversed(workers))
-      for op in OPS:
-        for library in order:
-          reply = workers[library].ask({"op": op, "reps": args.reps})
-          times[library][op].extend(reply["seconds"])
-      loads.append(os.getloadavg()[0])
-      print(f"[{config}] round {round_index + 1}/{args.rounds} done "
-            f"(load {loads[-1]:.1f})", flush=True)
+    times, loads = interleave(workers, OPS, args.rounds, args.reps, label=config)
     profiles = {library: {op: worker.ask({"op": "profile", "target": op,
                                           "calls": args.profile})
                           for op in OPS} if args.profile else {}
