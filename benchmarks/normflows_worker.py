@@ -500,22 +500,27 @@ def run_check(model, pieces, x, train_step):
         f"[0, 1]: {outside:.5f} (normflows' Logit maps back to [-a/(1-2a), (1-a)/(1-2a)])")
 
 
-def main(argv=None):
-  """Runs the worker; returns the exit status."""
-  args = parse_args(argv)
-  config = args.model_config
-  torch.manual_seed(args.seed)
-  try:
-    model, pieces = build_model(config, bfloat16=args.precision == "bfloat16")
-  except ValueError as e:
-    sys.exit(f"error: {e}")
+def build(config, precision="float32", batch_size=64, seed=0):
+  """The model, its fixed batch and its timed operations, as the speed worker builds them.
+
+  Seeds torch with `seed`, builds the model of the resolved `config` (`build_model`; with
+  `precision` "bfloat16" its conditioners compute in bfloat16), its Adam and training step
+  (`make_train_step`) and the fixed batch of `batch_size` images (`fixed_batch`).
+
+  Returns:
+    `(model, pieces, x, train_step, ops)`: `build_model`'s model and pieces, the NCHW batch,
+    the training step, and the timed operations, name -> zero-argument callable
+    (`train_step` in train mode; `log_prob` and `sample`, 64 images, in eval mode under
+    `torch.no_grad()`).
+
+  Raises:
+    ValueError: a shape that the squeezes or normflows' checkerboard split cannot handle.
+  """
+  torch.manual_seed(seed)
+  model, pieces = build_model(config, bfloat16=precision == "bfloat16")
   optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
   train_step = make_train_step(model, optimizer)
-  x = fixed_batch(config["image_shape"], args.batch_size, args.seed)
-
-  if args.check:
-    run_check(model, pieces, x, train_step)
-    return 0
+  x = fixed_batch(config["image_shape"], batch_size, seed)
 
   def op_train_step():
     """One training step on the fixed batch, in train mode."""
@@ -534,12 +539,28 @@ def main(argv=None):
     with torch.no_grad():
       model.sample(NUM_SAMPLES)
 
+  ops = {"train_step": op_train_step, "log_prob": op_log_prob, "sample": op_sample}
+  return model, pieces, x, train_step, ops
+
+
+def main(argv=None):
+  """Runs the worker; returns the exit status."""
+  args = parse_args(argv)
+  try:
+    model, pieces, x, train_step, ops = build(args.model_config, args.precision,
+                                              args.batch_size, args.seed)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+
+  if args.check:
+    run_check(model, pieces, x, train_step)
+    return 0
+
   def ready():
     return {"precision": args.precision, "versions": versions(),
             "num_params": count_params(model), "torch_threads": torch.get_num_threads(),
             "actnorms_initialized": count_actnorms(model)}
 
-  ops = {"train_step": op_train_step, "log_prob": op_log_prob, "sample": op_sample}
   _worker.run("normflows", ops, profile, args.mode, args.memory_steps, ready)
   return 0
 

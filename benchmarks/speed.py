@@ -119,6 +119,51 @@ def parse_args(argv=None):
 
 # --- Worker: our library ----------------------------------------------------------------------
 
+def build_ours(args, config, **flow_options):
+  """Our model for the resolved `config`, built and compiled as the worker times it.
+
+  `FlowModel(RealNVP(...))` or `FlowModel(Glow(..., coupling_network="glow"))` with
+  `args.precision` (Keras's mixed_bfloat16 policy for bfloat16), `args.remat`, `args.scan`
+  (Glow), `args.jit` (XLA) and `args.optimizer`, its weights seeded with `args.seed`, and the
+  fixed batch of `args.batch_size` uniform images. `flow_options` override the flow's keyword
+  arguments (`peak.py` counts the FLOPs of a Glow built with `scan=False` where it has that
+  option).
+
+  Returns:
+    `(model, x, ops)`: the compiled `FlowModel`, the batch, and the timed operations, name ->
+    zero-argument callable (`train_step`, `log_prob`, `sample`; see the module docstring).
+  """
+  # pylint: disable=g-import-not-at-top
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  import tfp_realnvp
+  # pylint: enable=g-import-not-at-top
+
+  keras.utils.set_random_seed(args.seed)
+  dtype = "mixed_bfloat16" if args.precision == "bfloat16" else None
+  if config["flow"] == "glow":
+    options = dict(num_levels=config["num_levels"], num_steps=config["num_steps"],
+                   num_filters=config["num_filters"], coupling_network="glow",
+                   scan=getattr(args, "scan", "on") == "on", dtype=dtype)
+    flow = tfp_realnvp.Glow(config["image_shape"], **dict(options, **flow_options))
+  else:
+    options = dict(num_scales=config["num_scales"], num_filters=config["num_filters"],
+                   num_blocks=config["num_blocks"], dtype=dtype)
+    flow = tfp_realnvp.RealNVP(config["image_shape"], **dict(options, **flow_options))
+  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
+  adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
+  model.compile(optimizer=adam(1e-3), jit_compile=getattr(args, "jit", False))
+  rng = np.random.default_rng(args.seed)
+  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
+  ops = {
+      "train_step": lambda: model.train_on_batch(x),
+      "log_prob": lambda: model.log_prob(x).numpy(),
+      "sample": lambda: model.sample(SAMPLES).numpy(),
+  }
+  return model, x, ops
+
+
 def run_worker(args):
   """Builds our model for `args.config` and serves the driver's commands (`_worker.run`).
 
@@ -137,28 +182,8 @@ def run_worker(args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   config = _configs.resolve(args, args.config)
-  keras.utils.set_random_seed(args.seed)
-  dtype = "mixed_bfloat16" if args.precision == "bfloat16" else None
-  if config["flow"] == "glow":
-    flow = tfp_realnvp.Glow(config["image_shape"], num_levels=config["num_levels"],
-                            num_steps=config["num_steps"], num_filters=config["num_filters"],
-                            coupling_network="glow", scan=args.scan == "on", dtype=dtype)
-  else:
-    flow = tfp_realnvp.RealNVP(config["image_shape"], num_scales=config["num_scales"],
-                               num_filters=config["num_filters"],
-                               num_blocks=config["num_blocks"], dtype=dtype)
-  model = tfp_realnvp.FlowModel(flow, remat=args.remat)
-  adam = tfp_realnvp.FusedAdam if args.optimizer == "fused" else keras.optimizers.Adam
-  model.compile(optimizer=adam(1e-3), jit_compile=args.jit)
-  rng = np.random.default_rng(args.seed)
-  x = tf.constant(rng.uniform(size=(args.batch_size,) + config["image_shape"]), tf.float32)
-
+  model, _, ops = build_ours(args, config)
   actnorm_flags = [v for v in model.non_trainable_variables if v.name == "initialized"]
-  ops = {
-      "train_step": lambda: model.train_on_batch(x),
-      "log_prob": lambda: model.log_prob(x).numpy(),
-      "sample": lambda: model.sample(SAMPLES).numpy(),
-  }
 
   def ready():
     return {"precision": args.precision, "optimizer": type(model.optimizer).__name__,
