@@ -392,12 +392,13 @@ def test_glow_train_records_the_flow_and_saves_a_glow(glow_trained):
   assert metrics["status"] == "finished" and math.isfinite(metrics["test_bits_per_dim"])
   assert (config["preset"], config["flow_kind"]) == ("glow_digits", "glow")
   assert config["flow"] == {"num_levels": 1, "num_steps": 1, "num_filters": 4,
-                            "coupling_network": "glow"}
+                            "coupling_network": "glow", "scan": True}
   assert ("Training Glow preset 'glow_digits' (1 level, 1 step, 4 filters, glow coupling "
           "networks)") in out
   model = keras.models.load_model(output / "model.keras", compile=False)
   assert isinstance(model.flow, tfp_realnvp.Glow)
   assert (model.flow.num_levels, model.flow.num_steps, model.flow.num_filters) == (1, 1, 4)
+  assert model.flow.scan
 
 
 def test_glow_evaluate(glow_trained):

@@ -52,6 +52,7 @@ def mnist_npz(tmp_path):
   return tmp_path / "mnist.npz"
 
 
+@pytest.mark.slow  # Trains, is killed, resumes and evaluates: about 150 s of CPU.
 def test_a_run_resumes_with_its_clock_and_marks(tmp_path, monkeypatch, mnist_npz):
   """Killed after 6 steps, rerun with 9, killed again, rerun: it ends without training.
 

@@ -122,6 +122,7 @@ def test_distillation(tmp_path):
     assert_png(tmp_path / name)
 
 
+@pytest.mark.slow  # Trains, exports, serves in a new process: 50 s (see tests/test_export.py).
 def test_export_and_serve(tmp_path):
   out = run_example("export_and_serve", tmp_path)
   served = json.loads((tmp_path / "served.json").read_text())
@@ -132,6 +133,7 @@ def test_export_and_serve(tmp_path):
   assert (tmp_path / "saved_model" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow  # Two replicas training: about 60 s (see tests/integration/test_distribute.py).
 def test_distributed_training(tmp_path):
   out = run_example("distributed_training", tmp_path)
   metrics = json.loads((tmp_path / "metrics.json").read_text())
