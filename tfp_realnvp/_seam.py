@@ -1,9 +1,8 @@
 """The Keras 3 / TFP seam: Keras layers and models that hold TFP objects without tracking them.
 
 A flow is a Keras layer that owns (tracks) every network; its bijector, a TFP `tf.Module`,
-only refers to them. Assigned to a Keras attribute, a bijector would become a tf.train
-dependency too, and each variable would be reached twice, under two names. An `Untracked`
-attribute keeps such an object out of both trackers:
+only refers to them. Assigned to a Keras attribute, a bijector would also become a tf.train
+dependency, each variable reached twice under two names; `Untracked` prevents both:
 
 ```python
 class Flow(HoldsUntracked, keras.layers.Layer):

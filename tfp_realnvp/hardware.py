@@ -1,7 +1,7 @@
 """What the machine computes natively: the precision and XLA choices of a training run.
 
-`tfp_realnvp.training.train` (and `tfp-realnvp train`) take `mixed_precision="auto"` and
-`jit_compile="auto"` by default, resolved here from the devices a run trains on:
+`tfp_realnvp.training.train` and `tfp-realnvp train` resolve their defaults
+`mixed_precision="auto"` and `jit_compile="auto"` here, from the devices a run trains on:
 
 | device | networks' precision | XLA |
 | --- | --- | --- |
@@ -11,20 +11,8 @@
 | CPU with AMX (`amx_bf16`) or AVX-512 BF16 (`avx512_bf16`) | bfloat16 | off |
 | other CPU | float32 (bfloat16 would be emulated) | off |
 
-Under `mixed_bfloat16` the networks compute in bfloat16 while the variables, the
-log-determinants and the densities stay float32 (`tfp_realnvp.FlowModel`). The CPU rows
-follow measurements: `benchmarks/RESULTS.md` has the training speed and the test bits/dim of
-both precisions on the CPUs measured, and the cost of XLA's compilation against its gain.
-Under `tf.distribute` on GPUs, Keras compiles no XLA program, and neither does the choice.
-
-A model built outside `train` gets Keras's global policy (float32 unless set); to use the
-machine's choice there:
-
-```python
-choice = tfp_realnvp.hardware.choose_precision()
-flow = tfp_realnvp.RealNVP((28, 28, 1), num_filters=8, num_blocks=1, dtype=choice.policy)
-print(choice.precision, "-", choice.reason)
-```
+The CPU rows follow the measurements in `benchmarks/RESULTS.md`. A model built outside `train`
+gets Keras's global policy; `choose_precision().policy` is the machine's choice.
 """
 
 from __future__ import annotations

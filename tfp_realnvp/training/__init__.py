@@ -1,7 +1,8 @@
 """A complete, resumable training run of a preset's flow: `train`, and the pieces it is made of.
 
-* `run`: `train` (what `tfp-realnvp train` and the image examples run), `evaluate_test`,
-  `RunResult`, `TEST_NOISE_SEED`, `MIXED_PRECISIONS`;
+* `run`: `train` (what `tfp-realnvp train` and the image examples run), `RunResult`,
+  `MIXED_PRECISIONS`;
+* `evaluation`: `evaluate_test` (a run's test bits/dim), `TEST_NOISE_SEED`;
 * `folder`: `RunFolder` (where a process of a run writes), `Backup` (the training state of an
   unfinished run, recovered from its second copy when damaged), `save_model`;
 * `record`: `RunRecord` (`metrics.json`, the best epoch and the checks before a run resumes),
@@ -19,6 +20,8 @@ from tfp_realnvp.training.callbacks import EpochCheckpoint
 from tfp_realnvp.training.callbacks import SampleGrid
 from tfp_realnvp.training.callbacks import StopOnDivergence
 from tfp_realnvp.training.callbacks import averaged_weights
+from tfp_realnvp.training.evaluation import TEST_NOISE_SEED
+from tfp_realnvp.training.evaluation import evaluate_test
 from tfp_realnvp.training.folder import Backup
 from tfp_realnvp.training.folder import RunFolder
 from tfp_realnvp.training.folder import save_model
@@ -29,9 +32,7 @@ from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
 from tfp_realnvp.training.record import finite_or_none
 from tfp_realnvp.training.run import MIXED_PRECISIONS
-from tfp_realnvp.training.run import TEST_NOISE_SEED
 from tfp_realnvp.training.run import RunResult
-from tfp_realnvp.training.run import evaluate_test
 from tfp_realnvp.training.run import train
 
 __all__ = ["MIXED_PRECISIONS", "MONITOR", "TEST_NOISE_SEED", "Backup", "EpochCheckpoint",

@@ -1,4 +1,4 @@
-"""`train`: a complete, resumable run of a preset's flow; `evaluate_test`; the end-of-run report."""
+"""`train`: a complete, resumable run of a preset's flow, and its end-of-run report."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from tfp_realnvp import presets
 from tfp_realnvp.training.callbacks import EpochCheckpoint
 from tfp_realnvp.training.callbacks import SampleGrid
 from tfp_realnvp.training.callbacks import StopOnDivergence
+from tfp_realnvp.training.evaluation import TEST_NOISE_SEED
+from tfp_realnvp.training.evaluation import dequantization_note
+from tfp_realnvp.training.evaluation import evaluate_test
 from tfp_realnvp.training.folder import Backup
 from tfp_realnvp.training.folder import RunFolder
 from tfp_realnvp.training.folder import save_model
@@ -31,55 +34,11 @@ from tfp_realnvp.training.optimizer import make_optimizer
 from tfp_realnvp.training.optimizer import set_learning_rate
 from tfp_realnvp.training.record import MONITOR
 from tfp_realnvp.training.record import RunRecord
-from tfp_realnvp.training.record import finite_or_none
 
-__all__ = ["MIXED_PRECISIONS", "TEST_NOISE_SEED", "RunResult", "evaluate_test", "train"]
+__all__ = ["MIXED_PRECISIONS", "RunResult", "train"]
 
 MIXED_PRECISIONS = ("auto", None, "bfloat16", "float16")
 """The values of `train`'s `mixed_precision`."""
-
-# Seed of the dequantization noise of the test split when computing test bits/dim.
-TEST_NOISE_SEED = 0
-
-
-def evaluate_test(model: model_lib.FlowModel, source: data_lib.ImageSource, split: str,
-                  batch_size: int = 64, drop_remainder: bool = False,
-                  seed: int = TEST_NOISE_SEED, num_samples: int = 1) -> tuple[float | None, int]:
-  """Bits/dim of `model` on a whole split of `source`, dequantized with the fixed `seed`.
-
-  For a model with a dequantizer, the mean over the images of `model.bits_per_dim(images,
-  num_samples=num_samples, seed=[seed, batch index])`: the variational bound (or, for
-  `num_samples > 1`, the importance-weighted bound) in bits per dimension of the 8-bit data.
-
-  Args:
-    model: a `FlowModel`.
-    source: a `tfp_realnvp.data.ImageSource`.
-    split: the split to evaluate, e.g. the last split of `source.training_splits()`.
-    batch_size: images per evaluation batch.
-    drop_remainder: drop a last, smaller batch (static shapes on TPUs).
-    seed: seed of the noise (uniform noise of the pipeline, or the dequantizer's).
-    num_samples: importance samples per image (a model with a dequantizer only).
-
-  Returns:
-    `(bits_per_dim or None if not finite, number of images)`.
-
-  Raises:
-    InvalidValueError: `num_samples > 1` for a model without a dequantizer.
-  """
-  uniform = model.dequantizer is None
-  if uniform and num_samples != 1:
-    raise errors.InvalidValueError(
-        "Importance samples need a model with a variational dequantizer; this "
-        "one was trained on uniformly dequantized data.")
-  test_ds = data_lib.load_images(source, split, batch_size=batch_size, shuffle=False,
-                                 seed=seed, drop_remainder=drop_remainder, dequantize=uniform)
-  if uniform:
-    results = model.evaluate(test_ds, return_dict=True, verbose=0)
-    return finite_or_none(results["bits_per_dim"]), source.num_examples(split)
-  bits = [model.bits_per_dim(images, num_samples=num_samples, seed=tf.constant([seed, index]))
-          for index, images in enumerate(test_ds)]
-  return finite_or_none(float(tf.reduce_mean(tf.concat(bits, axis=0)))), source.num_examples(split)
-
 
 @dataclasses.dataclass
 class RunResult:
@@ -450,16 +409,6 @@ def _report(result: RunResult, say: Callable[..., None]) -> None:
     say(f"TensorBoard: tensorboard --logdir {folder.logs}")
 
 
-def _test_dequantization(config: dict[str, Any]) -> str:
-  """What the test bits/dim of a run are, for `metrics.json`."""
-  if config["dequantization"] == "uniform":
-    return (f"uniform noise (k + u) / 256 drawn once with the fixed seed {TEST_NOISE_SEED}; "
-            "bits/dim of the dequantized data, an upper bound on those of the 8-bit data")
-  return (f"variational: noise u ~ q(u | k) of the learned dequantizer, drawn once with the "
-          f"fixed seed {TEST_NOISE_SEED}; the variational bound -E_q[log p((k + u) / 256) - "
-          "log q(u | k)] in bits/dim, an upper bound on those of the 8-bit data")
-
-
 def _finish(model: model_lib.FlowModel, record: RunRecord, folder: RunFolder,
             source: data_lib.ImageSource, title: str, train_seconds: float, resumed_at: int,
             tpu: bool) -> RunResult:
@@ -481,7 +430,7 @@ def _finish(model: model_lib.FlowModel, record: RunRecord, folder: RunFolder,
   record.results = {
       "train_seconds_this_attempt": train_seconds, "test_bits_per_dim": test_bpd,
       "test_examples": num_test, "test_split": test_split,
-      "test_dequantization": _test_dequantization(config),
+      "test_dequantization": dequantization_note(config),
       "model": folder.model.name, "plot": folder.plot.name if plotted else None,
       "samples": [os.fspath(g.relative_to(folder.files)) for g in folder.sample_grids()],
       "damaged_samples_removed": damaged}
