@@ -70,13 +70,18 @@ CASES = [
 
 
 # Checks of single cases that take over ~20 s (times on 2 shared cores), run with `-m slow`:
-# XLA compiling the largest multi-scale flows. Smaller flows of the same kinds (3 scales,
-# 3 channels, batch norm) keep the check in the default run.
+# XLA compiling the largest multi-scale flows. Smaller flows of the same kinds (Real NVP with
+# and without conditions, Glow with affine and spline couplings) keep the check in the default
+# run.
 SLOW = {
     ("realnvp-16x16x3-3scales", "eager_function_and_xla_agree"): "55-70 s",
     ("realnvp-16x16x3-2scales", "eager_function_and_xla_agree"): "25-40 s",
     ("realnvp-8x8x1-3scales", "eager_function_and_xla_agree"): "30-40 s",
     ("realnvp-8x8x2-2scales-batchnorm", "eager_function_and_xla_agree"): "30-45 s",
+    ("realnvp-8x8x1-2scales-spline", "eager_function_and_xla_agree"): "20-30 s",
+    ("conditional-vectors-realnvp-8x8x1-3scales", "eager_function_and_xla_agree"): "22-40 s",
+    ("conditional-vectors-realnvp-8x8x1-2scales-batchnorm", "eager_function_and_xla_agree"):
+        "20-31 s",
 }
 
 

@@ -230,6 +230,7 @@ def test_keras_file_round_trip(trained, held_out, tmp_path):
                              model.sample(3, condition=1, seed=2).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow  # Export and a fresh serving process: 30-57 s.
 def test_export_takes_the_condition_and_reloads_without_this_package(trained, held_out,
                                                                      tmp_path):
   model, _, _ = trained

@@ -109,6 +109,7 @@ def test_keras_file_round_trip(model, images, tmp_path):
                              model.sample(3, temperature=0.8, seed=5).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow  # Export and a fresh serving process: 25 s.
 def test_export_signatures_have_the_data_and_latent_shapes(model, images, tmp_path):
   path = tfp_realnvp.export_saved_model(model, tmp_path / "maf_chain")
   calls = reload_calls(images)

@@ -97,7 +97,7 @@ def test_callbacks_keep_their_state_across_a_resume_without_validation(tmp_path,
     ({"validation_freq": 1.5}, "validation_freq must be a non-negative integer"),
     ({"steps_per_epoch": 0}, "steps_per_epoch must be None or a positive integer, got 0"),
     ({"sample_count": 0}, "sample_count must be a positive integer, got 0"),
-    ({"mixed_precision": "float8"}, "mixed_precision must be None, 'bfloat16' or 'float16'"),
+    ({"mixed_precision": "float8"}, "mixed_precision must be 'auto', None, 'bfloat16' or"),
 ])
 def test_arguments_out_of_range_are_refused_before_any_work(tmp_path, argument, message):
   with pytest.raises(errors.InvalidValueError, match=message):
