@@ -13,6 +13,8 @@ import pytest
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "distributed_training.py"
 
 
+# Two logical devices in a subprocess: 47-55 s. The default run keeps Glow's (tests/flows).
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(tmp_path):
   out = tmp_path / "mirrored.json"
   result = subprocess.run([sys.executable, str(SCRIPT), "mirrored", str(out)],

@@ -38,6 +38,7 @@ def test_two_moons(tmp_path):
   assert_png(tmp_path / "density.png")
 
 
+@pytest.mark.slow  # Trains the example's models: 17 s.
 def test_maf_prior(tmp_path):
   rng = np.random.default_rng(0)
   data = tmp_path / "tiny_mnist.npz"
@@ -72,6 +73,7 @@ def test_maf_prior_names_a_missing_data_file(tmp_path):
   assert str(missing) in proc.stderr and "--data" in proc.stderr
 
 
+@pytest.mark.slow  # Trains the example's models: 12 s.
 def test_variational_inference(tmp_path):
   out = run_example("variational_inference", tmp_path, "--target", "ring")
   metrics = read_metrics(tmp_path)
@@ -92,6 +94,7 @@ def test_variational_inference(tmp_path):
   assert_png(tmp_path / "target_vs_flow.png")
 
 
+@pytest.mark.slow  # Trains the example's models: 13 s.
 def test_distillation(tmp_path):
   out = run_example("distillation", tmp_path)
   metrics = read_metrics(tmp_path)
@@ -146,6 +149,7 @@ def test_distributed_training(tmp_path):
     assert abs((loss + 64 * math.log(256)) / (64 * math.log(2)) - bpd) < 0.05
 
 
+@pytest.mark.slow  # Trains the example's models: 17 s.
 def test_spline_vs_affine(tmp_path):
   out = run_example("spline_vs_affine", tmp_path)
   metrics = read_metrics(tmp_path)
