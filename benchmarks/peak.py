@@ -103,15 +103,7 @@ def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--configs", default="mnist,cifar",
-                      help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
-  _configs.add_arguments(parser)
-  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
-                      help="Python of the environment where torch and normflows are installed.")
-  parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--rounds", type=int, default=6,
-                      help="Interleaved rounds; each times every operation on both libraries.")
-  parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
+  speed.add_comparison_arguments(parser)
   parser.add_argument("--threads", type=int, default=1,
                       help="Threads of both libraries (as speed.py's --threads) and of the peak "
                            "measurements; 0 keeps each library's default.")

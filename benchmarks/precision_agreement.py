@@ -25,9 +25,9 @@ import os
 import pathlib
 
 import _runlog
+import mnist_quality
 
 _HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_DATA = _HERE.parent.parent / "shared" / "data" / "mnist.npz"
 POLICIES = ("float32", "mixed_bfloat16")
 
 
@@ -37,7 +37,7 @@ def parse_args(argv=None):
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("models", nargs="+", help="Trained `.keras` files.")
-  parser.add_argument("--data", default=str(DEFAULT_DATA),
+  parser.add_argument("--data", default=str(mnist_quality.DEFAULT_DATA),
                       help="MNIST .npz with uint8 x_test (10000, 28, 28[, 1]).")
   parser.add_argument("--images", type=int, default=10000, help="Test images evaluated.")
   parser.add_argument("--batch-size", type=int, default=500)
@@ -47,34 +47,27 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def _with_policy(config, policy):
-  """A copy of a serialized Keras object with every dtype policy replaced by `policy`."""
+def _with_policy(config, policy, found):
+  """A copy of a serialized Keras object with every dtype policy replaced by `policy`; the
+  names of the policies replaced are added to the set `found`."""
   if isinstance(config, list):
-    return [_with_policy(item, policy) for item in config]
+    return [_with_policy(item, policy, found) for item in config]
   if not isinstance(config, dict):
     return config
   if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+    found.add(config["config"]["name"])
     return dict(config, config=dict(config["config"], name=policy))
-  return {key: _with_policy(value, policy) for key, value in config.items()}
+  return {key: _with_policy(value, policy, found) for key, value in config.items()}
 
 
-def _layers_with_policy(serialized, policy):
+def _layers_with_policy(serialized, policy, found):
   """A serialized `FlowModel` whose flow and dequantizer take `policy`; the model keeps its own
-  (float32: the loss and the metrics), as `training.train` builds it."""
+  (float32: the loss and the metrics), as `training.train` builds it. The layers' policies
+  before the change are added to `found`."""
   config = serialized["config"]
-  return dict(serialized, config={key: value if key == "dtype" else _with_policy(value, policy)
-                                  for key, value in config.items()})
-
-
-def _policies(config):
-  """The names of the dtype policies in a serialized Keras object."""
-  if isinstance(config, list):
-    return set().union(*(_policies(item) for item in config)) if config else set()
-  if not isinstance(config, dict):
-    return set()
-  if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-    return {config["config"]["name"]}
-  return set().union(*(_policies(value) for value in config.values())) if config else set()
+  return dict(serialized, config={
+      key: value if key == "dtype" else _with_policy(value, policy, found)
+      for key, value in config.items()})
 
 
 def bits_per_dim(model, pixels, batch_size, seed):
@@ -108,17 +101,19 @@ def measure(path, pixels, args):
   # pylint: enable=g-import-not-at-top
   trained = keras.models.load_model(path, compile=False)
   serialized = keras.saving.serialize_keras_object(trained)
-  own = _policies({key: value for key, value in serialized["config"].items() if key != "dtype"})
-  if len(own) != 1:
+  found = set()
+  rebuilt = {policy: _layers_with_policy(serialized, policy, found) for policy in POLICIES}
+  if len(found) != 1:
     raise RuntimeError(f"{path}: cannot tell its precision from its layers' policies "
-                       f"{sorted(own)}.")
-  own_policy = own.pop()
+                       f"{sorted(found)}.")
+  own_policy, = found
   reference = bits_per_dim(trained, pixels[:args.batch_size], args.batch_size, args.seed)
+  weights = trained.get_weights()
   figures = {}
   for policy in POLICIES:
-    model = keras.saving.deserialize_keras_object(_layers_with_policy(serialized, policy))
+    model = keras.saving.deserialize_keras_object(rebuilt[policy])
     model.log_prob(pixels[:2].astype("float32") / 256)  # Builds the layers.
-    model.set_weights(trained.get_weights())
+    model.set_weights(weights)
     figures[policy] = bits_per_dim(model, pixels, args.batch_size, args.seed)
     if policy == own_policy:
       gap = float(np.max(np.abs(figures[policy][:args.batch_size] - reference)))

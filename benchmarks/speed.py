@@ -65,11 +65,10 @@ PRECISIONS = ("float32", "bfloat16")
 SAMPLES = 64
 
 
-def parse_args(argv=None):
-  """Parses the command line."""
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n", maxsplit=1)[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_comparison_arguments(parser):
+  """The flags of a run that compares both libraries on `_configs.py`'s configurations:
+  `--configs`, the architecture overrides, `--torch-python`, `--batch-size`, and the
+  interleaved `--rounds` of `--reps` calls (`interleave`)."""
   parser.add_argument("--configs", default="mnist,cifar",
                       help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
   _configs.add_arguments(parser)
@@ -79,6 +78,14 @@ def parse_args(argv=None):
   parser.add_argument("--rounds", type=int, default=6,
                       help="Interleaved rounds; each times every operation on both libraries.")
   parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
+
+
+def parse_args(argv=None):
+  """Parses the command line."""
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n", maxsplit=1)[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  add_comparison_arguments(parser)
   parser.add_argument("--memory-steps", type=int, default=50,
                       help="Training steps of the peak-memory processes.")
   parser.add_argument("--threads", type=int, default=0,
