@@ -22,22 +22,26 @@ __all__ = ["CheckerboardMask", "ChannelMask", "get_mask"]
 
 
 @functools.lru_cache(maxsize=None)
-def _packing(height: int, width: int, parity: int
-             ) -> tuple[np.ndarray, np.ndarray | None]:
-  """Constants of the half-width packing of a checkerboard on `[H, W]` images.
+def _valid_slots(height: int, width: int, parity: int) -> np.ndarray | None:
+  """Which transformed slots of the half-width packing are real pixels (odd widths only).
 
-  Returns `(second, valid)`: `second[i]` (numpy bool `[H, 1, 1]`) says whether row `i`'s
-  transformed pixels are the second of each pair of columns `(2k, 2k + 1)`; `valid`
-  (`[H, ceil(W / 2), 1]`, or `None` for an even width) marks the transformed slots that are
-  real pixels rather than the zero column that pads an odd width.
+  Returns `[H, ceil(W / 2), 1]` ones, with zeros at the slots of the column that pads an odd
+  width, or `None` for an even width.
   """
-  rows = np.arange(height)
-  second = ((rows + parity) % 2 == 1)[:, np.newaxis, np.newaxis]
   if width % 2 == 0:
-    return second, None
+    return None
   valid = np.ones((height, (width + 1) // 2, 1))
-  valid[:, -1, 0] = np.where(second[:, 0, 0], 0.0, 1.0)  # Their pair is (W - 1, padding).
-  return second, valid
+  # Row i's transformed pixels are the second of each column pair when (i + parity) is odd;
+  # for those rows the last pair is (W - 1, padding).
+  valid[(np.arange(height) + parity) % 2 == 1, -1, 0] = 0.0
+  return valid
+
+
+def _pad_to_even(x: tf.Tensor, rows: int, columns: int) -> tf.Tensor:
+  """`x` `[N, H, W, C]` with `rows` zero rows and `columns` zero columns appended."""
+  if rows or columns:
+    x = tf.pad(x, [[0, 0], [0, rows], [0, columns], [0, 0]])
+  return x
 
 
 class CheckerboardMask:
@@ -62,22 +66,28 @@ class CheckerboardMask:
     height, width, channels = event_shape
     return (height, (width + 1) // 2, channels), channels
 
-  def _constants(self, x: tf.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-    return _packing(x.shape[-3], x.shape[-2], self.parity)
-
   def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Returns `(conditioning, transformed)` pixels of images `x` `[N, H, W, C]`, packed."""
     height, width, channels = x.shape[-3:]
-    takes_second = self._constants(x)[0]
-    if width % 2:
-      x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0]])
-    pairs = tf.reshape(x, [-1, height, (width + 1) // 2, 2, channels])
-    first, second = pairs[..., 0, :], pairs[..., 1, :]
-    return tf.where(takes_second, first, second), tf.where(takes_second, second, first)
+    half_height, half_width = (height + 1) // 2, (width + 1) // 2
+    # Blocks of 2 x 2 pixels: [N, H / 2, row in block, W / 2, column in block, C]. Unstacking
+    # rather than slicing and selecting: the gradients are stacks, not StridedSliceGrad and
+    # SelectV2.
+    blocks = tf.reshape(_pad_to_even(x, height % 2, width % 2),
+                        [-1, half_height, 2, half_width, 2, channels])
+    top, bottom = (tf.unstack(row, axis=3) for row in tf.unstack(blocks, axis=2))
+    p = self.parity  # Pixel (i, j) is transformed when (i + j) % 2 == p.
+    conditioning = tf.stack([top[1 - p], bottom[p]], axis=2)
+    transformed = tf.stack([top[p], bottom[1 - p]], axis=2)
+    packed = [tf.reshape(part, [-1, 2 * half_height, half_width, channels])
+              for part in (conditioning, transformed)]
+    if height % 2:
+      packed = [part[:, :height] for part in packed]
+    return packed[0], packed[1]
 
   def restrict(self, x: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
     """Zeros the padding column's slots of packed `values` (odd widths only), e.g. log-dets."""
-    valid = self._constants(x)[1]
+    valid = _valid_slots(x.shape[-3], x.shape[-2], self.parity)
     return values if valid is None else values * tf.constant(valid, dtype=values.dtype)
 
   def pack_features(self, features: tf.Tensor) -> tf.Tensor:
@@ -97,10 +107,19 @@ class CheckerboardMask:
             ) -> tf.Tensor:
     """Rebuilds `[N, H, W, C]` images like `x` from packed conditioning and transformed pixels."""
     height, width, channels = x.shape[-3:]
-    takes_second = self._constants(x)[0]
-    pairs = tf.stack([tf.where(takes_second, conditioning, y_transformed),
-                      tf.where(takes_second, y_transformed, conditioning)], axis=-2)
-    return tf.reshape(pairs, [-1, height, 2 * ((width + 1) // 2), channels])[:, :, :width, :]
+    half_height, half_width = (height + 1) // 2, (width + 1) // 2
+    (top_c, bottom_c), (top_t, bottom_t) = (
+        tf.unstack(tf.reshape(_pad_to_even(part, height % 2, 0),
+                              [-1, half_height, 2, half_width, channels]), axis=2)
+        for part in (conditioning, y_transformed))
+    p = self.parity
+    top = tf.stack([top_t, top_c] if p == 0 else [top_c, top_t], axis=3)
+    bottom = tf.stack([bottom_c, bottom_t] if p == 0 else [bottom_t, bottom_c], axis=3)
+    images = tf.reshape(tf.stack([top, bottom], axis=2),
+                        [-1, 2 * half_height, 2 * half_width, channels])
+    if height % 2 or width % 2:
+      images = images[:, :height, :width]
+    return images
 
 
 class ChannelMask:
@@ -124,8 +143,7 @@ class ChannelMask:
     return tuple(event_shape[:-1]) + (conditioning,), transformed
 
   def split(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    first = self._halves(x.shape[-1])[0]
-    head, tail = x[..., :first], x[..., first:]
+    head, tail = tf.split(x, self._halves(x.shape[-1]), axis=-1)
     return (tail, head) if self.parity == 0 else (head, tail)
 
   def restrict(self, x: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
