@@ -76,6 +76,11 @@ def resolve(args, name):
   return config
 
 
+def architecture(args):
+  """`--flow` and the architecture overrides of `args`, as keyword arguments (unset: None)."""
+  return dict({key: getattr(args, key) for key in _OVERRIDES}, flow=args.flow)
+
+
 def override_flags(args):
   """The command-line flags that pass `--flow` and `args`' overrides on to a worker."""
   flags = ["--flow", args.flow]

@@ -82,11 +82,10 @@ def parse_args(argv=None):
 
 def _worker_args(args, depth, form, jit=False):
   """The `speed.py` arguments of our worker for one depth and form."""
-  return argparse.Namespace(
-      batch_size=args.batch_size, memory_steps=args.memory_steps, precision="float32",
-      optimizer="fused", threads=args.threads, torch_python="", flow="glow",
-      num_scales=None, num_blocks=None, num_levels=None, num_steps=depth,
-      num_filters=args.num_filters, scan="on" if form == "scan" else "off", jit=jit)
+  return speed.our_worker_args(
+      batch_size=args.batch_size, memory_steps=args.memory_steps, threads=args.threads,
+      flow="glow", num_steps=depth, num_filters=args.num_filters,
+      scan="on" if form == "scan" else "off", jit=jit)
 
 
 def _record(args, report, **fields):

@@ -89,13 +89,9 @@ def measure(args, library, flow, config, mode="standard", batch_size=64, steps=N
             **overrides):
   """Runs one training process of `steps` steps (default `--memory-steps`); returns its
   memory report with the configuration."""
-  worker_args = argparse.Namespace(
-      batch_size=batch_size, memory_steps=steps or args.memory_steps, precision="float32",
-      optimizer="fused",
-      threads=args.threads, torch_python=args.torch_python, flow=flow,
-      num_scales=None, num_blocks=None, num_levels=None, num_steps=None, num_filters=None)
-  for key, value in overrides.items():
-    setattr(worker_args, key, value)
+  worker_args = speed.our_worker_args(
+      batch_size=batch_size, memory_steps=steps or args.memory_steps, threads=args.threads,
+      torch_python=args.torch_python, flow=flow, **overrides)
   command = speed.worker_commands(worker_args, config, mode="memory")[library]
   if mode != "standard":
     command += ["--remat", mode]

@@ -124,6 +124,15 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
+def our_worker_args(**fields):
+  """This script's parsed arguments for one of our workers: its defaults, with `fields` set.
+
+  The benchmarks that start our workers with their own command lines (`xla.py`, `depth.py`,
+  `ab.py`) build the worker's arguments here, so that a new flag has one default.
+  """
+  return argparse.Namespace(**dict(vars(parse_args([])), **fields))
+
+
 # --- Worker: our library ----------------------------------------------------------------------
 
 def build_ours(args, config, **flow_options):
@@ -387,12 +396,13 @@ def print_profiles(results, rows=8):
               f"{table['executions_per_call']:g} executions per call; top ms per call: {top}")
 
 
+def cell(times):
+  """`summarize`'s figures as a table cell: `median [first quartile, third quartile]` (ms)."""
+  return f"{times['median_ms']:.1f} [{times['q1_ms']:.1f}, {times['q3_ms']:.1f}]"
+
+
 def print_table(results):
   """Prints the Markdown table that RESULTS.md and the README show (median [quartiles])."""
-
-  def cell(times):
-    return f"{times['median_ms']:.1f} [{times['q1_ms']:.1f}, {times['q3_ms']:.1f}]"
-
   print("| flow, config | operation | tfp_realnvp (ms) | normflows (ms) | ours / theirs |")
   print("| --- | --- | --- | --- | --- |")
   for config, result in results.items():

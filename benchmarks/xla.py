@@ -54,19 +54,14 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def _worker_args(args, precision, jit):
-  """`speed.py`'s arguments for one of our workers."""
-  return argparse.Namespace(**dict(
-      vars(args), precision=precision, jit=jit, memory_steps=0, optimizer="fused", scan="on",
-      torch_python=""))
-
-
 def measure(args, config, precision):
   """Start-up and interleaved steady steps of both workers; returns the report."""
   workers = {}
   try:
     for form in FORMS:
-      worker_args = _worker_args(args, precision, form == "xla")
+      worker_args = speed.our_worker_args(
+          **_configs.architecture(args), batch_size=args.batch_size, threads=args.threads,
+          precision=precision, jit=form == "xla")
       print(f"[{config} {precision}] starting {form} ...", flush=True)
       workers[form] = speed.Worker(speed.worker_commands(worker_args, config)["tfp_realnvp"],
                                    speed.worker_env(worker_args))
