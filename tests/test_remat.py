@@ -204,8 +204,8 @@ def test_mnist_preset_gradients_in_float32():
 
 @pytest.mark.slow  # The deepest preset flow (192 Glow steps of 512 filters): ~1.5 minutes.
 def test_reconstruction_drift_of_the_deepest_preset_is_small():
-  glows = [p for p in presets.PRESETS.values() if p.flow == "glow"]
-  deepest = max(glows, key=lambda p: (p.num_levels * p.num_steps, p.image_size))
+  glows = [p for p in presets.PRESETS.values() if p.flow.kind == "glow"]
+  deepest = max(glows, key=lambda p: (p.flow.num_levels * p.flow.num_steps, p.image_size))
   assert deepest.name == "glow_imagenet64"
   keras.utils.set_random_seed(0)
   flow = presets.build_flow(deepest.name, deepest.image_size + (3,))
