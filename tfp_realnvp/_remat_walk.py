@@ -107,12 +107,13 @@ class ScanSteps:
     steps = self.scan.num_steps
     kept = tf.TensorArray(x.dtype, size=steps if keep_inputs else 1, element_shape=x.shape)
     log_det = tf.zeros(tf.shape(x)[:-self.event_ndims], x.dtype)
+    read = self.scan.stacked.step_reader()
 
     def body(k: tf.Tensor, x: tf.Tensor, log_det: tf.Tensor, kept: tf.TensorArray
              ) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
       if keep_inputs:
         kept = kept.write(k, x)
-      y, ildj = self.scan.step_inverse(k, x, **self.kwargs)
+      y, ildj = self.scan.step_inverse(read(k), k, x, **self.kwargs)
       return y, log_det + ildj, kept
 
     z, log_det, kept = scan_lib.loop(steps, body, (x, log_det, kept))
@@ -132,11 +133,12 @@ class ScanSteps:
     variables = stacked.stacked
     arrays = [tf.TensorArray(v.dtype, size=steps, element_shape=v.shape[1:]) for v in variables]
     condition_sums = [tf.zeros_like(c) for c in conditions]
+    read = stacked.step_reader()
 
     def body(i: tf.Tensor, y: tf.Tensor, dy: tf.Tensor, arrays: list[tf.TensorArray],
              condition_sums: list[tf.Tensor]) -> tuple[Any, ...]:
       k = steps - 1 - i
-      values = stacked.step_values(k)
+      values = read(k)
       value_sums: list[tf.Tensor | None] = [None] * len(values)
       extra = list(values) + list(conditions)
       with stacked.values_of(values):
@@ -169,11 +171,12 @@ def scan_rebuild(scan_steps: ScanSteps, z: tf.Tensor, kept: tf.Tensor
   stacked = scan_steps.scan.stacked
   steps = scan_steps.scan.num_steps
   gaps = tf.TensorArray(z.dtype, size=steps)
+  read = stacked.step_reader()
 
   def body(i: tf.Tensor, y: tf.Tensor, gaps: tf.TensorArray
            ) -> tuple[tf.Tensor, tf.TensorArray]:
     k = steps - 1 - i
-    with stacked.values_of(stacked.step_values(k)):
+    with stacked.values_of(read(k)):
       for instruction in reversed(scan_steps.program):
         with tf.GradientTape() as tape:
           y = instruction.rebuild_and_recompute(y, None, tape)[0]

@@ -114,7 +114,8 @@ def test_each_step_updates_its_own_moving_averages():
     np.testing.assert_array_equal(variable.numpy(), old)
 
 
-def _traced_op_count(num_steps):
+def _traced_gradient(num_steps):
+  """The traced gradient of a scan of batch-normalised couplings (its log-det and output)."""
   stacked = rb.StackedParameters(_step_layer, num_steps)
   scan = rb.Scan(rb.Coupling(stacked.template, "affine", mask="channel", parity=0,
                              event_shape=SHAPE), stacked)
@@ -125,12 +126,24 @@ def _traced_op_count(num_steps):
           scan.inverse(x))
     return tape.gradient(value, stacked.trainable_weights)
 
-  graph = tf.function(loss).get_concrete_function(tf.TensorSpec((None,) + SHAPE, "float64"))
-  return len(graph.graph.get_operations())
+  return tf.function(loss).get_concrete_function(tf.TensorSpec((None,) + SHAPE, "float64"))
 
 
 def test_the_traced_graph_does_not_grow_with_the_number_of_steps():
-  assert _traced_op_count(4 * STEPS) == _traced_op_count(STEPS)
+  def op_count(num_steps):
+    return len(_traced_gradient(num_steps).graph.get_operations())
+
+  assert op_count(4 * STEPS) == op_count(STEPS)
+
+
+def test_the_gradient_of_a_step_is_its_slice_not_a_dense_sum_per_step():
+  # A gather of slice k in the loop would have a gradient densified to [K, ...] and added up
+  # at every step (UnsortedSegmentSum): K times the work of the slices.
+  graph_def = _traced_gradient(STEPS).graph.as_graph_def()
+  op_types = {node.op for node in graph_def.node} | {
+      node.op for function in graph_def.library.function for node in function.node_def}
+  assert "While" in op_types or "StatelessWhile" in op_types
+  assert not op_types & {"ResourceGather", "GatherV2", "UnsortedSegmentSum"}, op_types
 
 
 def test_bad_arguments_are_named():

@@ -86,17 +86,25 @@ class ActNormParameters(keras.layers.Layer):
     self.log_scale.assign(log_scale)
     self.initialized.assign(True)
 
-  def _initialize_synchronized(self, inputs: tf.Tensor) -> None:
-    """`_initialize` without control flow: for replicas that must all-reduce in step, and for
-    a `Scan`'s step, whose stateless scope records the assignments."""
+  def _initialize_by_assignment(self, inputs: tf.Tensor, synchronized: bool) -> None:
+    """`_initialize` as unconditional assignments: for a `Scan`'s step, whose stateless scope
+    records them, and for replicas that must all-reduce in step (`synchronized`).
+
+    The values are the moments' while the layer is uninitialised and the old ones after. They
+    come from a `tf.cond`, so the moments are computed only once, except for `synchronized`
+    replicas, which cannot all-reduce inside a `tf.cond`: they compute the moments at every call.
+    """
     initialized = ops.convert_to_tensor(self.initialized)
-    values = self._normalizing_parameters(inputs)
-    for variable, value in zip((self.shift, self.log_scale), values, strict=True):
-      old = ops.convert_to_tensor(variable)
+    olds = tuple(ops.convert_to_tensor(v) for v in (self.shift, self.log_scale))
+    if synchronized:
+      values = tuple(ops.where(initialized, old, new)
+                     for old, new in zip(olds, self._normalizing_parameters(inputs), strict=True))
+    else:
+      values = tf.cond(initialized, lambda: olds, lambda: self._normalizing_parameters(inputs))
+    for variable, old, value in zip((self.shift, self.log_scale), olds, values, strict=True):
       # The chosen value exactly, with the gradient of a read of the variable (what `_initialize`
       # gives): a stateless scope hands this tensor to the reads that follow.
-      chosen = ops.stop_gradient(ops.where(initialized, old, value))
-      variable.assign(chosen + (old - ops.stop_gradient(old)))
+      variable.assign(ops.stop_gradient(value) + (old - ops.stop_gradient(old)))
     self.initialized.assign(True)
 
   def call(self, inputs: tf.Tensor, training: bool | None = False
@@ -108,8 +116,9 @@ class ActNormParameters(keras.layers.Layer):
     stateless = _keras_internals.in_stateless_scope()
     in_scan = stateless and scan_lib.recording_updates()
     training = training and (in_scan or not stateless)
-    if training and (in_scan or _distribute.replicas_in_sync() > 1):
-      self._initialize_synchronized(inputs)
+    synchronized = _distribute.replicas_in_sync() > 1
+    if training and (in_scan or synchronized):
+      self._initialize_by_assignment(inputs, synchronized)
     elif training:
       tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,
               lambda: self._initialize(inputs))

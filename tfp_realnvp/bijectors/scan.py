@@ -98,11 +98,27 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
           initializer=lambda shape, dtype, values=values: values))
     self.built = True
 
-  def step(self, k: tf.Tensor, fn: Callable[[], Any], record_updates: bool = True
-           ) -> tuple[Any, list[Any]]:
+  def step_reader(self) -> Callable[[tf.Tensor], list[tf.Tensor]]:
+    """`read(k)`: the values of step `k`'s variables (in the template's order) in a loop.
+
+    Call this outside the loop over the steps and `read` inside it. The values come from
+    lists of the steps' slices made here (`tf.TensorArray`): in a `tf.while_loop`, the
+    gradient of a read from a list is that step's slice, stacked once after the loop, where
+    that of a `tf.gather` of slice `k` is a dense `[K, ...]` tensor added up at every step
+    (`K` times the work).
+    """
+    arrays = [tf.TensorArray(variable.dtype, size=self.num_steps,
+                             element_shape=variable.shape[1:]).unstack(
+                                 tf.convert_to_tensor(variable))
+              for variable in self.stacked]
+    return lambda k: [array.read(k) for array in arrays]
+
+  def step(self, values: Sequence[tf.Tensor], k: tf.Tensor, fn: Callable[[], Any],
+           record_updates: bool = True) -> tuple[Any, list[Any]]:
     """Runs `fn()` (which calls the template) with step `k`'s values.
 
     Args:
+      values: step `k`'s values (`step_reader`).
       k: the step, a scalar int32 tensor.
       fn: the computation of one step with the template's layers.
       record_updates: write the state the step's layers update back to slice `k` (training);
@@ -112,7 +128,6 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
       `(fn(), updates)`: the result and the ops writing the updates back (put the outputs
       of the step under a control dependency on them).
     """
-    values = [tf.gather(variable, k) for variable in self.stacked]
     mapping = list(zip(self._template_variables, values, strict=True))
     token = _RECORDING.set(record_updates)
     try:
@@ -130,10 +145,6 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
           updates.append(stacked.value.scatter_update(
               tf.IndexedSlices(tf.cast(new, stacked.dtype)[tf.newaxis], k[tf.newaxis])))
     return result, updates
-
-  def step_values(self, k: tf.Tensor) -> list[tf.Tensor]:
-    """The values of step `k`'s variables, in the order of the template's."""
-    return [tf.gather(variable, k) for variable in self.stacked]
 
   @contextlib.contextmanager
   def values_of(self, values: Sequence[tf.Tensor]) -> Iterator[None]:
@@ -231,36 +242,38 @@ class Scan(_cached_log_det.CachedLogDetBijector):
   def num_steps(self) -> int:
     return self._stacked.num_steps
 
-  def step_inverse(self, k: tf.Tensor, x: tf.Tensor, record_updates: bool = True,
-                   **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """`(f_k(x), ildj_k(x))`: step `k` in the data -> latent direction."""
+  def step_inverse(self, values: Sequence[tf.Tensor], k: tf.Tensor, x: tf.Tensor,
+                   record_updates: bool = True, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(f_k(x), ildj_k(x))`: step `k` (its variables' `values`) data -> latent."""
     def run() -> tuple[tf.Tensor, tf.Tensor]:
       return (self._step.inverse(x, **kwargs),
               self._step.inverse_log_det_jacobian(x, event_ndims=_checks.EVENT_NDIMS, **kwargs))
 
-    (y, ildj), updates = self._stacked.step(k, run, record_updates)
+    (y, ildj), updates = self._stacked.step(values, k, run, record_updates)
     with tf.control_dependencies(updates):
       return tf.identity(y), tf.identity(ildj)
 
-  def step_forward(self, k: tf.Tensor, z: tf.Tensor, **kwargs: Any
-                   ) -> tuple[tf.Tensor, tf.Tensor]:
+  def step_forward(self, values: Sequence[tf.Tensor], k: tf.Tensor, z: tf.Tensor,
+                   **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     """`(f_k^-1(z), ildj_k(f_k^-1(z)))`: step `k` latent -> data (no state is updated)."""
     def run() -> tuple[tf.Tensor, tf.Tensor]:
       return (self._step.forward(z, **kwargs),
               -self._step.forward_log_det_jacobian(z, event_ndims=_checks.EVENT_NDIMS, **kwargs))
 
-    return self._stacked.step(k, run, record_updates=False)[0]
+    return self._stacked.step(values, k, run, record_updates=False)[0]
 
   def _loop(self, x: tf.Tensor, inverse: bool, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
     steps = self.num_steps
     log_det = tf.zeros(tf.shape(x)[:-_checks.EVENT_NDIMS], x.dtype)
+    read = self._stacked.step_reader()
 
     def body(i: tf.Tensor, x: tf.Tensor, log_det: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
       if inverse:
-        y, ildj = self.step_inverse(i, x, **kwargs)
+        y, ildj = self.step_inverse(read(i), i, x, **kwargs)
       else:
-        y, ildj = self.step_forward(steps - 1 - i, x, **kwargs)
+        k = steps - 1 - i
+        y, ildj = self.step_forward(read(k), k, x, **kwargs)
       return y, log_det + ildj
 
     return loop(steps, body, (x, log_det))
