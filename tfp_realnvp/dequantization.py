@@ -102,7 +102,8 @@ def dequantize(pixels: tf.Tensor | np.ndarray | list,
   else:
     if isinstance(seed, (int, np.integer)):
       seed = [int(seed), 0]
-    u = tf.random.stateless_uniform(tf.shape(k), seed=seed, dtype=tf.float32)
+    # Philox named rather than chosen by the device: the same noise under XLA as without.
+    u = tf.random.stateless_uniform(tf.shape(k), seed=seed, dtype=tf.float32, alg="philox")
   # The noise stays below 1 by twice the float32 spacing of the largest pixels (2**-16 in
   # [128, 256) for 8-bit pixels), so that `floor(L * x) == k` survives rounding.
   u = tf.minimum(u, 1.0 - 2.0 ** (math.ceil(math.log2(num_levels)) - 23))
@@ -310,8 +311,8 @@ class VariationalDequantizer(_seam.HoldsUntracked, keras.layers.Layer):
     features = self.features(ops.cast(pixels, self.compute_dtype))
     seed = stateless_seed(seed)
     shape = tf.shape(pixels)
-    eps = (tf.random.normal(shape, dtype=dtype) if seed is None
-           else tf.random.stateless_normal(shape, seed=seed, dtype=dtype))
+    eps = (tf.random.normal(shape, dtype=dtype) if seed is None  # Philox: as in `dequantize`.
+           else tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox"))
     u = self._bijector.forward(eps, conditional_input=features)
     log_q = (tf.reduce_sum(-0.5 * tf.square(eps) - 0.5 * math.log(2 * math.pi), axis=[1, 2, 3])
              - self._bijector.forward_log_det_jacobian(eps, event_ndims=3,
