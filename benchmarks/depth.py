@@ -16,6 +16,10 @@ runs `speed.py`'s worker for our library (`_configs.py`'s Glow configuration `--
   the reversible mode (`FlowModel(remat="reversible")`), the peak resident memory and its
   excess over the memory after import and building (`above_mb`).
 
+With the `tfp` part, TFP's own Glow (`tfp.bijectors.Glow`, `tfp_glow_worker.py`) and our
+scanned Glow run side by side at each depth: start-up, interleaved steady steps and the peak
+resident memory of each worker process.
+
 With the `presets` part, the paper-sized presets of `--presets` (`glow_cifar10`: L=3, K=32;
 `glow_imagenet64`: L=4, K=48; 512 filters) are built in both forms, each in its own process,
 and trained for two steps on random images at `--preset-batch-size`: launch to the end of the
@@ -69,7 +73,8 @@ def parse_args(argv=None):
                       help="Training steps of each memory process.")
   parser.add_argument("--parts", default="speed,xla,memory",
                       help="Comma-separated: speed (start-up, steady step), xla (start-up "
-                           "with jit_compile=True), memory (standard and reversible), presets.")
+                           "with jit_compile=True), memory (standard and reversible), tfp "
+                           "(TFP's own tfp.bijectors.Glow against our scanned Glow), presets.")
   parser.add_argument("--presets", default="glow_cifar10,glow_imagenet64",
                       help="The presets of the presets part.")
   parser.add_argument("--preset-batch-size", type=int, default=4)
@@ -94,23 +99,35 @@ def _record(args, report, **fields):
   return report
 
 
-def speed_part(args, depth, jit):
-  """Start-up of both forms at `depth`, then (without XLA) their interleaved steady steps."""
+def _worker_command(args, depth, form, jit=False):
+  """The command line of the worker of `form` at `depth`: ours (`scan`, `unrolled`) is
+  `speed.py`'s worker, TFP's Glow (`tfp`) `tfp_glow_worker.py` with the same flags."""
+  command = speed.worker_commands(_worker_args(args, depth, form, jit), args.config)
+  command = command["tfp_realnvp"]
+  if form == "tfp":
+    command = [sys.executable, str(_HERE / "tfp_glow_worker.py")] + command[2:]
+  return command
+
+
+def speed_part(args, depth, jit, forms=FORMS, part=None):
+  """Start-up of `forms` at `depth`, then (without XLA) their interleaved steady steps.
+
+  Records are marked with `part` (default: `xla` with XLA, else `speed`)."""
+  part = part or ("xla" if jit else "speed")
   workers = {}
   try:
-    for form in FORMS:
-      command = speed.worker_commands(_worker_args(args, depth, form, jit), args.config)
+    for form in forms:
       print(f"K={depth} {form}{' XLA' if jit else ''}: starting ...", flush=True)
-      workers[form] = speed.Worker(command["tfp_realnvp"], speed.worker_env(
+      workers[form] = speed.Worker(_worker_command(args, depth, form, jit), speed.worker_env(
           _worker_args(args, depth, form)))
     times, _ = speed.interleave(workers, ["train_step"], 0 if jit else args.rounds, args.reps,
                                 label=f"K={depth}")
     reports = {}
     for form, worker in workers.items():
-      report = {"part": "xla" if jit else "speed", "depth": depth, "form": form,
+      report = {"part": part, "depth": depth, "form": form,
                 "startup": worker.info["startup"], "num_params": worker.info["num_params"],
                 "peak_rss_mb": worker.ask({"op": "info"})["peak_rss_mb"],
-                "actnorms_initialized": worker.info["actnorms_initialized"]}
+                "actnorms_initialized": worker.info.get("actnorms_initialized")}
       if times[form]["train_step"]:
         report["step"] = speed.summarize(times[form]["train_step"])
       reports[form] = _record(args, report, loadavg_1min=os.getloadavg()[0])
@@ -231,6 +248,24 @@ def print_table(rows, depths):
           + f" | {ratio(cells['scan', deep], cells['unrolled', deep])} |")
 
 
+def print_tfp_table(rows, depths):
+  """The Markdown table of the tfp part: our scanned Glow and TFP's at each depth."""
+  by_key = {(r["form"], r["depth"]): r for r in rows}
+  measures = [("launch to first training step done (s)",
+               lambda r: r["startup"]["launch_to_first_step_done_s"]),
+              ("first training step (s)", lambda r: r["startup"]["first_train_step_s"]),
+              ("steady training step (ms)", lambda r: r["step"]["median_ms"]),
+              ("peak resident memory of the process (MB)", lambda r: r["peak_rss_mb"])]
+  print("| measure | " + " | ".join(f"{name}, K={depth}" for name in ("ours", "TFP")
+                                    for depth in depths)
+        + f" | ours / TFP, K={depths[-1]} |")
+  print("|" + " --- |" * (2 * len(depths) + 2))
+  for name, get in measures:
+    cells = [get(by_key[form, depth]) for form in ("scan", "tfp") for depth in depths]
+    ours, theirs = get(by_key["scan", depths[-1]]), get(by_key["tfp", depths[-1]])
+    print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {ours / theirs:.2f} |")
+
+
 def main(argv=None):
   args = parse_args(argv)
   if args.preset_worker:
@@ -238,9 +273,9 @@ def main(argv=None):
     return 0
   depths = [int(d) for d in args.depths.split(",")]
   parts = args.parts.split(",")
-  unknown = set(parts) - {"speed", "xla", "memory", "presets"}
+  unknown = set(parts) - {"speed", "xla", "memory", "tfp", "presets"}
   if unknown:
-    sys.exit(f"error: unknown parts {sorted(unknown)}; choose among speed, xla, memory, "
+    sys.exit(f"error: unknown parts {sorted(unknown)}; choose among speed, xla, memory, tfp, "
              "presets.")
   pathlib.Path(args.output).mkdir(parents=True, exist_ok=True)
   print(_runlog.cpu_summary(), flush=True)
@@ -257,6 +292,10 @@ def main(argv=None):
                for form in FORMS for remat in ("standard", "reversible")]
   if rows:
     print_table(rows, depths)
+  if "tfp" in parts:
+    print_tfp_table([row for depth in depths
+                     for row in speed_part(args, depth, jit=False, forms=("scan", "tfp"),
+                                           part="tfp").values()], depths)
   if "presets" in parts:
     reports = {(name, form): presets_part(args, name, form)
                for name in args.presets.split(",") for form in FORMS}
