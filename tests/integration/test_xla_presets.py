@@ -13,8 +13,7 @@ import tensorflow as tf
 import tfp_realnvp
 from tfp_realnvp import presets
 
-# Glow's ActNorms initialise from the first training batch: from two images, the statistics of
-# some channels are so narrow that latents drawn at temperature 1 overflow. Sixteen are enough.
+# Glow's ActNorms initialise from the first training batch: sixteen images, not two.
 TRAIN_BATCH = 16
 BATCH = 2
 LEARNING_RATE = 1e-2
