@@ -42,16 +42,12 @@ def parse_args(argv=None):
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--baseline", required=True, type=pathlib.Path,
                       help="Root of the checkout whose `tfp_realnvp` is the baseline.")
-  parser.add_argument("--configs", default="mnist",
-                      help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
-  _configs.add_arguments(parser)
+  speed.add_run_arguments(parser, configs="mnist")
+  parser.set_defaults(rounds=8)
   parser.add_argument("--ops", default=",".join(speed.OPS),
                       help=f"Comma-separated operations among {list(speed.OPS)}.")
   parser.add_argument("--precision", choices=speed.PRECISIONS, default="float32")
-  parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--threads", type=int, default=1, help="Threads per worker (0: TF's).")
-  parser.add_argument("--rounds", type=int, default=8)
-  parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
   parser.add_argument("--output", default=str(_HERE / "runs" / "ab"),
                       help="Folder for results.jsonl.")
   args = parser.parse_args(argv)
@@ -71,23 +67,21 @@ def measure(args, config):
       **_configs.architecture(args), batch_size=args.batch_size, threads=args.threads,
       precision=args.precision)
   roots = {"baseline": args.baseline.resolve(), "this tree": _HERE.parent}
-  workers = {}
-  try:
-    for form in FORMS:
-      print(f"[{config}] starting {form} ({roots[form]}) ...", flush=True)
-      env = dict(speed.worker_env(worker_args), PYTHONPATH=str(roots[form]))
-      workers[form] = speed.Worker(speed.worker_commands(worker_args, config)["tfp_realnvp"],
-                                   env)
+  command = speed.worker_commands(worker_args, config)["tfp_realnvp"]
+  specs = {form: (command, dict(speed.worker_env(worker_args), PYTHONPATH=str(root)))
+           for form, root in roots.items()}
+  with speed.running(specs, config) as workers:
+    for form, worker in workers.items():  # An installed copy could shadow PYTHONPATH's.
+      if pathlib.Path(worker.info["package"]) != roots[form] / "tfp_realnvp":
+        raise RuntimeError(f"the {form} worker imported {worker.info['package']}, not the "
+                           f"package of {roots[form]}.")
     times, loads = speed.interleave(workers, args.ops, args.rounds, args.reps, label=config)
-  finally:
-    for worker in workers.values():
-      worker.close()
   report = {"config": config, "flow": args.flow, "precision": args.precision,
             "batch_size": args.batch_size, "threads": args.threads, "loadavg_1min": loads,
             "roots": {form: str(root) for form, root in roots.items()},
             "cpu": _runlog.cpu_description(), "measured_at": _runlog.utc_now()}
   for form, worker in workers.items():
-    report[form] = {"startup": worker.info["startup"],
+    report[form] = {"startup": worker.info["startup"], "package": worker.info["package"],
                     "ops": {op: speed.summarize(times[form][op]) for op in args.ops}}
   report["ratios"] = {op: report["this tree"]["ops"][op]["median_ms"]
                           / report["baseline"]["ops"][op]["median_ms"] for op in args.ops}

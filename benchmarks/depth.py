@@ -114,14 +114,12 @@ def speed_part(args, depth, jit, forms=FORMS, part=None):
 
   Records are marked with `part` (default: `xla` with XLA, else `speed`)."""
   part = part or ("xla" if jit else "speed")
-  workers = {}
-  try:
-    for form in forms:
-      print(f"K={depth} {form}{' XLA' if jit else ''}: starting ...", flush=True)
-      workers[form] = speed.Worker(_worker_command(args, depth, form, jit), speed.worker_env(
-          _worker_args(args, depth, form)))
+  specs = {form: (_worker_command(args, depth, form, jit),
+                  speed.worker_env(_worker_args(args, depth, form))) for form in forms}
+  label = f"K={depth}{' XLA' if jit else ''}"
+  with speed.running(specs, label) as workers:
     times, _ = speed.interleave(workers, ["train_step"], 0 if jit else args.rounds, args.reps,
-                                label=f"K={depth}")
+                                label=label)
     reports = {}
     for form, worker in workers.items():
       report = {"part": part, "depth": depth, "form": form,
@@ -132,16 +130,13 @@ def speed_part(args, depth, jit, forms=FORMS, part=None):
         report["step"] = speed.summarize(times[form]["train_step"])
       reports[form] = _record(args, report, loadavg_1min=os.getloadavg()[0])
       startup = report["startup"]
-      print(f"K={depth} {form}{' XLA' if jit else ''}: launch to first step done "
+      print(f"{label} {form}: launch to first step done "
             f"{startup['launch_to_first_step_done_s']:.1f} s, first step "
             f"{startup['first_train_step_s']:.1f} s"
             + (f", steady step {report['step']['median_ms']:.1f} ms" if "step" in report
                else ""),
             flush=True)
     return reports
-  finally:
-    for worker in workers.values():
-      worker.close()
 
 
 def memory_part(args, depth, form, remat):

@@ -561,24 +561,6 @@ def matmul_time(table):
   return sum(row["ms_per_call"] for row in table["top"] if _MATMUL_TIME.search(row["op"]))
 
 
-def time_config(args, config):
-  """Interleaved timings (and profiles) of both libraries' workers on `config`."""
-  workers = {}
-  try:
-    for library, command in speed.worker_commands(args, config).items():
-      print(f"[{config}] starting {library} ...", flush=True)
-      workers[library] = speed.Worker(command, speed.worker_env(args))
-    times, loads = speed.interleave(workers, OPS, args.rounds, args.reps, label=config)
-    profiles = {library: {op: worker.ask({"op": "profile", "target": op, "calls": args.profile})
-                          for op in OPS} if args.profile else {}
-                for library, worker in workers.items()}
-    infos = {library: worker.info for library, worker in workers.items()}
-  finally:
-    for worker in workers.values():
-      worker.close()
-  return times, loads, profiles, infos
-
-
 def op_row(flops, times, profile, matmul_peak, conv_reference, best_matmul_peak):
   """One library's figures for one operation.
 
@@ -680,12 +662,13 @@ def run_driver(args):
     print(f"[{config}] counting FLOPs ...", flush=True)
     flops = {"tfp_realnvp": run_part(args, "count-ours", config),
              "normflows": run_part(args, "count-theirs", config)}
-    times, loads, profiles, infos = time_config(args, config)
+    timed = speed.time_libraries(args, config)
     run["results"][config] = {
         "config": dict(_configs.resolve(args, config), batch_size=args.batch_size,
                        samples=speed.SAMPLES),
         "conv_reference": _conv_key(conv_shapes[config], 3), "flops": flops,
-        "seconds": times, "loadavg_1min": loads, "workers": infos, "profile": profiles}
+        "seconds": timed["times"], "loadavg_1min": timed["loads"], "workers": timed["infos"],
+        "profile": timed["profiles"]}
     add_figures(run)
     _runlog.write_json(output / "results.json", run)
   end = measure_peaks(args, shapes)

@@ -45,6 +45,7 @@ Timings are never tests: the figures go to `benchmarks/RESULTS.md`.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -65,19 +66,24 @@ PRECISIONS = ("float32", "bfloat16")
 SAMPLES = 64
 
 
-def add_comparison_arguments(parser):
-  """The flags of a run that compares both libraries on `_configs.py`'s configurations:
-  `--configs`, the architecture overrides, `--torch-python`, `--batch-size`, and the
-  interleaved `--rounds` of `--reps` calls (`interleave`)."""
-  parser.add_argument("--configs", default="mnist,cifar",
+def add_run_arguments(parser, configs="mnist,cifar"):
+  """The flags of a run of interleaved workers on `_configs.py`'s configurations: `--configs`
+  (default `configs`), the architecture overrides, `--batch-size`, and the interleaved
+  `--rounds` of `--reps` calls (`interleave`)."""
+  parser.add_argument("--configs", default=configs,
                       help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
   _configs.add_arguments(parser)
-  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
-                      help="Python of the environment where torch and normflows are installed.")
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--rounds", type=int, default=6,
-                      help="Interleaved rounds; each times every operation on both libraries.")
+                      help="Interleaved rounds; each times every operation on every worker.")
   parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
+
+
+def add_comparison_arguments(parser):
+  """`add_run_arguments`' flags and `--torch-python`: a run that compares both libraries."""
+  add_run_arguments(parser)
+  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
+                      help="Python of the environment where torch and normflows are installed.")
 
 
 def parse_args(argv=None):
@@ -203,6 +209,7 @@ def run_worker(args):
 
   def ready():
     return {"precision": args.precision, "optimizer": type(model.optimizer).__name__,
+            "package": str(pathlib.Path(tfp_realnvp.__file__).resolve().parent),
             "versions": {"tfp_realnvp": tfp_realnvp.__version__, "tensorflow": tf.__version__,
                          "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
                          "numpy": np.__version__},
@@ -219,11 +226,11 @@ def run_worker(args):
     tf.config.experimental.reset_memory_stats("CPU:0")
     return peak
 
-  _worker.run("tfp_realnvp", ops, _profile, args.mode, args.memory_steps, ready,
+  _worker.run("tfp_realnvp", ops, tf_profile, args.mode, args.memory_steps, ready,
               tensor_peak_mb)
 
 
-def _profile(call, calls):
+def tf_profile(call, calls):
   """Runs `call` `calls` times under TensorFlow's profiler; returns `_worker.op_table`'s args.
 
   Op time is the duration of every TensorFlow op execution on the executor's threads, by op
@@ -291,6 +298,46 @@ class Worker:
         self.process.kill()
 
 
+@contextlib.contextmanager
+def running(specs, label):
+  """Starts a `Worker` for every `name -> (command, env)` of `specs`, one after the other;
+  yields them by name and closes them all on leaving (also when one fails to start)."""
+  workers = {}
+  try:
+    for name, (command, env) in specs.items():
+      print(f"[{label}] starting {name} ...", flush=True)
+      workers[name] = Worker(command, env)
+    yield workers
+  finally:
+    for worker in workers.values():
+      worker.close()
+
+
+def time_libraries(args, config):
+  """Both libraries' workers on `config`, interleaved (`args.rounds` x `args.reps` calls of
+  every operation), then profiled if `args.profile`.
+
+  Returns:
+    A dict: `times` (`interleave`'s), `loads`, `profiles` (library -> operation ->
+    `_worker.op_table`, or empty), `infos` (each worker's "ready" line) and `peak_rss_mb` of
+    each worker process.
+  """
+  env = worker_env(args)
+  with running({library: (command, env)
+                for library, command in worker_commands(args, config).items()},
+               config) as workers:
+    times, loads = interleave(workers, OPS, args.rounds, args.reps, label=config)
+    return {
+        "times": times, "loads": loads,
+        "profiles": {library: {op: worker.ask({"op": "profile", "target": op,
+                                               "calls": args.profile})
+                               for op in OPS} if args.profile else {}
+                     for library, worker in workers.items()},
+        "peak_rss_mb": {library: worker.ask({"op": "info"})["peak_rss_mb"]
+                        for library, worker in workers.items()},
+        "infos": {library: worker.info for library, worker in workers.items()}}
+
+
 def worker_commands(args, config, mode="speed"):
   """The command lines of our worker and of the normflows worker."""
   common = ["--config", config, "--batch-size", str(args.batch_size), "--mode", mode,
@@ -347,24 +394,8 @@ def interleave(workers, ops, rounds, reps, label):
 
 def measure_config(args, config):
   """Interleaved timings of both libraries on `config`; returns the config's results."""
-  commands = worker_commands(args, config)
-  workers = {}
-  try:
-    for library, command in commands.items():
-      print(f"[{config}] starting {library} ...", flush=True)
-      workers[library] = Worker(command, worker_env(args))
-    times, loads = interleave(workers, OPS, args.rounds, args.reps, label=config)
-    profiles = {library: {op: worker.ask({"op": "profile", "target": op,
-                                          "calls": args.profile})
-                          for op in OPS} if args.profile else {}
-                for library, worker in workers.items()}
-    speed_rss = {library: worker.ask({"op": "info"})["peak_rss_mb"]
-                 for library, worker in workers.items()}
-    infos = {library: worker.info for library, worker in workers.items()}
-  finally:
-    for worker in workers.values():
-      worker.close()
-
+  timed = time_libraries(args, config)
+  times = timed["times"]
   memory = {}
   for library, command in worker_commands(args, config, mode="memory").items():
     out = subprocess.run(command, capture_output=True, text=True, cwd=_REPO_ROOT, check=True,
@@ -373,10 +404,10 @@ def measure_config(args, config):
 
   result = {"config": dict(_configs.resolve(args, config), batch_size=args.batch_size,
                            samples=SAMPLES),
-            "workers": infos, "loadavg_1min": loads, "ops": {},
-            "peak_rss_mb_training": memory, "peak_rss_mb_speed_process": speed_rss}
+            "workers": timed["infos"], "loadavg_1min": timed["loads"], "ops": {},
+            "peak_rss_mb_training": memory, "peak_rss_mb_speed_process": timed["peak_rss_mb"]}
   if args.profile:
-    result["profile"] = profiles
+    result["profile"] = timed["profiles"]
   for op in OPS:
     ours, theirs = (summarize(times[lib][op]) for lib in ("tfp_realnvp", "normflows"))
     result["ops"][op] = {"tfp_realnvp": ours, "normflows": theirs,

@@ -87,7 +87,7 @@ def main(argv=None):
                          "tensorflow_probability": tfp.__version__},
             "num_params": num_params}
 
-  _worker.run("tfp", ops, speed._profile, args.mode, args.memory_steps, ready)  # pylint: disable=protected-access
+  _worker.run("tfp", ops, speed.tf_profile, args.mode, args.memory_steps, ready)
 
 
 if __name__ == "__main__":

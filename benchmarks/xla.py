@@ -40,15 +40,10 @@ def parse_args(argv=None):
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n", maxsplit=1)[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--configs", default="mnist",
-                      help=f"Comma-separated configurations among {list(_configs.NAMES)}.")
-  _configs.add_arguments(parser)
+  speed.add_run_arguments(parser, configs="mnist")
   parser.add_argument("--precisions", default="float32,bfloat16",
                       help=f"Comma-separated precisions among {list(speed.PRECISIONS)}.")
-  parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--threads", type=int, default=0, help="Threads per worker (0: TF's).")
-  parser.add_argument("--rounds", type=int, default=6)
-  parser.add_argument("--reps", type=int, default=5, help="Training steps per worker per round.")
   parser.add_argument("--output", default=str(_HERE / "runs" / "xla"),
                       help="Folder for results.jsonl.")
   return parser.parse_args(argv)
@@ -56,20 +51,16 @@ def parse_args(argv=None):
 
 def measure(args, config, precision):
   """Start-up and interleaved steady steps of both workers; returns the report."""
-  workers = {}
-  try:
-    for form in FORMS:
-      worker_args = speed.our_worker_args(
-          **_configs.architecture(args), batch_size=args.batch_size, threads=args.threads,
-          precision=precision, jit=form == "xla")
-      print(f"[{config} {precision}] starting {form} ...", flush=True)
-      workers[form] = speed.Worker(speed.worker_commands(worker_args, config)["tfp_realnvp"],
-                                   speed.worker_env(worker_args))
-    times, loads = speed.interleave(workers, ["train_step"], args.rounds, args.reps,
-                                    label=f"{config} {precision}")
-  finally:
-    for worker in workers.values():
-      worker.close()
+  specs = {}
+  for form in FORMS:
+    worker_args = speed.our_worker_args(
+        **_configs.architecture(args), batch_size=args.batch_size, threads=args.threads,
+        precision=precision, jit=form == "xla")
+    specs[form] = (speed.worker_commands(worker_args, config)["tfp_realnvp"],
+                   speed.worker_env(worker_args))
+  label = f"{config} {precision}"
+  with speed.running(specs, label) as workers:
+    times, loads = speed.interleave(workers, ["train_step"], args.rounds, args.reps, label)
   report = {"config": config, "flow": args.flow, "precision": precision,
             "batch_size": args.batch_size, "threads": args.threads, "loadavg_1min": loads,
             "cpu": _runlog.cpu_description(), "measured_at": _runlog.utc_now()}

@@ -113,7 +113,7 @@ class ScanSteps:
              ) -> tuple[tf.Tensor, tf.Tensor, tf.TensorArray]:
       if keep_inputs:
         kept = kept.write(k, x)
-      y, ildj = self.scan.step_inverse(read(k), k, x, **self.kwargs)
+      y, ildj = self.scan.step_inverse(read, k, x, **self.kwargs)
       return y, log_det + ildj, kept
 
     z, log_det, kept = scan_lib.loop(steps, body, (x, log_det, kept))

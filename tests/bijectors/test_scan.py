@@ -95,6 +95,21 @@ def test_each_step_initialises_its_own_actnorm_from_its_own_input():
   np.testing.assert_array_equal(stacked.stacked[0].numpy(), log_scale)
 
 
+def test_a_scanned_actnorm_computes_its_moments_only_in_the_initialising_branch():
+  # The moments belong to a tf.cond's branch: once initialised, a training step skips them.
+  stacked = rb.StackedParameters(_actnorm, STEPS)
+  scan = rb.Scan(rb.ActNorm(stacked.template), stacked)
+  with _keras_internals.training_context(True):
+    traced = tf.function(scan.inverse).get_concrete_function(
+        tf.TensorSpec((None,) + SHAPE, "float64"))
+  functions = {f.signature.name: {node.op for node in f.node_def}
+               for f in traced.graph.as_graph_def().library.function}
+  with_moments = [name for name, ops in functions.items() if "SquaredDifference" in ops]
+  assert with_moments and not any("while_body" in name for name in with_moments), functions
+  assert any("If" in ops or "StatelessIf" in ops
+             for name, ops in functions.items() if "while_body" in name)
+
+
 def test_each_step_updates_its_own_moving_averages():
   stacked = rb.StackedParameters(_step_layer, STEPS)
   coupling = rb.Coupling(stacked.template, "affine", mask="channel", parity=0,

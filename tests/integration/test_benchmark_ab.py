@@ -20,6 +20,7 @@ def test_a_tiny_run_times_both_packages_interleaved(tmp_path, capsys):
   row = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
   for form in ab.FORMS:
     assert row[form]["startup"]["first_train_step_s"] > 0
+    assert row[form]["package"] == str(_REPO / "tfp_realnvp")  # PYTHONPATH's, not another.
     assert {op: times["calls"] for op, times in row[form]["ops"].items()} == {
         "train_step": 4, "log_prob": 4}
   assert row["ratios"]["log_prob"] == pytest.approx(

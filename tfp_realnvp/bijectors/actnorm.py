@@ -116,12 +116,13 @@ class ActNormParameters(keras.layers.Layer):
     stateless = _keras_internals.in_stateless_scope()
     in_scan = stateless and scan_lib.recording_updates()
     training = training and (in_scan or not stateless)
-    synchronized = _distribute.replicas_in_sync() > 1
-    if training and (in_scan or synchronized):
-      self._initialize_by_assignment(inputs, synchronized)
-    elif training:
-      tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,
-              lambda: self._initialize(inputs))
+    if training:
+      synchronized = _distribute.replicas_in_sync() > 1
+      if in_scan or synchronized:
+        self._initialize_by_assignment(inputs, synchronized)
+      else:
+        tf.cond(ops.convert_to_tensor(self.initialized), lambda: None,
+                lambda: self._initialize(inputs))
     # Read after the update: automatic control dependencies order the reads after it.
     return ops.convert_to_tensor(self.log_scale), ops.convert_to_tensor(self.shift)
 

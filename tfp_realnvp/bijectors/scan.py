@@ -113,12 +113,12 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
               for variable in self.stacked]
     return lambda k: [array.read(k) for array in arrays]
 
-  def step(self, values: Sequence[tf.Tensor], k: tf.Tensor, fn: Callable[[], Any],
-           record_updates: bool = True) -> tuple[Any, list[Any]]:
+  def step(self, read: Callable[[tf.Tensor], list[tf.Tensor]], k: tf.Tensor,
+           fn: Callable[[], Any], record_updates: bool = True) -> tuple[Any, list[Any]]:
     """Runs `fn()` (which calls the template) with step `k`'s values.
 
     Args:
-      values: step `k`'s values (`step_reader`).
+      read: a `step_reader` made outside the loop over the steps.
       k: the step, a scalar int32 tensor.
       fn: the computation of one step with the template's layers.
       record_updates: write the state the step's layers update back to slice `k` (training);
@@ -128,6 +128,7 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
       `(fn(), updates)`: the result and the ops writing the updates back (put the outputs
       of the step under a control dependency on them).
     """
+    values = read(k)
     mapping = list(zip(self._template_variables, values, strict=True))
     token = _RECORDING.set(record_updates)
     try:
@@ -242,25 +243,26 @@ class Scan(_cached_log_det.CachedLogDetBijector):
   def num_steps(self) -> int:
     return self._stacked.num_steps
 
-  def step_inverse(self, values: Sequence[tf.Tensor], k: tf.Tensor, x: tf.Tensor,
-                   record_updates: bool = True, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """`(f_k(x), ildj_k(x))`: step `k` (its variables' `values`) data -> latent."""
+  def step_inverse(self, read: Callable[[tf.Tensor], list[tf.Tensor]], k: tf.Tensor,
+                   x: tf.Tensor, record_updates: bool = True, **kwargs: Any
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(f_k(x), ildj_k(x))`: step `k` data -> latent (`read`: the stacked `step_reader`)."""
     def run() -> tuple[tf.Tensor, tf.Tensor]:
       return (self._step.inverse(x, **kwargs),
               self._step.inverse_log_det_jacobian(x, event_ndims=_checks.EVENT_NDIMS, **kwargs))
 
-    (y, ildj), updates = self._stacked.step(values, k, run, record_updates)
+    (y, ildj), updates = self._stacked.step(read, k, run, record_updates)
     with tf.control_dependencies(updates):
       return tf.identity(y), tf.identity(ildj)
 
-  def step_forward(self, values: Sequence[tf.Tensor], k: tf.Tensor, z: tf.Tensor,
-                   **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+  def step_forward(self, read: Callable[[tf.Tensor], list[tf.Tensor]], k: tf.Tensor,
+                   z: tf.Tensor, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     """`(f_k^-1(z), ildj_k(f_k^-1(z)))`: step `k` latent -> data (no state is updated)."""
     def run() -> tuple[tf.Tensor, tf.Tensor]:
       return (self._step.forward(z, **kwargs),
               -self._step.forward_log_det_jacobian(z, event_ndims=_checks.EVENT_NDIMS, **kwargs))
 
-    return self._stacked.step(values, k, run, record_updates=False)[0]
+    return self._stacked.step(read, k, run, record_updates=False)[0]
 
   def _loop(self, x: tf.Tensor, inverse: bool, **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     x = _checks.check_image_event(x, self.name, validate_args=self.validate_args)
@@ -270,10 +272,9 @@ class Scan(_cached_log_det.CachedLogDetBijector):
 
     def body(i: tf.Tensor, x: tf.Tensor, log_det: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
       if inverse:
-        y, ildj = self.step_inverse(read(i), i, x, **kwargs)
+        y, ildj = self.step_inverse(read, i, x, **kwargs)
       else:
-        k = steps - 1 - i
-        y, ildj = self.step_forward(read(k), k, x, **kwargs)
+        y, ildj = self.step_forward(read, steps - 1 - i, x, **kwargs)
       return y, log_det + ildj
 
     return loop(steps, body, (x, log_det))
