@@ -8,6 +8,9 @@ used here only, so that a TFP upgrade that moves them touches this file alone:
   transform (`cache_util.BijectorCacheWithGreedyAttrs` and the `_cache` hook);
 * `RoutingChain`: TFP's chain that is not a composite tensor (`chain._Chain`, which may hold
   Keras layers) with the per-step hooks `_walk_forward` and `_walk_inverse`.
+
+Both are `IdentityKeyed`: TFP's cache keys every stored result by its bijector, whose hash it
+otherwise computes from the bijector's parameters, recursively, at every lookup.
 """
 
 from __future__ import annotations
@@ -19,10 +22,28 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.internal import cache_util
 
-__all__ = ["GreedyAttributesBijector", "RoutingChain"]
+__all__ = ["GreedyAttributesBijector", "IdentityKeyed", "RoutingChain"]
 
 
-class GreedyAttributesBijector(tfp.bijectors.Bijector):
+class IdentityKeyed:
+  """A bijector equal only to itself, hashed by identity.
+
+  `tfp.bijectors.Bijector` hashes and compares bijectors by their parameters, and TFP's cache
+  hashes the bijector at every lookup. The parameters of this package's bijectors hold Keras
+  layers and other bijectors (a chain its steps, `FactorOut` the rest of the flow, `Scan` its
+  step), so that hash walks the whole flow below the bijector each time: a Glow's traced
+  training step spent seconds in it. Two such bijectors built from the same layers compute the
+  same function, but sharing a cache between them is not worth that walk.
+  """
+
+  def __hash__(self) -> int:
+    return id(self)
+
+  def __eq__(self, other: object) -> bool:
+    return self is other
+
+
+class GreedyAttributesBijector(IdentityKeyed, tfp.bijectors.Bijector):
   """A bijector whose transforms also return attributes that TFP's cache keeps.
 
   Subclasses implement `_augmented_forward(z, **kwargs)` and `_augmented_inverse(x, **kwargs)`,
@@ -42,7 +63,7 @@ class GreedyAttributesBijector(tfp.bijectors.Bijector):
     return self._cache.inverse_attributes(x, **kwargs)
 
 
-class RoutingChain(chain_lib._Chain):  # pylint: disable=protected-access
+class RoutingChain(IdentityKeyed, chain_lib._Chain):  # pylint: disable=protected-access
   """`tfb.Chain` that hands each bijector the keyword arguments `_route(bijector, kwargs)`.
 
   `tfb.Chain` routes keyword arguments by bijector name (`chain.forward(z, name={...})`);
