@@ -16,9 +16,10 @@ runs `speed.py`'s worker for our library (`_configs.py`'s Glow configuration `--
   the reversible mode (`FlowModel(remat="reversible")`), the peak resident memory and its
   excess over the memory after import and building (`above_mb`).
 
-With the `tfp` part, TFP's own Glow (`tfp.bijectors.Glow`, `tfp_glow_worker.py`) and our
-scanned Glow run side by side at each depth: start-up, interleaved steady steps and the peak
-resident memory of each worker process.
+With the `tfp` part, TFP's own Glow (`tfp.bijectors.Glow`, `tfp_glow_worker.py`), and with the
+`normflows` part normflows' Glow (`normflows_worker.py --flow glow`, in the `--torch-python`
+environment), run beside our scanned Glow at each depth: start-up, interleaved steady steps and
+the peak resident memory of each worker process (both parts given: all three in one run).
 
 With the `presets` part, the paper-sized presets of `--presets` (`glow_cifar10`: L=3, K=32;
 `glow_imagenet64`: L=4, K=48; 512 filters) are built in both forms, each in its own process,
@@ -53,6 +54,8 @@ import speed
 
 _HERE = pathlib.Path(__file__).resolve().parent
 FORMS = ("scan", "unrolled")
+PEERS = {"tfp": "TFP", "normflows": "normflows"}  # Part and form -> the library's name.
+PARTS = ("speed", "xla", "memory", *PEERS, "presets")
 
 
 def parse_args(argv=None):
@@ -74,7 +77,12 @@ def parse_args(argv=None):
   parser.add_argument("--parts", default="speed,xla,memory",
                       help="Comma-separated: speed (start-up, steady step), xla (start-up "
                            "with jit_compile=True), memory (standard and reversible), tfp "
-                           "(TFP's own tfp.bijectors.Glow against our scanned Glow), presets.")
+                           "(TFP's own tfp.bijectors.Glow against our scanned Glow), normflows "
+                           "(normflows' Glow against ours), presets.")
+  parser.add_argument("--torch-python",
+                      default=str(_HERE.parent / ".bench-venv" / "bin" / "python"),
+                      help="Python of the environment with torch and normflows (normflows "
+                           "part).")
   parser.add_argument("--presets", default="glow_cifar10,glow_imagenet64",
                       help="The presets of the presets part.")
   parser.add_argument("--preset-batch-size", type=int, default=4)
@@ -90,7 +98,7 @@ def _worker_args(args, depth, form, jit=False):
   return speed.our_worker_args(
       batch_size=args.batch_size, memory_steps=args.memory_steps, threads=args.threads,
       flow="glow", num_steps=depth, num_filters=args.num_filters,
-      scan="on" if form == "scan" else "off", jit=jit)
+      scan="on" if form == "scan" else "off", jit=jit, torch_python=args.torch_python)
 
 
 def _record(args, report, **fields):
@@ -101,9 +109,12 @@ def _record(args, report, **fields):
 
 def _worker_command(args, depth, form, jit=False):
   """The command line of the worker of `form` at `depth`: ours (`scan`, `unrolled`) is
-  `speed.py`'s worker, TFP's Glow (`tfp`) `tfp_glow_worker.py` with the same flags."""
-  command = speed.worker_commands(_worker_args(args, depth, form, jit), args.config)
-  command = command["tfp_realnvp"]
+  `speed.py`'s worker, TFP's Glow (`tfp`) `tfp_glow_worker.py` with the same flags, normflows'
+  Glow (`normflows`) `speed.py`'s normflows worker."""
+  commands = speed.worker_commands(_worker_args(args, depth, form, jit), args.config)
+  if form == "normflows":
+    return commands["normflows"]
+  command = commands["tfp_realnvp"]
   if form == "tfp":
     command = [sys.executable, str(_HERE / "tfp_glow_worker.py")] + command[2:]
   return command
@@ -243,22 +254,26 @@ def print_table(rows, depths):
           + f" | {ratio(cells['scan', deep], cells['unrolled', deep])} |")
 
 
-def print_tfp_table(rows, depths):
-  """The Markdown table of the tfp part: our scanned Glow and TFP's at each depth."""
+def print_peer_table(rows, depths, peers):
+  """The Markdown table of the peer parts: our scanned Glow and each of `peers` at each depth."""
   by_key = {(r["form"], r["depth"]): r for r in rows}
   measures = [("launch to first training step done (s)",
                lambda r: r["startup"]["launch_to_first_step_done_s"]),
               ("first training step (s)", lambda r: r["startup"]["first_train_step_s"]),
               ("steady training step (ms)", lambda r: r["step"]["median_ms"]),
               ("peak resident memory of the process (MB)", lambda r: r["peak_rss_mb"])]
-  print("| measure | " + " | ".join(f"{name}, K={depth}" for name in ("ours", "TFP")
+  forms = ("scan", *peers)
+  names = {"scan": "ours", **PEERS}
+  print("| measure | " + " | ".join(f"{names[form]}, K={depth}" for form in forms
                                     for depth in depths)
-        + f" | ours / TFP, K={depths[-1]} |")
-  print("|" + " --- |" * (2 * len(depths) + 2))
+        + "".join(f" | ours / {PEERS[peer]}, K={depths[-1]}" for peer in peers) + " |")
+  print("|" + " --- |" * ((len(depths) + 1) * len(forms)))
   for name, get in measures:
-    cells = [get(by_key[form, depth]) for form in ("scan", "tfp") for depth in depths]
-    ours, theirs = get(by_key["scan", depths[-1]]), get(by_key["tfp", depths[-1]])
-    print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {ours / theirs:.2f} |")
+    cells = [get(by_key[form, depth]) for form in forms for depth in depths]
+    ours = get(by_key["scan", depths[-1]])
+    ratios = [ours / get(by_key[peer, depths[-1]]) for peer in peers]
+    print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells)
+          + "".join(f" | {r:.2f}" for r in ratios) + " |")
 
 
 def main(argv=None):
@@ -268,10 +283,13 @@ def main(argv=None):
     return 0
   depths = [int(d) for d in args.depths.split(",")]
   parts = args.parts.split(",")
-  unknown = set(parts) - {"speed", "xla", "memory", "tfp", "presets"}
+  unknown = set(parts) - set(PARTS)
   if unknown:
-    sys.exit(f"error: unknown parts {sorted(unknown)}; choose among speed, xla, memory, tfp, "
-             "presets.")
+    sys.exit(f"error: unknown parts {sorted(unknown)}; choose among {', '.join(PARTS)}.")
+  peers = [peer for peer in PEERS if peer in parts]
+  if "normflows" in peers and not pathlib.Path(args.torch_python).exists():
+    sys.exit(f"error: no Python at {args.torch_python}; create the normflows environment first "
+             "(benchmarks/README.md) or pass --torch-python.")
   pathlib.Path(args.output).mkdir(parents=True, exist_ok=True)
   print(_runlog.cpu_summary(), flush=True)
   _record(args, {"part": "machine", "machine": _runlog.machine_info(),
@@ -287,10 +305,10 @@ def main(argv=None):
                for form in FORMS for remat in ("standard", "reversible")]
   if rows:
     print_table(rows, depths)
-  if "tfp" in parts:
-    print_tfp_table([row for depth in depths
-                     for row in speed_part(args, depth, jit=False, forms=("scan", "tfp"),
-                                           part="tfp").values()], depths)
+  if peers:
+    print_peer_table([row for depth in depths
+                      for row in speed_part(args, depth, jit=False, forms=("scan", *peers),
+                                            part="peers").values()], depths, peers)
   if "presets" in parts:
     reports = {(name, form): presets_part(args, name, form)
                for name in args.presets.split(",") for form in FORMS}
