@@ -161,6 +161,18 @@ def test_the_gradient_of_a_step_is_its_slice_not_a_dense_sum_per_step():
   assert not op_types & {"ResourceGather", "GatherV2", "UnsortedSegmentSum"}, op_types
 
 
+def test_the_loop_reads_one_list_per_dtype_not_one_per_variable():
+  # Each list is a loop variable of the forward loop and an accumulator of the gradient's.
+  function = _traced_gradient(STEPS)
+  stacked_dtypes = {v.dtype for v in function.graph.variables}
+  operations = function.graph.get_operations()
+  loops = [op for op in operations  # The forward loops (not their gradients').
+           if op.type in ("While", "StatelessWhile") and "gradient" not in op.name]
+  lists = [op for op in operations if op.type == "TensorListFromTensor"]
+  assert len(function.graph.variables) > 10 and len(stacked_dtypes) == 1 and loops
+  assert len(lists) == len(loops) * len(stacked_dtypes)
+
+
 def test_bad_arguments_are_named():
   stacked = rb.StackedParameters(_actnorm, 2)
   with pytest.raises(errors.InvalidTypeError, match="StackedParameters"):

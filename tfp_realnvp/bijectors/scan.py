@@ -101,17 +101,34 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
   def step_reader(self) -> Callable[[tf.Tensor], list[tf.Tensor]]:
     """`read(k)`: the values of step `k`'s variables (in the template's order) in a loop.
 
-    Call this outside the loop over the steps and `read` inside it. The values come from
-    lists of the steps' slices made here (`tf.TensorArray`): in a `tf.while_loop`, the
-    gradient of a read from a list is that step's slice, stacked once after the loop, where
-    that of a `tf.gather` of slice `k` is a dense `[K, ...]` tensor added up at every step
-    (`K` times the work).
+    Call this outside the loop over the steps and `read` inside it. The variables of each dtype
+    are flattened into one `[K, P]` tensor, whose rows go to a list (`tf.TensorArray`); `read(k)`
+    takes row `k` and splits it into the step's values. In a `tf.while_loop`, the gradient of a
+    read from a list is that step's row, stacked once after the loop, where that of a
+    `tf.gather` of slice `k` is a dense `[K, ...]` tensor added up at every step (`K` times the
+    work); and one list per dtype, not one per variable, keeps the loop's own state (its loop
+    variables and the gradient's accumulators) from growing with the number of variables.
     """
-    arrays = [tf.TensorArray(variable.dtype, size=self.num_steps,
-                             element_shape=variable.shape[1:]).unstack(
-                                 tf.convert_to_tensor(variable))
-              for variable in self.stacked]
-    return lambda k: [array.read(k) for array in arrays]
+    groups: dict[tf.DType, list[int]] = {}
+    for index, variable in enumerate(self.stacked):
+      groups.setdefault(variable.dtype, []).append(index)
+    arrays = {}
+    for dtype, indices in groups.items():
+      rows = tf.concat([tf.reshape(tf.convert_to_tensor(self.stacked[i]), [self.num_steps, -1])
+                        for i in indices], axis=1)
+      arrays[dtype] = tf.TensorArray(dtype, size=self.num_steps,
+                                     element_shape=rows.shape[1:]).unstack(rows)
+
+    def read(k: tf.Tensor) -> list[tf.Tensor]:
+      values: list[tf.Tensor | None] = [None] * len(self.stacked)
+      for dtype, indices in groups.items():
+        shapes = [self.stacked[i].shape[1:] for i in indices]
+        parts = tf.split(arrays[dtype].read(k), [int(np.prod(shape)) for shape in shapes])
+        for i, shape, part in zip(indices, shapes, parts, strict=True):
+          values[i] = tf.reshape(part, shape)
+      return values  # type: ignore[return-value]
+
+    return read
 
   def step(self, read: Callable[[tf.Tensor], list[tf.Tensor]], k: tf.Tensor,
            fn: Callable[[], Any], record_updates: bool = True) -> tuple[Any, list[Any]]:
@@ -138,13 +155,14 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
       _RECORDING.reset(token)
     updates = []
     if record_updates:
+      index = k[tf.newaxis]
       for stacked, variable, value in zip(self.stacked, self._template_variables, values,
                                           strict=True):
         new = scope.get_current_value(variable)
         if new is not None and new is not value:
           # The TensorFlow variable behind the Keras one: a scatter writes slice `k` alone.
           updates.append(stacked.value.scatter_update(
-              tf.IndexedSlices(tf.cast(new, stacked.dtype)[tf.newaxis], k[tf.newaxis])))
+              tf.IndexedSlices(tf.cast(new, stacked.dtype)[tf.newaxis], index)))
     return result, updates
 
   @contextlib.contextmanager
