@@ -120,13 +120,13 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
                                      element_shape=rows.shape[1:]).unstack(rows)
 
     def read(k: tf.Tensor) -> list[tf.Tensor]:
-      values: list[tf.Tensor | None] = [None] * len(self.stacked)
+      values = {}
       for dtype, indices in groups.items():
         shapes = [self.stacked[i].shape[1:] for i in indices]
         parts = tf.split(arrays[dtype].read(k), [int(np.prod(shape)) for shape in shapes])
         for i, shape, part in zip(indices, shapes, parts, strict=True):
           values[i] = tf.reshape(part, shape)
-      return values  # type: ignore[return-value]
+      return [values[i] for i in range(len(self.stacked))]
 
     return read
 
