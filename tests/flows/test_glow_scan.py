@@ -100,9 +100,10 @@ def test_the_memory_modes_give_the_standard_gradients(remat):
     np.testing.assert_allclose(saving, standard, rtol=1e-8, atol=1e-10)
 
 
-def _fit(scan, remat=None, jit_compile=False):
+def _fit(scan, remat=None, jit_compile=False, dtype="float32"):
+  flow = glow(scan, dtype=dtype)  # Sets the global seed, which the shuffled order mixes in.
   images = next(iter(data.load_images("digits", batch_size=96, seed=0))).numpy()
-  model = tfp_realnvp.FlowModel(glow(scan, dtype="float32"), remat=remat)
+  model = tfp_realnvp.FlowModel(flow, remat=remat)
   model.compile(optimizer=tfp_realnvp.FusedAdam(1e-3), jit_compile=jit_compile)
   history = model.fit(images, batch_size=32, epochs=2, shuffle=False, verbose=0)
   return history.history["loss"], model
@@ -119,9 +120,11 @@ def test_training_is_the_unrolled_flows_actnorm_initialisation_included():
 @pytest.mark.slow  # About 40 s: XLA compiles the training step of both memory modes.
 @pytest.mark.parametrize("remat", [None, "reversible"])
 def test_training_compiles_with_xla(remat):
-  losses, _ = _fit(scan=True, remat=remat)
-  xla_losses, _ = _fit(scan=True, remat=remat, jit_compile=True)
-  np.testing.assert_allclose(xla_losses, losses, rtol=1e-4)
+  # In float64: in float32, XLA's other order of summation moves the smallest gradients, and
+  # Adam's first updates (about the learning rate times their sign) differ where they do.
+  losses, _ = _fit(scan=True, remat=remat, dtype="float64")
+  xla_losses, _ = _fit(scan=True, remat=remat, jit_compile=True, dtype="float64")
+  np.testing.assert_allclose(xla_losses, losses, rtol=1e-8)
 
 
 def _training_op_count(scan, num_steps):

@@ -140,10 +140,12 @@ def load_images(source: str | os.PathLike | sources.ImageSource | object, split:
     data_dir: TensorFlow Datasets data directory (default: TFDS's, `$TFDS_DATA_DIR` or
       `~/tensorflow_datasets`). Ignored for the other sources.
     download: allow TensorFlow Datasets to download and prepare a missing data set.
-    seed: optional int; makes shuffling and dequantization noise reproducible, whatever
-      TensorFlow's global seed: two pipelines built with the same seed yield the same batches.
-      Successive iterations over a shuffled pipeline still differ; an unshuffled one yields
-      the same images at every pass (as a fixed test set should).
+    seed: optional int; makes shuffling and dequantization noise reproducible: two pipelines
+      built with the same seed yield the same batches. The noise depends on `seed` alone; the
+      shuffled order also on TensorFlow's global seed (`tf.data` mixes it in), so set that
+      the same too (`keras.utils.set_random_seed`, as the training command does) for the same
+      order. Successive iterations over a shuffled pipeline still differ; an unshuffled one
+      yields the same images at every pass (as a fixed test set should).
     dequantize: add uniform noise (`(k + u) / 256`) if true; return `k / 256` if false.
     repeat: repeat the data indefinitely (shuffling differently at each pass).
     drop_remainder: drop the last batch if it is smaller than `batch_size`.
