@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import tfp_realnvp
 from tfp_realnvp import data
+from tfp_realnvp import errors
 
 from helpers import randomize
 
@@ -313,3 +314,25 @@ def test_interpolate_corners_are_the_inputs():
   assert min(np.abs(grid[12] - image).max() for image in images) > 1e-3
   with pytest.raises(ValueError, match="corners must be 4 images"):
     model.interpolate(images[:3], 5)
+
+
+def _poisoned(model):
+  """`model` with a NaN in the output bias of one coupling network (a diverged weight)."""
+  bias = [v for v in model.flow.conditioners[0].weights if "bias" in v.path][-1]
+  bias.assign(np.full(bias.shape, np.nan, "float32"))
+  return model
+
+
+def test_samples_that_overflow_are_an_error_not_nan_or_saturated_pixels():
+  model = _poisoned(small_model())
+  with pytest.raises(errors.NonFiniteSamplesError, match="4 of 4 samples hold NaN"):
+    model.sample(4, seed=1)
+  # Without the logit preprocessing: an overflow to infinity (before any clipping) is caught.
+  keras.utils.set_random_seed(0)
+  plain = tfp_realnvp.FlowModel(tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=4,
+                                                    num_blocks=1), preprocessing=None)
+  assert np.all(np.isfinite(plain.sample(4, seed=1, temperature=1e30)))
+  with pytest.raises(errors.NonFiniteSamplesError, match=r"of 64 samples .* temperature 1e\+38"):
+    plain.sample(64, seed=1, temperature=1e38)
+  # A traced call (a SavedModel signature, a user's tf.function) is not checked.
+  assert np.any(np.isnan(tf.function(lambda: model.sample(2, seed=1))()))

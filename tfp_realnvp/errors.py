@@ -7,7 +7,8 @@ prints these as one line; any other exception is a bug and shows its traceback.
 """
 
 __all__ = ["BackendError", "BusyFolderError", "DataError", "DivergenceError", "Error",
-           "InvalidTypeError", "InvalidValueError", "OutOfSpaceError", "RunError"]
+           "InvalidTypeError", "InvalidValueError", "NonFiniteSamplesError", "OutOfSpaceError",
+           "RunError"]
 
 
 class Error(Exception):
@@ -44,6 +45,10 @@ class BusyFolderError(RunError):
 
 class DivergenceError(Error, FloatingPointError):
   """Training stopped at a non-finite loss; the run's last finished epoch is kept."""
+
+
+class NonFiniteSamplesError(Error, FloatingPointError):
+  """Samples with NaN or infinite values: the flow overflowed mapping the latent to data."""
 
 
 class OutOfSpaceError(Error, OSError):

@@ -314,31 +314,45 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
         `[2]` int tensor.
 
     Called eagerly, it runs as a `tf.function` traced once per `n` (and kind of condition and
-    seed); `temperature` and the seed's value do not retrace it.
+    seed); `temperature` and the seed's value do not retrace it. Eager calls also check
+    that every sample is finite (before the logit preprocessing's clipping, which would turn an
+    overflow into saturated pixels): a flow trained for a few steps, or initialised on data
+    unlike the data it models, can overflow at temperature 1.
 
     Raises:
       InvalidTypeError: `n` is not an integer (floats and bools included).
       InvalidValueError: `n` or `temperature` out of range, or a condition the flow refuses.
+      NonFiniteSamplesError: (eager calls) a sample holds NaN or infinite values.
     """
     n = _arguments.sample_count(n)
     self.check_inputs(None, condition)
     if isinstance(seed, (int, np.integer)):
       seed = tf.constant([0, int(seed)], dtype=tf.int32)
     temperature = _arguments.temperature(temperature, self.compute_dtype)
-    if tf.executing_eagerly():
-      return self._graph_function("sample", self._sample)(
-          n, _arguments.as_tensor_or_none(condition), temperature, seed)
-    return self._sample(n, condition, temperature, seed)
+    if not tf.executing_eagerly():
+      return self._sample(n, condition, temperature, seed)[0]  # Pruned: the unused check.
+    images, finite = self._graph_function("sample", self._sample)(
+        n, _arguments.as_tensor_or_none(condition), temperature, seed)
+    bad = int(tf.size(finite)) - int(tf.reduce_sum(tf.cast(finite, tf.int32)))
+    if bad:
+      raise errors.NonFiniteSamplesError(
+          f"{bad} of {n} samples hold NaN or infinite values: the flow overflowed mapping the "
+          f"latent to data at temperature {float(temperature):g}. A flow trained for only a "
+          "few steps can do this; sample at a lower temperature or train it longer.")
+    return images
 
   def _sample(self, n: int | tf.Tensor, condition: TensorLike | None, temperature: tf.Tensor,
-              seed: tf.Tensor | None) -> tf.Tensor:
+              seed: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """The images of `n` samples, and whether each is finite before `_to_data_range` (`[n]`)."""
     kwargs = self.bijector_kwargs(condition)
     if isinstance(n, int) and n == 0:
       # No example to run the networks on (TF's fused batch norm rejects an empty batch).
-      return tf.zeros([0] + self._distribution.event_shape.as_list(), self.compute_dtype)
-    z = self._distribution.distribution.sample(n, seed=seed)
-    return self._to_data_range(
-        self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs))
+      x = tf.zeros([0] + self._distribution.event_shape.as_list(), self.compute_dtype)
+    else:
+      z = self._distribution.distribution.sample(n, seed=seed)
+      x = self._distribution.bijector.forward(z * tf.cast(temperature, z.dtype), **kwargs)
+    event_axes = list(range(-len(self._distribution.event_shape), 0))
+    return self._to_data_range(x), tf.reduce_all(tf.math.is_finite(x), axis=event_axes)
 
   def _to_data_range(self, x: tf.Tensor) -> tf.Tensor:
     """With the logit preprocessing, clips images made by `forward` to `[0, 1)`.

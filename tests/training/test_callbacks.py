@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfp_realnvp
 from tfp_realnvp import training
 
 
@@ -52,3 +53,18 @@ def test_without_an_average_nothing_changes():
   with training.averaged_weights(model):
     for inside, weights in zip(_weights(model), raw, strict=True):
       np.testing.assert_array_equal(inside, weights)
+
+
+def test_an_epoch_whose_samples_overflow_gets_no_grid_and_a_warning(tmp_path):
+  flow = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_filters=4, num_blocks=1)
+  model = tfp_realnvp.FlowModel(flow)
+  model.compile(optimizer=keras.optimizers.Adam())
+  grid = training.SampleGrid(tmp_path, count=4, seed=0)
+  grid.set_model(model)
+  grid.on_epoch_end(0)
+  assert (tmp_path / "epoch_001.png").is_file()
+  bias = [v for v in flow.conditioners[0].weights if "bias" in v.path][-1]
+  bias.assign(np.full(bias.shape, np.nan, "float32"))
+  with pytest.warns(RuntimeWarning, match="No sample grid for epoch 2: 4 of 4 samples"):
+    grid.on_epoch_end(1)
+  assert not (tmp_path / "epoch_002.png").exists()

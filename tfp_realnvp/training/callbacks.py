@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import time
+import warnings
 from typing import Any, Iterator
 
 import keras
@@ -76,7 +77,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
 class SampleGrid(keras.callbacks.Callback):
   """Saves `epoch_XXX.png` after each epoch, drawn from the same base-distribution seed.
 
-  With an EMA optimizer the samples are those of the averaged weights (`averaged_weights`).
+  With an EMA optimizer the samples are those of the averaged weights (`averaged_weights`). An
+  epoch whose samples overflow (`NonFiniteSamplesError`, as a flow can early in training) gets
+  no grid and a warning that says so; training goes on.
 
   Args:
     folder: the folder of the grids (`RunFolder.samples`).
@@ -90,8 +93,13 @@ class SampleGrid(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
     del logs
-    with averaged_weights(self.model):
-      images = self.model.sample(self.count, seed=self.seed)
+    try:
+      with averaged_weights(self.model):
+        images = self.model.sample(self.count, seed=self.seed)
+    except errors.NonFiniteSamplesError as error:
+      warnings.warn(f"No sample grid for epoch {epoch + 1}: {error}", RuntimeWarning,
+                    stacklevel=2)
+      return
     plotting.save_image_grid(images.numpy(), self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
