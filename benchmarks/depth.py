@@ -79,10 +79,7 @@ def parse_args(argv=None):
                            "with jit_compile=True), memory (standard and reversible), tfp "
                            "(TFP's own tfp.bijectors.Glow against our scanned Glow), normflows "
                            "(normflows' Glow against ours), presets.")
-  parser.add_argument("--torch-python",
-                      default=str(_HERE.parent / ".bench-venv" / "bin" / "python"),
-                      help="Python of the environment with torch and normflows (normflows "
-                           "part).")
+  speed.add_torch_python_argument(parser)
   parser.add_argument("--presets", default="glow_cifar10,glow_imagenet64",
                       help="The presets of the presets part.")
   parser.add_argument("--preset-batch-size", type=int, default=4)
@@ -287,9 +284,8 @@ def main(argv=None):
   if unknown:
     sys.exit(f"error: unknown parts {sorted(unknown)}; choose among {', '.join(PARTS)}.")
   peers = [peer for peer in PEERS if peer in parts]
-  if "normflows" in peers and not pathlib.Path(args.torch_python).exists():
-    sys.exit(f"error: no Python at {args.torch_python}; create the normflows environment first "
-             "(benchmarks/README.md) or pass --torch-python.")
+  if "normflows" in peers:
+    speed.require_torch_python(args)
   pathlib.Path(args.output).mkdir(parents=True, exist_ok=True)
   print(_runlog.cpu_summary(), flush=True)
   _record(args, {"part": "machine", "machine": _runlog.machine_info(),

@@ -61,9 +61,7 @@ def parse_args(argv=None):
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--parts", default=",".join(PARTS),
                       help=f"Comma-separated parts among {list(PARTS)}.")
-  parser.add_argument("--torch-python",
-                      default=str(_HERE.parent / ".bench-venv" / "bin" / "python"),
-                      help="Python of the environment where torch and normflows are installed.")
+  speed.add_torch_python_argument(parser)
   parser.add_argument("--memory-steps", type=int, default=4,
                       help="Training steps of every process (the first traces).")
   parser.add_argument("--threads", type=int, default=1,

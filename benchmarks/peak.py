@@ -636,9 +636,7 @@ def print_table(run):
 
 def run_driver(args):
   """Counts, measures the peaks, times every configuration and writes `results.json`."""
-  if not pathlib.Path(args.torch_python).exists():
-    sys.exit(f"error: no Python at {args.torch_python}; create the normflows environment first "
-             "(benchmarks/README.md) or pass --torch-python.")
+  speed.require_torch_python(args)
   if args.rounds * args.reps < 2:
     sys.exit("error: --rounds x --reps must be at least 2 to give medians and quartiles.")
   configs = [c.strip() for c in args.configs.split(",") if c.strip()]

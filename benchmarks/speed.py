@@ -81,11 +81,24 @@ def add_run_arguments(parser, configs="mnist,cifar"):
   parser.add_argument("--reps", type=int, default=5, help="Calls per operation per round.")
 
 
+def add_torch_python_argument(parser):
+  """`--torch-python`: the Python of the environment with torch and normflows (the
+  normflows workers'), `.bench-venv` by default (benchmarks/README.md)."""
+  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
+                      help="Python of the environment where torch and normflows are installed.")
+
+
+def require_torch_python(args):
+  """Exits with a one-line error unless `args.torch_python` exists."""
+  if not pathlib.Path(args.torch_python).exists():
+    sys.exit(f"error: no Python at {args.torch_python}; create the normflows environment first "
+             "(benchmarks/README.md) or pass --torch-python.")
+
+
 def add_comparison_arguments(parser):
   """`add_run_arguments`' flags and `--torch-python`: a run that compares both libraries."""
   add_run_arguments(parser)
-  parser.add_argument("--torch-python", default=str(_REPO_ROOT / ".bench-venv" / "bin" / "python"),
-                      help="Python of the environment where torch and normflows are installed.")
+  add_torch_python_argument(parser)
 
 
 def parse_args(argv=None):
@@ -456,10 +469,7 @@ def print_table(results):
 
 def run_driver(args):
   """Times every configuration and writes `results.json`."""
-  torch_python = pathlib.Path(args.torch_python)
-  if not torch_python.exists():
-    sys.exit(f"error: no Python at {torch_python}; create the normflows environment first "
-             "(benchmarks/README.md) or pass --torch-python.")
+  require_torch_python(args)
   if args.rounds * args.reps < 2:
     sys.exit("error: --rounds x --reps must be at least 2 to give medians and quartiles.")
   configs = [c.strip() for c in args.configs.split(",") if c.strip()]

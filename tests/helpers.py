@@ -56,6 +56,14 @@ def randomize(layer, seed=0, stddev=0.2):
   return layer
 
 
+def poison_a_coupling(flow):
+  """Sets the output bias of `flow`'s first coupling network to NaN (a diverged weight): half
+  the pixels of every sample become NaN. Returns `flow`."""
+  bias = [v for v in flow.conditioners[0].weights if "bias" in v.path][-1]
+  bias.assign(np.full(bias.shape, np.nan, "float32"))
+  return flow
+
+
 def resnet_conditioner(input_shape, output_channels, dtype="float64", seed=0, name=None,
                        conditional_size=None, params_per_unit=None):
   """A tiny randomised `CouplingResNet`, built for `input_shape` `(h, w, c)`.

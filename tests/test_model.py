@@ -11,7 +11,7 @@ import tfp_realnvp
 from tfp_realnvp import data
 from tfp_realnvp import errors
 
-from helpers import randomize
+from helpers import poison_a_coupling, randomize
 
 
 def digits(split="train", batch_size=100, seed=0):
@@ -316,15 +316,9 @@ def test_interpolate_corners_are_the_inputs():
     model.interpolate(images[:3], 5)
 
 
-def _poisoned(model):
-  """`model` with a NaN in the output bias of one coupling network (a diverged weight)."""
-  bias = [v for v in model.flow.conditioners[0].weights if "bias" in v.path][-1]
-  bias.assign(np.full(bias.shape, np.nan, "float32"))
-  return model
-
-
 def test_samples_that_overflow_are_an_error_not_nan_or_saturated_pixels():
-  model = _poisoned(small_model())
+  model = small_model()
+  poison_a_coupling(model.flow)
   with pytest.raises(errors.NonFiniteSamplesError, match="4 of 4 samples hold NaN"):
     model.sample(4, seed=1)
   # Without the logit preprocessing: an overflow to infinity (before any clipping) is caught.

@@ -333,7 +333,7 @@ class FlowModel(_model_bounds.DiscreteBounds, _model_training.LikelihoodTraining
       return self._sample(n, condition, temperature, seed)[0]  # Pruned: the unused check.
     images, finite = self._graph_function("sample", self._sample)(
         n, _arguments.as_tensor_or_none(condition), temperature, seed)
-    bad = int(tf.size(finite)) - int(tf.reduce_sum(tf.cast(finite, tf.int32)))
+    bad = int(np.sum(~finite.numpy()))
     if bad:
       raise errors.NonFiniteSamplesError(
           f"{bad} of {n} samples hold NaN or infinite values: the flow overflowed mapping the "

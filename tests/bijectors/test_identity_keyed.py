@@ -46,6 +46,10 @@ def test_equal_only_to_itself():
   assert first.bijector != second.bijector
   assert first.bijector.bijectors[0] != second.bijector.bijectors[0]
   assert len({first.bijector, first.bijector, second.bijector}) == 2
+  # Two bijectors of the same layers: equal by TFP's parameters, distinct here.
+  coupling = first.bijector.bijectors[0]
+  twin = type(coupling)(**coupling.parameters)
+  assert twin.parameters == coupling.parameters and twin != coupling
 
 
 def test_the_cache_still_returns_the_input_of_a_round_trip():
