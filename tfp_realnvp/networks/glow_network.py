@@ -13,6 +13,7 @@ from tfp_realnvp._types import LayerShape
 from tfp_realnvp._types import TensorLike
 from tfp_realnvp.networks import actnorm
 from tfp_realnvp.networks import _conditioning
+from tfp_realnvp.networks import _convolution
 from tfp_realnvp.networks import _coupling_networks
 from tfp_realnvp.networks import _coupling_outputs
 
@@ -22,9 +23,9 @@ __all__ = ["GlowCouplingNetwork", "SplitPriorNetwork"]
 SCALE_OFFSET = 2.0
 
 
-def _zero_conv(filters: int, kernel_size: int, dtype: Any, name: str) -> keras.layers.Conv2D:
+def _zero_conv(filters: int, kernel_size: int, dtype: Any, name: str) -> _convolution.Conv2D:
   """A convolution whose weights and bias start at zero (Glow's `conv2d_zeros`)."""
-  return keras.layers.Conv2D(filters, kernel_size, padding="same", kernel_initializer="zeros",
+  return _convolution.Conv2D(filters, kernel_size, padding="same", kernel_initializer="zeros",
                              bias_initializer="zeros", dtype=dtype, name=name)
 
 
@@ -99,10 +100,10 @@ class GlowCouplingNetwork(keras.layers.Layer):
     self.conditional_size = _validation.positive_int(conditional_size, "conditional_size",
                                                      allow_none=True)
     policy = self.dtype_policy
-    self.conv_in = keras.layers.Conv2D(self.num_filters, 3, padding="same", use_bias=False,
+    self.conv_in = _convolution.Conv2D(self.num_filters, 3, padding="same", use_bias=False,
                                        dtype=policy, name="conv_in")
     self.norm_in = actnorm.ActNormalization(dtype=policy, name="norm_in")
-    self.conv_hidden = keras.layers.Conv2D(self.num_filters, 1, use_bias=False, dtype=policy,
+    self.conv_hidden = _convolution.Conv2D(self.num_filters, 1, use_bias=False, dtype=policy,
                                            name="conv_hidden")
     self.norm_hidden = actnorm.ActNormalization(dtype=policy, name="norm_hidden")
     self.head = _zero_conv(

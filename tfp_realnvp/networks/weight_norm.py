@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfp_realnvp import _validation
 from tfp_realnvp import errors
+from tfp_realnvp.networks import _convolution
 from tfp_realnvp._types import LayerShape
 
 __all__ = ["WeightNormConv2D", "weight_scales"]
@@ -78,7 +79,7 @@ class WeightNormConv2D(keras.layers.Layer):
                       self.compute_dtype)
     # A BiasAdd (not a broadcast add) is what TensorFlow's graph optimiser fuses into the
     # convolution, and its gradient is one reduction kernel.
-    return tf.nn.bias_add(ops.conv(inputs, kernel, strides=1, padding="same"), self.bias)
+    return tf.nn.bias_add(_convolution.conv2d_same(inputs, kernel), self.bias)
 
   def compute_output_shape(self, input_shape: LayerShape) -> tuple[int | None, ...]:
     return tuple(input_shape[:-1]) + (self.filters,)

@@ -1,0 +1,82 @@
+"""Stride-1 "same" convolutions whose gradients XLA compiles well on a CPU, inside loops too.
+
+The gradient of a convolution is two more convolutions, which TensorFlow hands to XLA in other
+layouts than the forward one: the kernel's input and output axes swapped for the input's
+gradient, the batch taken as the contracted axis for the kernel's. XLA's CPU compiler calls its
+fast convolution only for one layout (images NHWC, kernels HWIO) and rewrites the others into
+it, but only in a program's top level: inside the body of a loop (a scanned flow's steps,
+`tfp_realnvp.bijectors.Scan`) the others are compiled into plain nested loops, tens of times
+slower. Under XLA on a CPU, `conv2d_same`'s gradient is therefore written as two convolutions
+in that one layout, with the transposes made explicit; elsewhere (TensorFlow's own kernels,
+GPUs, TPUs) it is the usual convolution and gradient.
+
+For `y = conv(x, W)` with an odd `kh x kw` kernel, padding `p = (kh - 1) / 2`,
+`q = (kw - 1) / 2`, and the upstream gradient `g = dL/dy`:
+
+    dL/dx = conv(g, W'),  W'[i, j, o, c] = W[kh - 1 - i, kw - 1 - j, c, o]
+    dL/dW[i, j, c, o] = sum_{n, h, w} x_pad[n, h + i, w + j, c] g[n, h, w, o]
+                      = conv(x_pad^T, g^T)  (x^T: [C, H, W, N], g^T: [H, W, N, O]).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+import tensorflow as tf
+
+from tfp_realnvp import _tf_internals
+from tfp_realnvp import hardware
+
+__all__ = ["Conv2D", "conv2d_same"]
+
+
+@tf.custom_gradient
+def _conv2d_with_canonical_gradient(inputs: tf.Tensor, kernel: tf.Tensor) -> Any:
+  """`conv2d(inputs, kernel)`, stride 1, "same", its gradients in the NHWC/HWIO layout."""
+  outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+
+  def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    flipped = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
+    inputs_gradient = tf.nn.conv2d(upstream, flipped, strides=1, padding="SAME")
+    pad_h, pad_w = (kh - 1) // 2, (kw - 1) // 2
+    kernel_gradient = tf.nn.conv2d(
+        tf.transpose(inputs, [3, 1, 2, 0]), tf.transpose(upstream, [1, 2, 0, 3]), strides=1,
+        padding=[[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+    return inputs_gradient, tf.transpose(kernel_gradient, [1, 2, 0, 3])
+
+  return outputs, gradient
+
+
+def conv2d_same(inputs: Any, kernel: Any) -> Any:
+  """A stride-1, "same"-padded 2-D convolution of NHWC `inputs` with an HWIO `kernel`.
+
+  The kernel's spatial sizes must be odd. Traced for XLA on a CPU, the gradient is computed in
+  the one layout XLA's CPU compiler runs fast everywhere (the module's docstring); otherwise
+  this is `keras.ops.conv(inputs, kernel, padding="same")`.
+  """
+  if (_tf_internals.in_xla_context()
+      and hardware._device_kind(None) == "CPU"):  # pylint: disable=protected-access
+    return _conv2d_with_canonical_gradient(tf.convert_to_tensor(inputs),
+                                           tf.convert_to_tensor(kernel))
+  return ops.conv(inputs, kernel, strides=1, padding="same")
+
+
+class Conv2D(keras.layers.Conv2D):
+  """`keras.layers.Conv2D` whose stride-1 "same" convolutions go through `conv2d_same`.
+
+  The same weights, configuration and results as Keras's layer; only the gradient's form under
+  XLA on a CPU differs. Other settings (strides, dilation, groups, channels first, even
+  kernels, "valid" padding of a larger kernel) use Keras's convolution.
+  """
+
+  def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+    pointwise = all(k == 1 for k in self.kernel_size)  # "valid" is "same" for a 1x1 kernel.
+    if ((self.padding == "same" or pointwise) and self.data_format == "channels_last"
+        and self.groups == 1 and all(s == 1 for s in self.strides)
+        and all(d == 1 for d in self.dilation_rate)
+        and all(k % 2 == 1 for k in self.kernel_size)):
+      return conv2d_same(inputs, kernel)
+    return super().convolution_op(inputs, kernel)
