@@ -9,13 +9,6 @@ it, but only in a program's top level: inside the body of a loop (a scanned flow
 slower. Under XLA on a CPU, `conv2d_same`'s gradient is therefore written as two convolutions
 in that one layout, with the transposes made explicit; elsewhere (TensorFlow's own kernels,
 GPUs, TPUs) it is the usual convolution and gradient.
-
-For `y = conv(x, W)` with an odd `kh x kw` kernel, padding `p = (kh - 1) / 2`,
-`q = (kw - 1) / 2`, and the upstream gradient `g = dL/dy`:
-
-    dL/dx = conv(g, W'),  W'[i, j, o, c] = W[kh - 1 - i, kw - 1 - j, c, o]
-    dL/dW[i, j, c, o] = sum_{n, h, w} x_pad[n, h + i, w + j, c] g[n, h, w, o]
-                      = conv(x_pad^T, g^T)  (x^T: [C, H, W, N], g^T: [H, W, N, O]).
 """
 
 from __future__ import annotations
@@ -34,7 +27,16 @@ __all__ = ["Conv2D", "conv2d_same"]
 
 @tf.custom_gradient
 def _conv2d_with_canonical_gradient(inputs: tf.Tensor, kernel: tf.Tensor) -> Any:
-  """`conv2d(inputs, kernel)`, stride 1, "same", its gradients in the NHWC/HWIO layout."""
+  """`y = conv2d(x, W)`, stride 1, "same", its gradients in the NHWC/HWIO layout.
+
+  With an odd `kh x kw` kernel, padding `p = (kh - 1) / 2`, `q = (kw - 1) / 2`, and the upstream
+  gradient `g = dL/dy`:
+
+      dL/dx = conv(g, W'),  W'[i, j, o, c] = W[kh - 1 - i, kw - 1 - j, c, o]
+      dL/dW[i, j, c, o] = sum_{n, h, w} x_pad[n, h + i, w + j, c] g[n, h, w, o]
+                        = conv(x^T, g^T)[c, i, j, o],  x^T: [C, H, W, N] padded by (p, q),
+                                                        g^T: [H, W, N, O].
+  """
   outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
 
   def gradient(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
