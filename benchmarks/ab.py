@@ -8,7 +8,8 @@ main) and this tree's. Both run this tree's worker code, so the baseline must be
 to build the same models. It reports each worker's start-up (launch to first training step
 done, and the first step alone) and the median and quartiles of every operation
 (`train_step`, `log_prob`, `sample`; `--ops`), the two workers interleaved round by round so
-that a busy machine's load falls on both alike, with the ratio this tree / baseline.
+that a busy machine's load falls on both alike, with the ratio this tree / baseline. With
+`--jit`, both workers compile their training steps with XLA.
 
 This is how a performance change earns its place (and how one that did not win is reported):
 run it on the change before and after, with the CPU named. Reports go to
@@ -47,6 +48,8 @@ def parse_args(argv=None):
   parser.add_argument("--ops", default=",".join(speed.OPS),
                       help=f"Comma-separated operations among {list(speed.OPS)}.")
   parser.add_argument("--precision", choices=speed.PRECISIONS, default="float32")
+  parser.add_argument("--jit", action="store_true",
+                      help="Compile both workers' training steps with XLA (jit_compile=True).")
   parser.add_argument("--threads", type=int, default=1, help="Threads per worker (0: TF's).")
   parser.add_argument("--output", default=str(_HERE / "runs" / "ab"),
                       help="Folder for results.jsonl.")
@@ -65,7 +68,7 @@ def measure(args, config):
   """Start-up and interleaved operations of both workers; returns the report."""
   worker_args = speed.our_worker_args(
       **_configs.architecture(args), batch_size=args.batch_size, threads=args.threads,
-      precision=args.precision)
+      precision=args.precision, jit=args.jit)
   roots = {"baseline": args.baseline.resolve(), "this tree": _HERE.parent}
   command = speed.worker_commands(worker_args, config)["tfp_realnvp"]
   specs = {form: (command, dict(speed.worker_env(worker_args), PYTHONPATH=str(root)))
@@ -76,7 +79,7 @@ def measure(args, config):
         raise RuntimeError(f"the {form} worker imported {worker.info['package']}, not the "
                            f"package of {roots[form]}.")
     times, loads = speed.interleave(workers, args.ops, args.rounds, args.reps, label=config)
-  report = {"config": config, "flow": args.flow, "precision": args.precision,
+  report = {"config": config, "flow": args.flow, "precision": args.precision, "jit": args.jit,
             "batch_size": args.batch_size, "threads": args.threads, "loadavg_1min": loads,
             "roots": {form: str(root) for form, root in roots.items()},
             "cpu": _runlog.cpu_description(), "measured_at": _runlog.utc_now()}
@@ -93,7 +96,8 @@ def main(argv=None):
   args = parse_args(argv)
   os.makedirs(args.output, exist_ok=True)
   rows = [measure(args, config) for config in args.configs.split(",")]
-  print(f"\n{_runlog.cpu_summary()}\n{args.flow}, {args.precision}, batch {args.batch_size}, "
+  print(f"\n{_runlog.cpu_summary()}\n{args.flow}, {args.precision}{', XLA' if args.jit else ''}, "
+        f"batch {args.batch_size}, "
         f"threads {args.threads or 'TensorFlow default'}\n")
   print("| configuration | operation | baseline (ms) | this tree (ms) | this tree / baseline |")
   print("| --- | --- | --- | --- | --- |")

@@ -9,9 +9,11 @@ runs `speed.py`'s worker for our library (`_configs.py`'s Glow configuration `--
 
 * start-up: launch to the end of the first training step, and the first training step alone
   (tracing and graph optimisation: what grows with an unrolled flow's depth), with and
-  without XLA (`--jit`: the first step then includes XLA's compilation);
-* the steady training step: the median of `--rounds` x `--reps` calls, the two forms of the
-  same depth interleaved round by round so that a busy machine's load falls on both alike;
+  without XLA (the `xla` part: the first step then includes XLA's compilation, and the first
+  step less a steady one is the start-up XLA adds to tracing);
+* the steady training step, with and without XLA: the median of `--rounds` x `--reps` calls,
+  the two forms of the same depth interleaved round by round so that a busy machine's load
+  falls on both alike;
 * memory: separate training-only processes (`_worker.py`'s memory mode) in the standard and
   the reversible mode (`FlowModel(remat="reversible")`), the peak resident memory and its
   excess over the memory after import and building (`above_mb`).
@@ -118,7 +120,7 @@ def _worker_command(args, depth, form, jit=False):
 
 
 def speed_part(args, depth, jit, forms=FORMS, part=None):
-  """Start-up of `forms` at `depth`, then (without XLA) their interleaved steady steps.
+  """Start-up of `forms` at `depth`, then their interleaved steady steps.
 
   Records are marked with `part` (default: `xla` with XLA, else `speed`)."""
   part = part or ("xla" if jit else "speed")
@@ -126,8 +128,7 @@ def speed_part(args, depth, jit, forms=FORMS, part=None):
                   speed.worker_env(_worker_args(args, depth, form))) for form in forms}
   label = f"K={depth}{' XLA' if jit else ''}"
   with speed.running(specs, label) as workers:
-    times, _ = speed.interleave(workers, ["train_step"], 0 if jit else args.rounds, args.reps,
-                                label=label)
+    times, _ = speed.interleave(workers, ["train_step"], args.rounds, args.reps, label=label)
     reports = {}
     for form, worker in workers.items():
       report = {"part": part, "depth": depth, "form": form,
@@ -225,7 +226,10 @@ def print_table(rows, depths):
        lambda r: r["startup"]["launch_to_first_step_done_s"]),
       ("first training step (s)", "speed", {}, lambda r: r["startup"]["first_train_step_s"]),
       ("first training step, XLA (s)", "xla", {}, lambda r: r["startup"]["first_train_step_s"]),
+      ("first step less a steady step, XLA (s)", "xla", {},
+       lambda r: r["startup"]["first_train_step_s"] - r["step"]["median_ms"] / 1000),
       ("steady training step (ms)", "speed", {}, lambda r: r["step"]["median_ms"]),
+      ("steady training step, XLA (ms)", "xla", {}, lambda r: r["step"]["median_ms"]),
       ("peak resident memory, training (MB)", "memory", {"remat": "standard"},
        lambda r: r["peak_mb"]),
       ("reversible: peak above built model (MB)", "memory", {"remat": "reversible"},
