@@ -3,6 +3,7 @@ and, inside a loop, only convolutions in the layout XLA's CPU compiler runs fast
 
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,8 +41,8 @@ def test_values_and_gradients_equal_tensorflows_under_xla(kernel_shape):
 
 def layers_under_test():
   """Every kind of the networks' convolutions, built for 4-channel 8x8 images (float64)."""
-  layers = {"3x3 same": _convolution.Conv2D(4, 3, padding="same", dtype="float64"),
-            "1x1 valid": _convolution.Conv2D(4, 1, dtype="float64"),
+  layers = {"3x3 same": networks.Conv2D(4, 3, padding="same", dtype="float64"),
+            "1x1 valid": networks.Conv2D(4, 1, dtype="float64"),
             "weight norm": networks.WeightNormConv2D(4, dtype="float64")}
   for layer in layers.values():
     layer.build((None, 8, 8, 4))
@@ -68,7 +69,7 @@ def test_loop_of_a_compiled_training_step_keeps_the_fast_layout(name):
 
 
 def test_strided_convolutions_stay_kerass():
-  layer = _convolution.Conv2D(4, 3, strides=2, padding="same", dtype="float64")
+  layer = networks.Conv2D(4, 3, strides=2, padding="same", dtype="float64")
   x = normal([2, 8, 8, 4], 5)
   layer.build(x.shape)
   with tf.GradientTape() as tape:
@@ -91,3 +92,16 @@ def test_xla_context_is_seen_in_compiled_functions_only():
   tf.function(lambda: record("xla"), jit_compile=True)()
   tf.function(lambda: tf.function(lambda: record("nested"))(), jit_compile=True)()
   assert seen == {"eager": False, "graph": False, "xla": True, "nested": True}
+
+
+def test_the_layer_is_kerass_conv2d_and_serializes_as_itself():
+  layer = networks.Conv2D(6, 3, padding="same", name="conv")
+  x = normal([2, 5, 5, 3], 6)
+  y = layer(tf.cast(x, tf.float32))
+  keras_layer = keras.layers.Conv2D(6, 3, padding="same")
+  keras_layer.build(x.shape)
+  keras_layer.set_weights(layer.get_weights())
+  np.testing.assert_allclose(y.numpy(), keras_layer(tf.cast(x, tf.float32)).numpy(), rtol=1e-6)
+  restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+  assert type(restored) is networks.Conv2D
+  assert restored.get_config() == layer.get_config()

@@ -7,6 +7,7 @@ import warnings
 
 from tfp_realnvp.networks.actnorm import ActNormalization
 from tfp_realnvp.networks.autoregressive import AutoregressiveNetwork
+from tfp_realnvp.networks._convolution import Conv2D
 from tfp_realnvp.networks.batch_normalization import FusedBatchNormalization
 from tfp_realnvp.networks.glow_network import GlowCouplingNetwork
 from tfp_realnvp.networks.glow_network import SplitPriorNetwork
@@ -21,7 +22,7 @@ from tfp_realnvp.networks.templates import real_nvp_default_template
 from tfp_realnvp.networks.weight_norm import WeightNormConv2D
 
 __all__ = ["COUPLING_NETWORKS", "MADE", "ActNormalization", "AutoregressiveNetwork",
-           "CouplingResNet", "FusedBatchNormalization", "GlowCouplingNetwork",
+           "Conv2D", "CouplingResNet", "FusedBatchNormalization", "GlowCouplingNetwork",
            "MaskedAutoregressiveDefaultTemplate", "RealNVPDefaultTemplate", "ResidualBlock",
            "SplitPriorNetwork", "WeightNormConv2D", "masked_autoregressive_default_template",
            "real_nvp_default_template"]

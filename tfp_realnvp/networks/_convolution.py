@@ -66,12 +66,42 @@ def conv2d_same(inputs: Any, kernel: Any) -> Any:
   return ops.conv(inputs, kernel, strides=1, padding="same")
 
 
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
 class Conv2D(keras.layers.Conv2D):
-  """`keras.layers.Conv2D` whose stride-1 "same" convolutions go through `conv2d_same`.
+  """`keras.layers.Conv2D` whose gradient stays fast under XLA on a CPU, inside loops too.
 
-  The same weights, configuration and results as Keras's layer; only the gradient's form under
-  XLA on a CPU differs. Other settings (strides, dilation, groups, channels first, even
-  kernels, "valid" padding of a larger kernel) use Keras's convolution.
+  The same layer as Keras's (arguments, weights, configuration and outputs), for coupling
+  networks that may run inside a scanned flow (`Glow(scan=True)`: each level's steps are one
+  loop) compiled with XLA on a CPU. There, TensorFlow's convolution gradients reach XLA in
+  layouts that XLA's CPU compiler turns into plain nested loops inside a loop's body, tens of
+  times slower than its library convolution. For a stride-1 convolution `y = conv(x, W)` with
+  "same" padding (or a 1x1 kernel) and odd `kh x kw` kernel, this layer's gradient with
+  respect to the upstream gradient `g = dL/dy` is computed as two convolutions in the layout
+  XLA runs fast (NHWC images, HWIO kernels):
+
+  ```none
+  dL/dx = conv(g, W'),           W'[i, j, o, c] = W[kh - 1 - i, kw - 1 - j, c, o]
+  dL/dW[i, j, c, o] = sum_{n, h, w} x_pad[n, h + i, w + j, c] g[n, h, w, o],
+  ```
+
+  the second as a convolution of the transposed `x_pad` (`[C, H + kh - 1, W + kw - 1, N]`)
+  with the transposed `g` (`[H, W, N, O]`). Elsewhere (eager, plain graphs, GPUs, TPUs) and
+  for other settings (strides, dilation, groups, channels first, even kernels, "valid" padding
+  of a larger kernel) it is Keras's convolution and TensorFlow's gradient. Glow's coupling
+  networks (`GlowCouplingNetwork`, `SplitPriorNetwork`) are built from it, and
+  `WeightNormConv2D` computes its convolution the same way.
+
+  ```python
+  conv = tfp_realnvp.networks.Conv2D(64, 3, padding="same")
+  y = conv(tf.zeros([2, 8, 8, 3]))     # [2, 8, 8, 64], as keras.layers.Conv2D
+  ```
+
+  Its constructor takes `keras.layers.Conv2D`'s arguments (`filters`, `kernel_size`,
+  `padding`, ...), with the same meaning and defaults.
+
+  References:
+    Vincent Dumoulin and Francesco Visin. A guide to convolution arithmetic for deep learning.
+    2016. https://arxiv.org/abs/1603.07285 (the gradient of a convolution as a convolution).
   """
 
   def convolution_op(self, inputs: Any, kernel: Any) -> Any:
