@@ -112,22 +112,21 @@ class StackedParameters(_seam.HoldsUntracked, keras.layers.Layer):
     groups: dict[tf.DType, list[int]] = {}
     for index, variable in enumerate(self.stacked):
       groups.setdefault(variable.dtype, []).append(index)
-    arrays = []  # (list of the rows, the variables' indices, their shapes) per dtype.
+    arrays = []  # (list of the rows, the variables' indices, shapes and sizes) per dtype.
     for dtype, indices in groups.items():
       shapes = [self.stacked[i].shape[1:] for i in indices]
       rows = tf.concat([tf.reshape(tf.convert_to_tensor(self.stacked[i]), [self.num_steps, -1])
                         for i in indices], axis=1)
       arrays.append((tf.TensorArray(dtype, size=self.num_steps,
                                     element_shape=rows.shape[1:]).unstack(rows),
-                     indices, shapes))
+                     indices, shapes, [shape.num_elements() for shape in shapes]))
 
     def read(k: tf.Tensor) -> list[tf.Tensor]:
-      values: dict[int, tf.Tensor] = {}
-      for array, indices, shapes in arrays:
-        parts = tf.split(array.read(k), [int(np.prod(shape)) for shape in shapes])
-        values.update((i, tf.reshape(part, shape))
-                      for i, shape, part in zip(indices, shapes, parts, strict=True))
-      return [values[i] for i in range(len(self.stacked))]
+      values: list[Any] = [None] * len(self.stacked)
+      for array, indices, shapes, sizes in arrays:
+        for i, shape, part in zip(indices, shapes, tf.split(array.read(k), sizes), strict=True):
+          values[i] = tf.reshape(part, shape)
+      return values
 
     return read
 

@@ -1,14 +1,7 @@
 """Stride-1 "same" convolutions whose gradients XLA compiles well on a CPU, inside loops too.
 
-The gradient of a convolution is two more convolutions, which TensorFlow hands to XLA in other
-layouts than the forward one: the kernel's input and output axes swapped for the input's
-gradient, the batch taken as the contracted axis for the kernel's. XLA's CPU compiler calls its
-fast convolution only for one layout (images NHWC, kernels HWIO) and rewrites the others into
-it, but only in a program's top level: inside the body of a loop (a scanned flow's steps,
-`tfp_realnvp.bijectors.Scan`) the others are compiled into plain nested loops, tens of times
-slower. Under XLA on a CPU, `conv2d_same`'s gradient is therefore written as two convolutions
-in that one layout, with the transposes made explicit; elsewhere (TensorFlow's own kernels,
-GPUs, TPUs) it is the usual convolution and gradient.
+`conv2d_same` is the convolution of `Conv2D` and `WeightNormConv2D`; why and how its gradient
+differs under XLA on a CPU is in `Conv2D`'s docstring.
 """
 
 from __future__ import annotations
@@ -27,15 +20,9 @@ __all__ = ["Conv2D", "conv2d_same"]
 
 @tf.custom_gradient
 def _conv2d_with_canonical_gradient(inputs: tf.Tensor, kernel: tf.Tensor) -> Any:
-  """`y = conv2d(x, W)`, stride 1, "same", its gradients in the NHWC/HWIO layout.
+  """`conv2d(inputs, kernel)`, stride 1, "same", its gradient in the NHWC/HWIO layout only.
 
-  With an odd `kh x kw` kernel, padding `p = (kh - 1) / 2`, `q = (kw - 1) / 2`, and the upstream
-  gradient `g = dL/dy`:
-
-      dL/dx = conv(g, W'),  W'[i, j, o, c] = W[kh - 1 - i, kw - 1 - j, c, o]
-      dL/dW[i, j, c, o] = sum_{n, h, w} x_pad[n, h + i, w + j, c] g[n, h, w, o]
-                        = conv(x^T, g^T)[c, i, j, o],  x^T: [C, H, W, N] padded by (p, q),
-                                                        g^T: [H, W, N, O].
+  The gradient's equations are in `Conv2D`'s docstring; `kernel`'s spatial sizes are odd.
   """
   outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
 
@@ -56,8 +43,8 @@ def conv2d_same(inputs: Any, kernel: Any) -> Any:
   """A stride-1, "same"-padded 2-D convolution of NHWC `inputs` with an HWIO `kernel`.
 
   The kernel's spatial sizes must be odd. Traced for XLA on a CPU, the gradient is computed in
-  the one layout XLA's CPU compiler runs fast everywhere (the module's docstring); otherwise
-  this is `keras.ops.conv(inputs, kernel, padding="same")`.
+  the one layout XLA's CPU compiler runs fast everywhere, inside loops too (`Conv2D`'s
+  docstring); otherwise this is `keras.ops.conv(inputs, kernel, padding="same")`.
   """
   if (_tf_internals.in_xla_context()
       and hardware._device_kind(None) == "CPU"):  # pylint: disable=protected-access
